@@ -1,0 +1,17 @@
+"""dlogdet: exact, memory-bounded, distributed log-determinants of huge dense matrices, as Dask task graphs."""
+
+from . import config  # noqa: F401  (registers the dlogdet.* defaults in dask.config)
+from .api import logdet
+from .errors import (DlogdetError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError, NotSquareError,
+                     NotSymmetricError, SingularMatrixError, SourceError, UnsupportedDtypeError)
+from .result import Inertia, LogdetResult
+from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, TileSource, ZarrSource, as_source
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "logdet", "LogdetResult", "Inertia", "KernelSource", "TileSource", "ArraySource", "NpySource", "ZarrSource",
+    "DaskArraySource", "as_source", "DlogdetError", "InputError", "NotPSDError", "NotSquareError",
+    "NotSymmetricError", "NonFiniteError", "SingularMatrixError", "SourceError", "UnsupportedDtypeError",
+    "MemoryBudgetError", "__version__",
+]

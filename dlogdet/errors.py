@@ -1,0 +1,75 @@
+"""Error tree of dlogdet: every problem a user can hit has one class and a message that names the fix.
+
+``InputError`` (also a ``ValueError``) is bad input: the CLI maps it to exit code 2. Everything else that
+derives from ``DlogdetError`` is a failure of the computation (exit code 1).
+"""
+
+from __future__ import annotations
+
+
+class DlogdetError(Exception):
+    """Base class of every error raised by dlogdet."""
+
+
+class InputError(DlogdetError, ValueError):
+    """The input cannot be used as given (shape, dtype, values, file, option)."""
+
+
+class NotSquareError(InputError):
+    """The matrix is not 2-D and square."""
+
+
+class UnsupportedDtypeError(InputError):
+    """The matrix has a dtype the engine does not factorize (it supports float32 and float64)."""
+
+
+class NotSymmetricError(InputError):
+    """``assume="spd"`` or ``"sym"`` was asked for a matrix that is not symmetric within tolerance."""
+
+
+class NonFiniteError(InputError):
+    """The matrix holds NaN or Inf."""
+
+
+class SourceError(InputError):
+    """A file or source cannot be opened or read."""
+
+
+class NotPSDError(InputError, ArithmeticError):
+    """``assume="spd"`` but a Cholesky pivot was not positive.
+
+    Attributes
+    ----------
+    row : int
+        Global row (0-based) of the first pivot that failed.
+    """
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row
+
+    def __reduce__(self):  # keep ``row`` when the error crosses process boundaries
+        return (type(self), (self.args[0], self.row))
+
+
+class SingularMatrixError(DlogdetError, ArithmeticError):
+    """A diagonal tile became exactly singular, so the tiled LDLᵀ/LU cannot go on past it.
+
+    The determinant of the matrix is then 0 (log det = -inf) to working precision.
+
+    Attributes
+    ----------
+    row : int
+        Global row (0-based) of the first zero pivot.
+    """
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.row))
+
+
+class MemoryBudgetError(InputError):
+    """The requested memory budget is smaller than the smallest working set that can run."""

@@ -1,0 +1,241 @@
+"""Tiled factorizations as Dask task graphs (built here, computed by :mod:`dlogdet.runtime`).
+
+Right-looking, lower triangle only, one trailing update per task, as PLASMA/DPLASMA do (see
+:mod:`dlogdet.kernels` for the block equations). Keys tell the story in the dashboard's task stream:
+
+==========================  =============================================================
+``("potrf-<tok>", k)``      factor diagonal tile k (``sytrf`` for ``sym``, ``getrf`` for ``gen``)
+``("trsm-<tok>", i, k)``    column-panel solve of tile (i, k)
+``("trsmrow-<tok>", k, j)`` row-panel solve of tile (k, j) (``gen`` only)
+``("syrk-<tok>", i, i, k)`` trailing update of diagonal tile i by panel k
+``("gemm-<tok>", i, j, k)`` trailing update of off-diagonal tile (i, j) by panel k
+``("pivots-<tok>", k)``     the log-pivots of panel k (a few kB: what leaves the engine)
+``("logdet-<tok>",)``       all log-pivots, gathered
+==========================  =============================================================
+
+Input tiles are read inside the first task that needs them (a nested task), so a tile travels from its
+source straight to the worker that uses it. A factor tile is released as soon as its panel's updates ran.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from dask.base import tokenize
+
+from . import backend as B
+from . import config
+from . import kernels as K
+from .sources import ArraySource, DaskArraySource, TileSource
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Tiles of size ``block_size`` over ``n`` rows; the last one is ragged."""
+
+    n: int
+    block_size: int
+
+    @property
+    def nt(self) -> int:
+        return -(-self.n // self.block_size)
+
+    def bounds(self, k: int) -> tuple[int, int]:
+        return k * self.block_size, min((k + 1) * self.block_size, self.n)
+
+    def tiles_lower(self) -> int:
+        return self.nt * (self.nt + 1) // 2
+
+
+def auto_block_size(n: int, workers: int = 1, *, itemsize: int = 8, budget: int | None = None) -> int:
+    """Tile size for n rows on ``workers`` workers.
+
+    Big tiles make BLAS efficient and keep the per-task overhead (~3 ms) small; enough tiles keep every worker
+    busy: the first trailing update has about nt²/2 independent tasks, so we ask for nt ≥ max(4, √(8·workers)).
+    Bounded by ``dlogdet.min-block-size``/``max-block-size`` and, with a budget, by budget/8 bytes per tile
+    (an update holds three tiles and its output; the rest is headroom).
+    """
+    lo = int(config.get("min-block-size", 256))
+    hi = int(config.get("max-block-size", 2048))
+    nt = max(4, math.ceil(math.sqrt(8 * max(1, workers))))
+    bs = max(lo, min(hi, math.ceil(n / nt)))
+    if budget is not None:
+        bs = min(bs, int(math.sqrt(budget / 8 / itemsize)))
+    return max(1, min(bs, n))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tasks (top-level functions: they are pickled into the graph)
+# --------------------------------------------------------------------------------------------------------------
+
+def read_tile(source: TileSource, r0: int, r1: int, c0: int, c1: int):
+    return source.tile(r0, r1, c0, c1)
+
+
+def whole(x):
+    return x
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How an input tile becomes a tile of M = t·A + diag(d): scale, shift, checks, backend."""
+
+    t: float = 1.0
+    d: Any = None              # None, a float, or the slice of the d vector of this diagonal tile
+    check_finite: bool = True
+    symmetry_rtol: float | None = None
+    backend: str = "numpy"
+
+
+def load_tile(raw, mirror, spec: LoadSpec, r0: int, c0: int, i: int, j: int):
+    tile = B.to_backend(raw, spec.backend)
+    upper = B.to_backend(mirror, spec.backend) if mirror is not None else None
+    return K.prepare_tile(tile, r0=r0, c0=c0, t=spec.t, d=spec.d, check_finite=spec.check_finite, upper=upper,
+                          symmetry_rtol=spec.symmetry_rtol, tile_index=(i, j))
+
+
+def gather_pivots(*pivots: K.Pivots) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([p.log_abs for p in pivots]),
+            np.concatenate([p.sign for p in pivots]).astype(np.int8))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Graph
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class FactorGraph:
+    """A factorization graph and the keys a driver needs."""
+
+    dsk: dict
+    output_key: tuple
+    panel_keys: list
+    tiling: Tiling
+    assume: str
+    token: str
+    n_tasks: int
+    names: dict = field(default_factory=dict)
+
+
+def source_token(source: TileSource) -> str:
+    """A token for the source: deterministic for files and generated sources, unique per call in memory."""
+    if isinstance(source, ArraySource) or isinstance(source, DaskArraySource):
+        return uuid.uuid4().hex
+    return tokenize(type(source).__name__, repr(source), getattr(source, "path", None),
+                    getattr(source, "x", None))
+
+
+def raw_refs(source: TileSource, tiling: Tiling, token: str, tiles: dict | None = None):
+    """Graph entries and a function (i, j) -> task argument yielding the raw input tile A_ij.
+
+    ``tiles`` maps (i, j) to objects already on the cluster (scattered futures); otherwise dask arrays are
+    rechunked and merged, and any other source is placed in the graph once and read by nested tasks.
+    """
+    if tiles is not None:
+        return {}, lambda i, j: (whole, tiles[i, j])
+    if isinstance(source, DaskArraySource):
+        arr = source.array.rechunk((tiling.block_size, tiling.block_size))
+        dsk = dict(arr.__dask_graph__())
+        return dsk, lambda i, j: (arr.name, i, j)
+    skey = f"source-{token}"
+
+    def ref(i, j):
+        r0, r1 = tiling.bounds(i)
+        c0, c1 = tiling.bounds(j)
+        return (read_tile, skey, r0, r1, c0, c1)
+
+    return {skey: source}, ref
+
+
+def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: float = 1.0, d=0.0,
+                       backend: str = "numpy", check_finite: bool = True, symmetry_rtol: float | None = None,
+                       tiles: dict | None = None, token: str | None = None) -> FactorGraph:
+    """The task graph of the tiled factorization of M = t·A + diag(d).
+
+    Parameters
+    ----------
+    source : TileSource
+    assume : {"spd", "sym", "gen"}
+    tiling : Tiling
+    t, d : scale and diagonal shift (d a scalar or an array of length n).
+    backend : "numpy", "cupy" or "auto" (resolved on each worker).
+    check_finite : refuse NaN/Inf in input tiles.
+    symmetry_rtol : check symmetry (reading the mirror tiles) with this tolerance; None to skip.
+    tiles : pre-scattered input tiles {(i, j): future}, for in-memory arrays on a cluster.
+    """
+    if assume not in K.ASSUME:
+        raise ValueError(f"assume must be one of {K.ASSUME}, got {assume!r}")
+    token = token or tokenize(source_token(source), assume, tiling, t,
+                              d if np.isscalar(d) else tokenize(np.asarray(d)), backend, check_finite,
+                              symmetry_rtol)
+    nt = tiling.nt
+    gen = assume == "gen"
+    dsk, ref = raw_refs(source, tiling, token, tiles)
+    fname = {"spd": "potrf", "sym": "sytrf", "gen": "getrf"}[assume]
+    names = {k: f"{k}-{token}" for k in (fname, "trsm", "trsmrow", "syrk", "gemm", "pivots", "logdet")}
+    d_vec = None if np.isscalar(d) else np.asarray(d, dtype=np.float64)
+
+    def load(i, j):
+        r0, r1 = tiling.bounds(i)
+        c0, c1 = tiling.bounds(j)
+        dd = None
+        if i == j:
+            dd = float(d) if d_vec is None else d_vec[r0:r1]
+        mirror = None
+        rtol = None
+        if symmetry_rtol is not None:
+            rtol = symmetry_rtol
+            if i != j:
+                mirror = ref(j, i)
+        spec = LoadSpec(t=float(t), d=dd, check_finite=check_finite, symmetry_rtol=rtol, backend=backend)
+        return (load_tile, ref(i, j), mirror, spec, r0, c0, i, j)
+
+    # current expression of each tile: a nested load task until its first update, then a key
+    cur: dict[tuple[int, int], Any] = {}
+    for i in range(nt):
+        for j in range(nt if gen else i + 1):
+            cur[i, j] = load(i, j)
+
+    panel_keys = []
+    for k in range(nt):
+        r0, _ = tiling.bounds(k)
+        fk = (names[fname], k)
+        dsk[fk] = (K.factor_diag, cur[k, k], assume, r0, k == nt - 1) if assume != "spd" else \
+            (K.potrf, cur[k, k], r0)
+        pk = (names["pivots"], k)
+        dsk[pk] = (K.pivots, fk)
+        panel_keys.append(pk)
+        col = {}
+        row = {}
+        for i in range(k + 1, nt):
+            key = (names["trsm"], i, k)
+            dsk[key] = (K.trsm, fk, cur[i, k])
+            col[i] = key
+            if gen:
+                key = (names["trsmrow"], k, i)
+                dsk[key] = (K.trsm_row, fk, cur[k, i])
+                row[i] = key
+        for i in range(k + 1, nt):
+            for j in range(k + 1, nt if gen else i + 1):
+                name = names["syrk"] if i == j else names["gemm"]
+                key = (name, i, j, k)
+                if gen:
+                    dsk[key] = (K.update_gen, cur[i, j], col[i], row[j])
+                else:
+                    dsk[key] = (K.update, cur[i, j], col[i], col[j])
+                cur[i, j] = key
+    out = (names["logdet"],)
+    dsk[out] = (gather_pivots, *panel_keys)
+    n_tasks = sum(1 for v in dsk.values() if isinstance(v, tuple) and v and callable(v[0]))
+    return FactorGraph(dsk, out, panel_keys, tiling, assume, token, n_tasks, names)
+
+
+def panel_work_fraction(nt: int, done: int) -> float:
+    """Fraction of the flops of a right-looking factorization spent in its first ``done`` of nt panels."""
+    if nt <= 0:
+        return 1.0
+    return 1.0 - ((nt - done) / nt) ** 3

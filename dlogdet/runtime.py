@@ -1,0 +1,172 @@
+"""Where graphs run: the active distributed client, one given, or dask's threaded scheduler in this process.
+
+``client=None`` means: the active ``distributed`` client if there is one (``distributed.default_client()``),
+otherwise dask's threaded scheduler in this process with ``dlogdet.local.workers`` threads (default: all cores)
+and BLAS pinned to one thread per task, so that tasks, not BLAS threads, share the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Panel-level progress of a factorization (what progress bars show)."""
+
+    panels_done: int
+    panels_total: int
+    tiles_done: int
+    tiles_total: int
+    work_fraction: float
+    elapsed: float
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, from the flops still to do (panels late in the factorization are cheaper)."""
+        f = self.work_fraction
+        if f <= 0:
+            return None
+        return self.elapsed * (1.0 - f) / f
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def active_client(client=None):
+    """``client`` if given, else the active distributed client, else None (the in-process scheduler)."""
+    if client is not None:
+        return client
+    try:
+        from distributed import default_client
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def n_workers(client) -> int:
+    """Workers the graph will run on (threads of the local scheduler without a client)."""
+    if client is None:
+        return int(config.get("local.workers") or os.cpu_count() or 1)
+    info = client.scheduler_info()
+    return max(1, len(info.get("workers", {})))
+
+
+@dataclass
+class RunStats:
+    wall_time: float
+    peak_managed_bytes: dict
+    peak_rss_bytes: dict
+    scheduler: str
+
+
+def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
+    from .graph import panel_work_fraction
+    tiles_done = sum(nt - k for k in range(done))
+    return Progress(done, nt, tiles_done, tiles_total, panel_work_fraction(nt, done), time.perf_counter() - t0)
+
+
+def execute(dsk: dict, out_key, panel_keys: list, *, client=None, progress: ProgressCallback | None = None,
+            tiles_total: int = 0) -> tuple[Any, RunStats]:
+    """Compute ``out_key`` of ``dsk`` and report progress as panels finish.
+
+    Returns the value of ``out_key`` and run statistics (wall time, peak memory per worker where known).
+    """
+    client = active_client(client)
+    if client is None:
+        return _execute_local(dsk, out_key, panel_keys, progress, tiles_total)
+    return _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total)
+
+
+def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
+    import dask.threaded
+    import psutil
+    from dask.callbacks import Callback
+    from threadpoolctl import threadpool_limits
+
+    nt = len(panel_keys)
+    pset = set(panel_keys)
+    done = [0]
+    t0 = time.perf_counter()
+    proc = psutil.Process()
+    peak = [proc.memory_info().rss]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], proc.memory_info().rss)
+
+    def posttask(key, result, dsk_, state, worker_id):
+        if key in pset:
+            done[0] += 1
+            if progress is not None:
+                progress(_progress_for(done[0], nt, tiles_total, t0))
+
+    workers = n_workers(None)
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        with threadpool_limits(limits=1, user_api="blas"), Callback(posttask=posttask):
+            value = dask.threaded.get(dsk, out_key, num_workers=workers)
+    finally:
+        stop.set()
+        th.join()
+    wall = time.perf_counter() - t0
+    return value, RunStats(wall, {}, {"local": peak[0]}, f"threads ({workers})")
+
+
+def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total):
+    nt = len(panel_keys)
+    interval = float(config.get("progress-interval", 0.25))
+    t0 = time.perf_counter()
+    futures = client.get(dsk, [out_key, *panel_keys], sync=False)
+    out, panels = futures[0], futures[1:]
+    peak_managed: dict = {}
+    peak_rss: dict = {}
+
+    def sample():
+        try:
+            info = client.scheduler_info()
+        except Exception:  # the scheduler may be busy or gone; the run's own result reports that
+            return
+        for addr, w in info.get("workers", {}).items():
+            m = w.get("metrics", {})
+            name = w.get("name", addr)
+            key = f"{name}" if not isinstance(name, str) else name
+            if "managed_bytes" in m:
+                peak_managed[key] = max(peak_managed.get(key, 0), int(m["managed_bytes"]))
+            if "memory" in m:
+                peak_rss[key] = max(peak_rss.get(key, 0), int(m["memory"]))
+
+    last_done = -1
+    try:
+        while True:
+            done = sum(f.done() for f in panels)
+            if progress is not None and done != last_done:
+                progress(_progress_for(done, nt, tiles_total, t0))
+                last_done = done
+            sample()
+            if out.done():
+                break
+            try:
+                from distributed import wait
+                wait(out, timeout=interval)
+            except Exception:  # TimeoutError from wait: poll again
+                pass
+        value = out.result()
+        if progress is not None and last_done != nt:
+            progress(_progress_for(nt, nt, tiles_total, t0))
+    finally:
+        for f in futures:
+            f.release()
+    wall = time.perf_counter() - t0
+    return value, RunStats(wall, peak_managed, peak_rss, f"distributed ({client.scheduler.address})")

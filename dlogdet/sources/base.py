@@ -1,0 +1,74 @@
+"""The tile-source protocol: a matrix as tiles, never the whole matrix in one place."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError, NotSquareError, UnsupportedDtypeError
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype) -> np.dtype:
+    """The dtype if the engine factorizes it (float32, float64), else an ``UnsupportedDtypeError``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in SUPPORTED_DTYPES:
+        hint = " (cast with A.astype(numpy.float64))" if dt is not None and dt.kind in "biuf" else ""
+        raise UnsupportedDtypeError(f"unsupported dtype {dtype}: dlogdet factorizes float32 and float64 "
+                                    f"matrices{hint}")
+    return dt
+
+
+def check_shape(shape) -> tuple[int, int]:
+    """(n, n) for a square 2-D shape, else a ``NotSquareError``."""
+    shape = tuple(shape)
+    if len(shape) != 2:
+        raise NotSquareError(f"the matrix must be 2-D and square, got {len(shape)}-D shape {shape}")
+    if any(not isinstance(s, (int, np.integer)) for s in shape):
+        raise NotSquareError(f"the matrix shape must be known, got {shape}; for a dask array call "
+                             "compute_chunk_sizes() first")
+    if shape[0] != shape[1]:
+        raise NotSquareError(f"the matrix must be square, got shape {shape}")
+    if shape[0] == 0:
+        raise InputError("the matrix is empty (shape (0, 0)); its determinant is 1 by convention, nothing to compute")
+    return int(shape[0]), int(shape[1])
+
+
+class TileSource:
+    """A square matrix that produces its sub-matrices on demand, on the worker that needs them.
+
+    Subclasses set ``shape`` and ``dtype`` and implement :meth:`block`; they override :meth:`tile` when
+    contiguous slices are cheaper than fancy indexing. A source is pickled once into the task graph and shipped
+    to each worker that loads a tile, so it must stay small: it holds a path, points or parameters, not the
+    matrix.
+
+    Attributes
+    ----------
+    shape : tuple[int, int]
+    dtype : numpy.dtype
+    symmetric : bool
+        True when the source is symmetric by construction (a kernel, a Gram matrix): the engine then skips
+        the symmetry check, which would read the upper triangle too.
+    """
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+    symmetric: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.shape[0]
+
+    def block(self, rows, cols) -> np.ndarray:
+        """The dense sub-matrix ``M[rows][:, cols]`` for two integer index arrays."""
+        raise NotImplementedError
+
+    def tile(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """The contiguous tile ``M[r0:r1, c0:c1]``."""
+        return self.block(np.arange(r0, r1), np.arange(c0, c1))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
