@@ -8,6 +8,7 @@ dispatched on the tile's type. CuPy is imported lazily, only when a CuPy tile or
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 import numpy as np
@@ -174,20 +175,22 @@ def ldl_host(a):
     first sub-diagonal, zero outside 2×2 blocks). CuPy has no LDLᵀ, so GPU tiles come here and go back.
     """
     h = to_host(a)
-    lu, d, perm = scipy.linalg.ldl(h, lower=True, hermitian=True, check_finite=False)
+    with warnings.catch_warnings():  # singular pivots are reported by the caller, with the global row
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        lu, d, perm = scipy.linalg.ldl(h, lower=True, hermitian=True, check_finite=False)
     Lt = lu[perm]
     return Lt, perm, np.ascontiguousarray(np.diagonal(d)), np.ascontiguousarray(np.diagonal(d, -1))
 
 
 def lu_factor(a):
     """LU with partial pivoting of a tile: ``(lu, piv)`` in LAPACK getrf convention (0-based ``piv``)."""
-    if is_numpy_array(a):
-        return scipy.linalg.lu_factor(a, check_finite=False)
     if is_cupy_array(a):
         from cupyx.scipy.linalg import lu_factor as cu_lu
         return cu_lu(a)
-    lu, piv = scipy.linalg.lu_factor(to_host(a), check_finite=False)
-    return _like(a, lu), piv
+    with warnings.catch_warnings():  # an exactly zero pivot is reported by the caller, with the global row
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        lu, piv = scipy.linalg.lu_factor(to_host(a), check_finite=False)
+    return (lu, piv) if is_numpy_array(a) else (_like(a, lu), piv)
 
 
 def matmul_sub(C, A, B, *, transpose_b: bool = True):

@@ -64,8 +64,23 @@ def auto_block_size(n: int, workers: int = 1, *, itemsize: int = 8, budget: int 
     nt = max(4, math.ceil(math.sqrt(8 * max(1, workers))))
     bs = max(lo, min(hi, math.ceil(n / nt)))
     if budget is not None:
-        bs = min(bs, int(math.sqrt(budget / 8 / itemsize)))
+        cap = int(math.sqrt(budget / 8 / itemsize))
+        smallest = min(lo, n)
+        if cap < smallest:
+            from .errors import MemoryBudgetError
+            need = 8 * itemsize * smallest * smallest
+            raise MemoryBudgetError(
+                f"a budget of {budget} bytes per worker cannot hold the working set of the smallest tile "
+                f"({smallest}x{smallest}); give at least {need} bytes ({need / 2**20:.1f} MiB) per worker")
+        bs = min(bs, cap)
     return max(1, min(bs, n))
+
+
+def task_count(nt: int, assume: str) -> int:
+    """Tasks of the factorization graph with nt panels (without the gather task)."""
+    if assume == "gen":
+        return sum(2 + 2 * (nt - k - 1) + (nt - k - 1) ** 2 for k in range(nt))
+    return sum(2 + (nt - k - 1) + (nt - k - 1) * (nt - k) // 2 for k in range(nt))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -129,11 +144,12 @@ def source_token(source: TileSource) -> str:
                     getattr(source, "x", None))
 
 
-def raw_refs(source: TileSource, tiling: Tiling, token: str, tiles: dict | None = None):
+def raw_refs(source: TileSource, tiling: Tiling, token: str, tiles: dict | None = None, source_ref=None):
     """Graph entries and a function (i, j) -> task argument yielding the raw input tile A_ij.
 
     ``tiles`` maps (i, j) to objects already on the cluster (scattered futures); otherwise dask arrays are
-    rechunked and merged, and any other source is placed in the graph once and read by nested tasks.
+    rechunked and merged, and any other source is read by nested tasks from ``source_ref`` (a future of the
+    source already on every worker) or from a data node placed in the graph once.
     """
     if tiles is not None:
         return {}, lambda i, j: (whole, tiles[i, j])
@@ -146,14 +162,14 @@ def raw_refs(source: TileSource, tiling: Tiling, token: str, tiles: dict | None 
     def ref(i, j):
         r0, r1 = tiling.bounds(i)
         c0, c1 = tiling.bounds(j)
-        return (read_tile, skey, r0, r1, c0, c1)
+        return (read_tile, skey if source_ref is None else source_ref, r0, r1, c0, c1)
 
-    return {skey: source}, ref
+    return ({skey: source} if source_ref is None else {}), ref
 
 
 def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: float = 1.0, d=0.0,
                        backend: str = "numpy", check_finite: bool = True, symmetry_rtol: float | None = None,
-                       tiles: dict | None = None, token: str | None = None) -> FactorGraph:
+                       tiles: dict | None = None, source_ref=None, token: str | None = None) -> FactorGraph:
     """The task graph of the tiled factorization of M = t·A + diag(d).
 
     Parameters
@@ -166,6 +182,7 @@ def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: fl
     check_finite : refuse NaN/Inf in input tiles.
     symmetry_rtol : check symmetry (reading the mirror tiles) with this tolerance; None to skip.
     tiles : pre-scattered input tiles {(i, j): future}, for in-memory arrays on a cluster.
+    source_ref : a future of ``source`` broadcast to the workers (so no worker is preferred for loading).
     """
     if assume not in K.ASSUME:
         raise ValueError(f"assume must be one of {K.ASSUME}, got {assume!r}")
@@ -174,7 +191,7 @@ def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: fl
                               symmetry_rtol)
     nt = tiling.nt
     gen = assume == "gen"
-    dsk, ref = raw_refs(source, tiling, token, tiles)
+    dsk, ref = raw_refs(source, tiling, token, tiles, source_ref)
     fname = {"spd": "potrf", "sym": "sytrf", "gen": "getrf"}[assume]
     names = {k: f"{k}-{token}" for k in (fname, "trsm", "trsmrow", "syrk", "gemm", "pivots", "logdet")}
     d_vec = None if np.isscalar(d) else np.asarray(d, dtype=np.float64)
@@ -239,3 +256,69 @@ def panel_work_fraction(nt: int, done: int) -> float:
     if nt <= 0:
         return 1.0
     return 1.0 - ((nt - done) / nt) ** 3
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scheduling hints for a distributed cluster (picklable callables of the key, used with dask.annotate)
+# --------------------------------------------------------------------------------------------------------------
+
+def _kind_and_indices(key) -> tuple[str, tuple[int, ...]]:
+    if isinstance(key, tuple) and key and isinstance(key[0], str):
+        return key[0].split("-", 1)[0], tuple(int(v) for v in key[1:])
+    return "", ()
+
+
+def tile_and_step(key) -> tuple[tuple[int, int] | None, int | None, str]:
+    """The tile a task writes, the step (panel) it belongs to, and its kind."""
+    kind, idx = _kind_and_indices(key)
+    if kind in ("potrf", "sytrf", "getrf", "pivots"):
+        return (idx[0], idx[0]), idx[0], kind
+    if kind == "trsm":
+        return (idx[0], idx[1]), idx[1], kind
+    if kind == "trsmrow":
+        return (idx[0], idx[1]), idx[0], kind
+    if kind in ("gemm", "syrk"):
+        return (idx[0], idx[1]), idx[2], kind
+    return None, None, kind
+
+
+class PanelPriority:
+    """Priority of a task: earlier panels first, and within a panel the critical path first.
+
+    The diagonal factorization and the panel solves of step k come before the bulk of step k's trailing
+    update, and the updates of panel k+1 (the next critical path: lookahead) rank with step k's panel solves.
+    """
+
+    def __call__(self, key) -> int:
+        tile, k, kind = tile_and_step(key)
+        if k is None:
+            return 0
+        if kind in ("potrf", "sytrf", "getrf", "pivots"):
+            return -3 * k + 3
+        if kind in ("trsm", "trsmrow"):
+            return -3 * k + 2
+        i, j = tile
+        return -3 * k + 2 if (j == k + 1 or i == k + 1) else -3 * k
+
+
+class BlockCyclic:
+    """2-D block-cyclic owner of each tile over a pr × pc grid of workers (ScaLAPACK's distribution).
+
+    Every update of tile (i, j) runs where the tile lives, so the Schur complement never moves; only panel tiles
+    travel, along their block row and column. Used as a loose restriction: a lost worker's tiles move on.
+    """
+
+    def __init__(self, workers: list[str]):
+        self.workers = list(workers)
+        p = len(self.workers)
+        pr = int(math.isqrt(p))
+        while p % pr:
+            pr -= 1
+        self.pr, self.pc = pr, p // pr
+
+    def owner(self, i: int, j: int) -> str:
+        return self.workers[(i % self.pr) * self.pc + (j % self.pc)]
+
+    def __call__(self, key):
+        tile, _, _ = tile_and_step(key)
+        return list(self.workers) if tile is None else [self.owner(*tile)]

@@ -125,10 +125,23 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
 
 
 def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total):
+    import dask
+
+    from .graph import BlockCyclic, PanelPriority
+
     nt = len(panel_keys)
     interval = float(config.get("progress-interval", 0.25))
     t0 = time.perf_counter()
-    futures = client.get(dsk, [out_key, *panel_keys], sync=False)
+    annotations = {}
+    if config.get("scheduling.priority", "panel") == "panel":
+        annotations["priority"] = PanelPriority()
+    if config.get("scheduling.placement", "block-cyclic") == "block-cyclic":
+        workers = sorted(client.scheduler_info().get("workers", {}))
+        if len(workers) > 1:
+            annotations["workers"] = BlockCyclic(workers)
+            annotations["allow_other_workers"] = True
+    with dask.annotate(**annotations):
+        futures = client.get(dsk, [out_key, *panel_keys], sync=False)
     out, panels = futures[0], futures[1:]
     peak_managed: dict = {}
     peak_rss: dict = {}

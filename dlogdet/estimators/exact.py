@@ -10,11 +10,11 @@ import numpy as np
 from .. import backend as B
 from .. import config
 from ..errors import InputError, NotSymmetricError
-from ..graph import Tiling, auto_block_size, build_factor_graph
+from ..graph import Tiling, auto_block_size, build_factor_graph, task_count
 from ..kernels import ASSUME
 from ..result import Inertia, LogdetResult
 from ..runtime import ProgressCallback, active_client, execute, n_workers
-from ..sources import ArraySource, TileSource
+from ..sources import ArraySource, DaskArraySource, TileSource
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,12 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
                                                                  budget=budget)
     block_size = min(_check_block_size(block_size), n)
     tiling = Tiling(n, block_size)
+    max_tasks = int(config.get("max-tasks", 2_000_000))
+    if task_count(tiling.nt, assume) > max_tasks:
+        suggest = math.ceil(n / math.floor((6 * max_tasks) ** (1 / 3)))
+        raise InputError(f"block_size={block_size} cuts n={n} into {tiling.nt} panels, a graph of "
+                         f"{task_count(tiling.nt, assume)} tasks (more than dlogdet.max-tasks = {max_tasks}); "
+                         f"use block_size >= {suggest}")
 
     if check_symmetry is None:
         check_symmetry = bool(config.get("check.symmetry", True))
@@ -117,9 +123,15 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         futures = client.scatter([a[slice(*tiling.bounds(i)), slice(*tiling.bounds(j))] for i, j in idx],
                                  hash=False)
         tiles = dict(zip(idx, futures))
+    source_ref = None
+    if client is not None and tiles is None and not isinstance(source, DaskArraySource):
+        # a small source (a path, points) on every worker: loads then go wherever the scheduler balances best
+        futures = client.scatter([source], broadcast=True, hash=False)
+        source_ref = futures[0]
 
     g = build_factor_graph(source, assume, tiling, t=t, d=d, backend=backend,
-                           check_finite=bool(config.get("check.finite", True)), symmetry_rtol=rtol, tiles=tiles)
+                           check_finite=bool(config.get("check.finite", True)), symmetry_rtol=rtol, tiles=tiles,
+                           source_ref=source_ref)
     log.info("exact %s: n=%d, block size %d, %d panels, %d tasks", assume, n, block_size, tiling.nt, g.n_tasks)
     try:
         (logp, sign), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client, progress=progress,

@@ -1,0 +1,519 @@
+"""The command line of dlogdet: parse, call :func:`dlogdet.logdet`, print.
+
+``dlogdet logdet PATH`` computes log|det(t·A + diag(d))| of a ``.npy`` file or a zarr directory;
+``dlogdet demo`` starts a local cluster and checks the engine against ``numpy.linalg.slogdet`` on a built-in
+kernel matrix (what ``make demo`` runs).
+
+Exit codes: 0 success; 2 bad input (any :class:`dlogdet.InputError` and command-line usage errors); 1 any other
+failure; 130 interrupted. Errors are printed as one line ``dlogdet: error: <message>`` on stderr; ``--debug``
+re-raises them to show the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import math
+import socket
+import sys
+import threading
+import time
+from typing import Any, Iterator, Mapping, NoReturn, Sequence, TextIO
+
+from . import __version__
+from .errors import InputError
+from .runtime import Progress
+
+PROG = "dlogdet"
+
+
+# --------------------------------------------------------------------------------------------------- parsing
+
+
+class UsageError(Exception):
+    """A command-line usage error (exit code 2), raised instead of argparse's print-and-exit.
+
+    Attributes
+    ----------
+    prog : str
+        The (sub)command whose arguments were wrong, e.g. ``"dlogdet logdet"``.
+    """
+
+    def __init__(self, message: str, prog: str = PROG):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are raised, so that :func:`main` prints them as one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.prog)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def _order(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}") from None
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}")
+    return v
+
+
+def _add_common(p: argparse.ArgumentParser, default: Any) -> None:
+    # on the subcommands the defaults are SUPPRESS, so that `dlogdet --debug logdet ...` is not overwritten
+    p.add_argument("-v", "--verbose", action="count", default=default,
+                   help="log INFO messages of the library on stderr (-vv: DEBUG)")
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="re-raise errors to show their traceback")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``dlogdet`` command (its errors raise :class:`UsageError`)."""
+    from .sources import KERNELS
+
+    parser = _Parser(prog=PROG, description="Exact, memory-bounded, distributed log-determinants of huge dense "
+                                            "matrices as Dask task graphs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common(parser, None)
+    parser.set_defaults(verbose=0, debug=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("logdet", help="log|det(t*A + diag(d))| of a .npy file or a zarr directory",
+                       description="log|det(t*A + diag(d))| of a .npy file or a zarr directory, by a tiled "
+                                   "Cholesky (spd), LDL^T (sym) or LU (gen) on a Dask graph.")
+    p.add_argument("path", metavar="PATH", help="a .npy file (memory-mapped tile by tile) or a zarr directory")
+    p.add_argument("--assume", choices=("spd", "sym", "gen"), default="spd",
+                   help="structure of the matrix: spd (Cholesky, the default), sym (symmetric indefinite, "
+                        "LDL^T), gen (general, LU)")
+    p.add_argument("--block-size", type=_positive_int, metavar="N",
+                   help="tile size (default: chosen from n, the workers and --budget)")
+    p.add_argument("--t", type=float, default=1.0, metavar="T", help="scale of A (default 1)")
+    p.add_argument("--d", type=float, default=0.0, metavar="D", help="diagonal shift, jitter (default 0)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="K",
+                       help="start a local cluster of K worker processes on loopback for this run")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask scheduler at ADDRESS, e.g. tcp://10.0.0.1:8786")
+    p.add_argument("--budget", metavar="SIZE", help="memory budget per worker such as 2GiB (caps the tile size)")
+    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default=None,
+                   help="compute backend of the tiles (default: dask config dlogdet.backend, auto)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_common(p, argparse.SUPPRESS)
+    p.set_defaults(func=cmd_logdet)
+
+    q = sub.add_parser("demo", help="compare with numpy.linalg.slogdet on a kernel matrix, on a local cluster",
+                       description="Start a local cluster on loopback, compute the log-determinant of a "
+                                   "built-in kernel matrix (tiles generated on the workers) and compare it with "
+                                   "numpy.linalg.slogdet on the dense matrix. Exits 1 if they differ by more "
+                                   "than 1e-8 relative.")
+    q.add_argument("--n", type=_order, default=4000, help="order of the matrix (default 4000)")
+    q.add_argument("--workers", type=_positive_int, default=2, metavar="K", help="worker processes (default 2)")
+    q.add_argument("--kernel", choices=KERNELS, default="rbf", help="covariance kernel (default rbf)")
+    q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_common(q, argparse.SUPPRESS)
+    q.set_defaults(func=cmd_demo)
+    return parser
+
+
+# -------------------------------------------------------------------------------------------------- progress
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    s = int(round(max(seconds, 0.0)))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def format_progress(p: Progress, width: int = 24) -> str:
+    """One line of progress: a bar of the work done, tiles and panels done/total, elapsed time and ETA.
+
+    The bar and the percentage follow ``p.work_fraction`` (flops, not panels: late panels are cheaper).
+
+    Parameters
+    ----------
+    p : dlogdet.runtime.Progress
+    width : int
+        Characters of the bar between the brackets.
+
+    Returns
+    -------
+    str
+        Without a line ending, e.g. ``[#######.........]  42% tiles 30/55 panels 4/10 elapsed 00:12 ETA 00:16``.
+    """
+    f = min(max(float(p.work_fraction), 0.0), 1.0)
+    fill = int(f * width)
+    bar = "#" * fill + "." * (width - fill)
+    eta = 0.0 if p.panels_done >= p.panels_total else p.eta
+    return (f"[{bar}] {f * 100:3.0f}% tiles {p.tiles_done}/{p.tiles_total} panels {p.panels_done}/{p.panels_total}"
+            f" elapsed {_clock(p.elapsed)} ETA {_clock(eta)}")
+
+
+class ProgressBar:
+    """A progress bar on one ``\\r``-updated line of a stream, fed by ``dlogdet.logdet(progress=...)``.
+
+    Use it as a context manager: leaving it ends the line with a newline if anything was drawn.
+
+    Parameters
+    ----------
+    stream : text stream
+        Where to draw (a terminal: stderr).
+    min_interval : float
+        Seconds between redraws (the first and the last state are always drawn).
+    refresh : float or None
+        Seconds between redraws of the last state while no panel finishes, so that the elapsed time and the ETA
+        keep moving during a long panel (which may take minutes); ``None``: redraw only on updates.
+    """
+
+    def __init__(self, stream: TextIO, min_interval: float = 0.1, refresh: float | None = 1.0):
+        self.stream = stream
+        self.min_interval = min_interval
+        self.refresh = refresh
+        self._last_draw = -math.inf
+        self._width = 0
+        self._lock = threading.Lock()
+        self._latest: tuple[Progress, float] | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        final = p.panels_done >= p.panels_total
+        with self._lock:
+            self._latest = (p, now)
+            if not final and self._width and now - self._last_draw < self.min_interval:
+                return
+            self._draw(p, now)
+        if self.refresh and self._ticker is None and not final:
+            self._ticker = threading.Thread(target=self._tick, name="dlogdet-progress", daemon=True)
+            self._ticker.start()
+
+    def _draw(self, p: Progress, now: float) -> None:
+        line = format_progress(p)
+        pad = " " * max(self._width - len(line), 0)  # clear what a longer previous line left behind
+        self.stream.write("\r" + line + pad)
+        self.stream.flush()
+        self._width = len(line)
+        self._last_draw = now
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.refresh):
+            with self._lock:
+                if self._latest is None or not self._width:
+                    continue
+                p, at = self._latest
+                if p.panels_done >= p.panels_total:
+                    return
+                now = time.monotonic()
+                if now - self._last_draw >= self.refresh:
+                    self._draw(dataclasses.replace(p, elapsed=p.elapsed + (now - at)), now)
+
+    def close(self) -> None:
+        """Stop redrawing and end the line (once) if anything was drawn."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
+        with self._lock:
+            if self._width:
+                self.stream.write("\n")
+                self.stream.flush()
+                self._width = 0
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[ProgressBar | None]:
+    """A progress bar on stderr if it is a terminal and neither --json nor --no-progress was given."""
+    stream = sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    if args.json or args.no_progress or not (isatty and isatty()):
+        yield None
+        return
+    with ProgressBar(stream) as bar:
+        yield bar
+
+
+# --------------------------------------------------------------------------------------------------- clients
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def local_client(n_workers: int, dashboard_address: str = "127.0.0.1:0") -> Iterator[Any]:
+    """A ``distributed.Client`` of a ``LocalCluster`` of worker processes on loopback, closed on exit.
+
+    One thread per worker, since the tasks are BLAS calls pinned to one thread each.
+    """
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=dashboard_address) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _client_for(args: argparse.Namespace) -> Iterator[Any]:
+    """The client of ``--workers`` / ``--scheduler``, or None (dlogdet's default: active client or threads)."""
+    if args.workers:
+        with local_client(args.workers) as client:
+            print(f"{PROG}: dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
+            yield client
+    elif args.scheduler:
+        from distributed import Client
+
+        with Client(args.scheduler) as client:
+            yield client
+    else:
+        yield None
+
+
+# ------------------------------------------------------------------------------------------------ formatting
+
+
+def format_bytes(n: float | None) -> str:
+    """``1536`` → ``"1.5 KiB"``; None → ``"n/a"``."""
+    if n is None:
+        return "n/a"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _peak_memory(diag: Mapping[str, Any]) -> list[str]:
+    rss = dict(diag.get("peak_rss_bytes_per_worker") or {})
+    managed = dict(diag.get("peak_managed_bytes_per_worker") or {})
+    out = []
+    for name in sorted(set(rss) | set(managed), key=str):
+        s = f"{name}: {format_bytes(rss.get(name))} RSS"
+        if name in managed:
+            s += f" ({format_bytes(managed[name])} managed)"
+        out.append(s)
+    return out
+
+
+def _summary(rows: Sequence[tuple[str, Any]]) -> str:
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def format_result(r: Any) -> str:
+    """The human summary of a :class:`dlogdet.LogdetResult` printed by ``dlogdet logdet``."""
+    diag = r.diagnostics
+    rows: list[tuple[str, Any]] = [
+        ("logdet", repr(r.logdet)),
+        ("sign", f"{r.sign:+.0f}"),
+        ("n", r.n),
+        ("dtype", r.dtype),
+        ("assume", r.assume),
+    ]
+    if r.inertia is not None:
+        i = r.inertia
+        rows.append(("inertia", f"{i.positive} positive, {i.negative} negative, {i.zero} zero"))
+    if r.status != "ok":
+        rows.append(("status", r.status))
+    if "wall_time" in diag:
+        rows.append(("wall time", f"{diag['wall_time']:.3f} s"))
+    if "block_size" in diag:
+        rows.append(("block size", f"{diag['block_size']} ({diag.get('n_panels', '?')} panels, "
+                                   f"{diag.get('n_tiles', '?')} tiles)"))
+    if "n_tasks" in diag:
+        rows.append(("tasks", diag["n_tasks"]))
+    if "scheduler" in diag:
+        rows.append(("scheduler", diag["scheduler"]))
+    peaks = _peak_memory(diag)
+    if peaks:
+        rows.append(("peak memory", "; ".join(peaks)))
+    return _summary(rows)
+
+
+# -------------------------------------------------------------------------------------------------- commands
+
+
+def cmd_logdet(args: argparse.Namespace) -> int:
+    """``dlogdet logdet PATH ...``: compute and print."""
+    from .api import logdet
+
+    options: dict[str, Any] = {}
+    if args.backend is not None:
+        options["backend"] = args.backend
+    with _client_for(args) as client, _progress(args) as bar:
+        r = logdet(args.path, assume=args.assume, t=args.t, d=args.d, block_size=args.block_size,
+                   budget=args.budget, client=client, progress=bar, **options)
+    print(r.to_json() if args.json else format_result(r), flush=True)
+    return 0
+
+
+DEMO_RTOL = 1e-8
+
+
+def _check_reference_fits(n: int) -> None:
+    import psutil
+
+    need = 2 * 8 * n * n  # the dense matrix and the LU copy that slogdet makes
+    avail = psutil.virtual_memory().available
+    if need > avail:
+        raise InputError(f"--n {n} is too large for the reference: numpy.linalg.slogdet needs about "
+                         f"{format_bytes(need)} here but {format_bytes(avail)} is available; choose a smaller --n")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``dlogdet demo``: dlogdet on a local cluster against ``numpy.linalg.slogdet``; exit 1 if they differ."""
+    import numpy as np
+
+    from .api import logdet
+    from .sources import KernelSource
+
+    n = args.n
+    _check_reference_fits(n)
+    x = np.random.default_rng(0).uniform(size=(n, 3))  # n points in the unit cube [0, 1]^3
+    src = KernelSource(x, kernel=args.kernel, lengthscale=0.5, variance=1.0, jitter=1e-3)
+    human = not args.json
+    dash = "127.0.0.1:8787" if _port_free("127.0.0.1", 8787) else "127.0.0.1:0"
+    with local_client(args.workers, dash) as client:
+        link = client.dashboard_link
+        print(f"dashboard: {link}", file=sys.stdout if human else sys.stderr, flush=True)
+        if human:
+            print(f"matrix: {src!r} on {n} points uniform in [0, 1]^3 (seed 0), tiles generated on "
+                  f"{args.workers} worker(s)", flush=True)
+        t0 = time.perf_counter()
+        with _progress(args) as bar:
+            r = logdet(src, client=client, progress=bar)
+        t_dlogdet = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ref_sign, ref_logdet = np.linalg.slogdet(src.dense())
+    t_numpy = time.perf_counter() - t0
+    ref_sign, ref_logdet = float(ref_sign), float(ref_logdet)
+
+    abs_diff = abs(r.logdet - ref_logdet)
+    rel_diff = abs_diff / abs(ref_logdet) if ref_logdet != 0 else abs_diff
+    ok = r.sign == ref_sign and rel_diff < DEMO_RTOL
+    diag = r.diagnostics
+    if args.json:
+        import json
+
+        print(json.dumps({"n": n, "kernel": args.kernel, "workers": args.workers, "dashboard": link,
+                          "dlogdet": {**r.to_dict(), "wall_time_total": t_dlogdet},
+                          "numpy": {"logdet": ref_logdet, "sign": ref_sign, "wall_time": t_numpy},
+                          "abs_diff": abs_diff, "rel_diff": rel_diff, "rtol": DEMO_RTOL, "ok": ok}), flush=True)
+    else:
+        peaks = _peak_memory(diag) or ["n/a"]
+        print(_summary([
+            ("dlogdet logdet", f"{r.logdet!r} (sign {r.sign:+.0f})"),
+            ("numpy slogdet", f"{ref_logdet!r} (sign {ref_sign:+.0f})"),
+            ("abs difference", f"{abs_diff:.3e}"),
+            ("rel difference", f"{rel_diff:.3e} (must be < {DEMO_RTOL:g})"),
+            ("dlogdet wall time", f"{t_dlogdet:.3f} s ({diag.get('wall_time', math.nan):.3f} s in the graph)"),
+            ("numpy wall time", f"{t_numpy:.3f} s (dense matrix built and factored on the client)"),
+            ("block size", f"{diag.get('block_size')} ({diag.get('n_panels')} panels)"),
+            ("tasks", diag.get("n_tasks")),
+            ("scheduler", diag.get("scheduler")),
+            ("peak memory/worker", "; ".join(peaks)),
+        ]), flush=True)
+    if not ok:
+        print(f"{PROG}: error: dlogdet and numpy.linalg.slogdet disagree: logdet {r.logdet!r} (sign "
+              f"{r.sign:+.0f}) vs {ref_logdet!r} (sign {ref_sign:+.0f}), relative difference {rel_diff:.3e} "
+              f"is not below {DEMO_RTOL:g}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ main
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+@contextlib.contextmanager
+def _logging(verbosity: int) -> Iterator[None]:
+    """A stderr handler on the ``dlogdet`` logger (WARNING; INFO with -v; DEBUG with -vv), removed on exit."""
+    logger = logging.getLogger(PROG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dlogdet`` command line and return its exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 success, 1 failure, 2 bad input or usage, 130 interrupted.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"{PROG}: error: {_one_line(e)} (see {e.prog} --help)", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        with _logging(args.verbose):
+            return int(args.func(args))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except InputError as e:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if args.debug:
+            raise
+        from .errors import DlogdetError
+
+        what = "" if isinstance(e, DlogdetError) else f"{type(e).__name__}: "
+        print(f"{PROG}: error: {what}{_one_line(e)} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
