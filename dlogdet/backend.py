@@ -128,6 +128,16 @@ def cholesky_lower(a) -> tuple[Any, int]:
 # Triangular solves
 # --------------------------------------------------------------------------------------------------------------
 
+def _tri(T, *, lower: bool, unit: bool = False):
+    """The triangle that a triangular solve reads from a packed factor (LAPACK semantics), as a dense matrix."""
+    xp = namespace(T)
+    if not lower:
+        return xp.triu(T)
+    if unit:
+        return xp.tril(T, k=-1) + xp.eye(T.shape[0], dtype=T.dtype)
+    return xp.tril(T)
+
+
 def solve_lower_right_t(L, B, *, unit_diagonal: bool = False):
     """X = B · L⁻ᵀ for lower-triangular L (the panel solve of Cholesky/LDLᵀ: X Lᵀ = B)."""
     if is_numpy_array(L):
@@ -137,8 +147,7 @@ def solve_lower_right_t(L, B, *, unit_diagonal: bool = False):
     if is_cupy_array(L):
         from cupyx.scipy.linalg import solve_triangular
         return solve_triangular(L, B.T, lower=True, unit_diagonal=unit_diagonal).T
-    xp = namespace(L)
-    return xp.linalg.solve(L, B.mT).mT  # generic Array-API fallback (general solve)
+    return namespace(L).linalg.solve(_tri(L, lower=True, unit=unit_diagonal), B.mT).mT  # generic Array API
 
 
 def solve_lower_left(L, B, *, unit_diagonal: bool = False):
@@ -148,8 +157,7 @@ def solve_lower_left(L, B, *, unit_diagonal: bool = False):
     if is_cupy_array(L):
         from cupyx.scipy.linalg import solve_triangular
         return solve_triangular(L, B, lower=True, unit_diagonal=unit_diagonal)
-    xp = namespace(L)
-    return xp.linalg.solve(L, B)
+    return namespace(L).linalg.solve(_tri(L, lower=True, unit=unit_diagonal), B)
 
 
 def solve_upper_right(U, B):
@@ -159,8 +167,7 @@ def solve_upper_right(U, B):
     if is_cupy_array(U):
         from cupyx.scipy.linalg import solve_triangular
         return solve_triangular(U, B.T, lower=False, trans="T").T
-    xp = namespace(U)
-    return xp.linalg.solve(U.mT, B.mT).mT
+    return namespace(U).linalg.solve(_tri(U, lower=False).mT, B.mT).mT
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -137,11 +137,14 @@ class FactorGraph:
 
 
 def source_token(source: TileSource) -> str:
-    """A token for the source: deterministic for files and generated sources, unique per call in memory."""
-    if isinstance(source, ArraySource) or isinstance(source, DaskArraySource):
-        return uuid.uuid4().hex
-    return tokenize(type(source).__name__, repr(source), getattr(source, "path", None),
-                    getattr(source, "x", None))
+    """A token for the source: the source's own ``token()`` if it has a deterministic one, else unique per call.
+
+    Keys must differ whenever matrices differ (two runs on one cluster would otherwise share results), so a
+    source without a content-based token gets a random one.
+    """
+    tok = getattr(source, "token", None)
+    t = tok() if callable(tok) else None
+    return t if t is not None else uuid.uuid4().hex
 
 
 def raw_refs(source: TileSource, tiling: Tiling, token: str, tiles: dict | None = None, source_ref=None):
@@ -247,7 +250,7 @@ def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: fl
                 cur[i, j] = key
     out = (names["logdet"],)
     dsk[out] = (gather_pivots, *panel_keys)
-    n_tasks = sum(1 for v in dsk.values() if isinstance(v, tuple) and v and callable(v[0]))
+    n_tasks = len(dsk) - (1 if f"source-{token}" in dsk else 0)
     return FactorGraph(dsk, out, panel_keys, tiling, assume, token, n_tasks, names)
 
 

@@ -113,8 +113,9 @@ def prepare_tile(tile, *, r0: int, c0: int, t: float = 1.0, d=None, check_finite
             raise NotSymmetricError(f"{where}: mirror tile has shape {other.shape}, expected {(nc, nr)}")
         if upper is not None and check_finite and not B.finite_all(other):
             r, c = _where(~xp.isfinite(other))
-            raise NonFiniteError(f"the matrix holds NaN or Inf at row {c0 + r}, column {r0 + c}; "
-                                 "remove or replace non-finite entries before computing a log-determinant")
+            raise NonFiniteError(f"the matrix holds NaN or Inf at row {c0 + r}, column {r0 + c} (tile ({j}, {i}) = "
+                                 f"rows {c0}:{c0 + nc}, columns {r0}:{r0 + nr}); remove or replace non-finite "
+                                 "entries before computing a log-determinant")
         scale = max(B.max_abs(tile), B.max_abs(other))
         diff = B.max_abs(tile - other.mT)
         if diff > symmetry_rtol * scale:

@@ -71,7 +71,8 @@ class RunStats:
 
 def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
     from .graph import panel_work_fraction
-    tiles_done = sum(nt - k for k in range(done))
+    left = nt - done  # the trailing matrix still to factor: left² tiles (general) or left(left+1)/2 (lower)
+    tiles_done = tiles_total - (left * left if tiles_total == nt * nt and nt > 1 else left * (left + 1) // 2)
     return Progress(done, nt, tiles_done, tiles_total, panel_work_fraction(nt, done), time.perf_counter() - t0)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import backend as B
 from .. import config
-from ..errors import InputError, NotSymmetricError
+from ..errors import InputError, NonFiniteError, NotSymmetricError
 from ..graph import Tiling, auto_block_size, build_factor_graph, task_count
 from ..kernels import ASSUME
 from ..result import Inertia, LogdetResult
@@ -30,7 +30,7 @@ def _check_scalar(name: str, v) -> float:
 
 
 def _check_d(d, n: int):
-    if np.isscalar(d):
+    if np.isscalar(d) or np.ndim(d) == 0:
         return _check_scalar("d", d)
     a = np.asarray(d, dtype=np.float64)
     if a.shape != (n,):
@@ -60,11 +60,14 @@ def check_symmetric_in_memory(a, tiling: Tiling, rtol: float) -> None:
             c0, c1 = tiling.bounds(j)
             lo = np.asarray(a[r0:r1, c0:c1])
             up = np.asarray(a[c0:c1, r0:r1])
-            with np.errstate(invalid="ignore"):
-                scale = max(float(np.max(np.abs(lo))), float(np.max(np.abs(up))))
-                diff = float(np.max(np.abs(lo - up.T)))
-            if not np.isfinite(diff):
-                continue  # the finite check of the load tasks names the bad entry
+            for blk, (a0, b0, name) in ((lo, (r0, c0, (i, j))), (up, (c0, r0, (j, i)))):
+                if not np.all(np.isfinite(blk)):
+                    r, c = np.argwhere(~np.isfinite(blk))[0]
+                    raise NonFiniteError(f"the matrix holds NaN or Inf at row {a0 + r}, column {b0 + c} "
+                                         f"(tile {name}); remove or replace non-finite entries before computing "
+                                         "a log-determinant")
+            scale = max(float(np.max(np.abs(lo))), float(np.max(np.abs(up))))
+            diff = float(np.max(np.abs(lo - up.T)))
             if diff > rtol * scale:
                 raise NotSymmetricError(
                     f"the matrix is not symmetric: in tile ({i}, {j}) = rows {r0}:{r1}, columns {c0}:{c1}, "
@@ -129,13 +132,14 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         futures = client.scatter([source], broadcast=True, hash=False)
         source_ref = futures[0]
 
+    n_tiles = tiling.nt * tiling.nt if assume == "gen" else tiling.tiles_lower()
     g = build_factor_graph(source, assume, tiling, t=t, d=d, backend=backend,
                            check_finite=bool(config.get("check.finite", True)), symmetry_rtol=rtol, tiles=tiles,
                            source_ref=source_ref)
     log.info("exact %s: n=%d, block size %d, %d panels, %d tasks", assume, n, block_size, tiling.nt, g.n_tasks)
     try:
         (logp, sign), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client, progress=progress,
-                                      tiles_total=tiling.tiles_lower())
+                                      tiles_total=n_tiles)
     finally:
         for f in futures:
             f.release()
@@ -153,11 +157,12 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         "wall_time": stats.wall_time,
         "block_size": block_size,
         "n_panels": tiling.nt,
-        "n_tiles": tiling.nt * tiling.nt if assume == "gen" else tiling.tiles_lower(),
+        "n_tiles": n_tiles,
         "n_tasks": g.n_tasks,
         "workers": workers,
         "scheduler": stats.scheduler,
-        "backend": backend,
+        "backend": B.resolve_backend(backend) if client is None else f"{backend} (resolved on each worker)"
+        if backend == "auto" else backend,
         "t": t,
         "d": d if np.isscalar(d) else "vector",
         "symmetry_checked": assume != "gen" and check_symmetry and not source.symmetric,

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from ..errors import SourceError
-from .base import TileSource, check_dtype, check_shape
+from .base import TileSource, check_dtype, check_shape, content_token
 
 
 class ArraySource(TileSource):
@@ -53,6 +53,10 @@ class NpySource(TileSource):
         self.shape = check_shape(mm.shape)
         self.dtype = check_dtype(mm.dtype)
         del mm
+
+    def token(self) -> str:
+        st = os.stat(self.path)
+        return content_token("npy", self.path, st.st_size, st.st_mtime_ns, str(self.dtype), self.shape)
 
     def _mm(self) -> np.ndarray:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from ..errors import InputError, NotSquareError, UnsupportedDtypeError
@@ -37,6 +39,19 @@ def check_shape(shape) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+def content_token(*parts) -> str:
+    """A hex digest of strings, numbers and arrays (arrays by their bytes, dtype and shape)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(f"{p.dtype}{p.shape}".encode())
+            h.update(np.ascontiguousarray(p).data)
+        else:
+            h.update(repr(p).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
 class TileSource:
     """A square matrix that produces its sub-matrices on demand, on the worker that needs them.
 
@@ -69,6 +84,11 @@ class TileSource:
     def tile(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """The contiguous tile ``M[r0:r1, c0:c1]``."""
         return self.block(np.arange(r0, r1), np.arange(c0, c1))
+
+    def token(self) -> str | None:
+        """A deterministic token of the matrix's content, or None when there is no cheap one (keys then get a
+        random token per run). Override it only when equal tokens guarantee equal matrices."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import TileSource, check_dtype
+from .base import TileSource, check_dtype, content_token
 
 KERNELS = ("rbf", "matern12", "matern32", "matern52")
 
@@ -57,6 +57,9 @@ class KernelSource(TileSource):
         self.dtype = check_dtype(dtype)
         self.shape = (x.shape[0], x.shape[0])
         self._sq = np.einsum("ij,ij->i", self.x, self.x)
+
+    def token(self) -> str:
+        return content_token("kernel", self.x, self.kernel, self.lengthscale, self.variance, self.jitter, str(self.dtype))
 
     def block(self, rows, cols):
         rows, cols = np.asarray(rows), np.asarray(cols)
