@@ -74,20 +74,17 @@ def dask_cholesky_logdet(path: str, n: int, bs: int, client):
     return float(client.compute(ld).result()), n_tasks
 
 
-def timed(f, repeat):
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+def timed(f):
+    t = time.perf_counter()
+    out = f()
+    return time.perf_counter() - t, out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=8000)
     ap.add_argument("--block-size", type=int, default=None)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
 
@@ -104,42 +101,55 @@ def main():
     path = os.path.join(tmp, "A.npy")
     np.save(path, A)
     bs = args.block_size or auto_block_size(n, args.workers)
-    print(f"n = {n}, float64 SPD, block size {bs}, {args.workers} workers x 1 thread, median of {R} runs")
+    print(f"n = {n}, float64 SPD, block size {bs}, {args.workers} workers x 1 thread, median of {R} rounds")
 
-    with threadpool_limits(limits=2, user_api="blas"):
-        t_a, cf = timed(lambda: scipy.linalg.cho_factor(A, lower=True, check_finite=False), R)
-        ref = 2.0 * np.sum(np.log(np.diag(cf[0])))
-        t_b, (s, ld_b) = timed(lambda: np.linalg.slogdet(A), R)
-    print(f"(a) scipy cho_factor, 2 BLAS threads : {t_a:7.2f} s")
-    print(f"(b) numpy slogdet,    2 BLAS threads : {t_b:7.2f} s   (|logdet - (a)| = {abs(ld_b - ref):.2e})")
-
+    # The machine's speed drifts (shared cores): every round runs all contenders back to back, and the ratios
+    # are taken within a round, then their median over rounds is printed.
+    rows = {k: [] for k in ("a", "b", "c", "d", "m", "l")}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as client:
         small = spd_matrix(600)
         dlogdet.logdet(small, client=client, block_size=200)          # warm-up: imports on the workers
         dask_cholesky_logdet(path, 2 * bs, bs, client)
+        for rnd in range(R):
+            with threadpool_limits(limits=2, user_api="blas"):
+                t, cf = timed(lambda: scipy.linalg.cho_factor(A, lower=True, check_finite=False))
+                ref = 2.0 * np.sum(np.log(np.diag(cf[0])))
+                rows["a"].append((t, 0.0))
+                t, (s, ld) = timed(lambda: np.linalg.slogdet(A))
+                rows["b"].append((t, abs(ld - ref)))
+            with PeakSampler(client) as ps:
+                t, (ld, tasks_c) = timed(lambda: dask_cholesky_logdet(path, n, bs, client))
+            rows["c"].append((t, abs(ld - ref), tasks_c, max(ps.managed.values(), default=0)))
+            with PeakSampler(client) as ps:
+                t, r = timed(lambda: dlogdet.logdet(path, block_size=bs, client=client))
+            rows["d"].append((t, abs(r.logdet - ref), r.diagnostics["n_tasks"], max(ps.managed.values(), default=0)))
+            t, r = timed(lambda: dlogdet.logdet(A, block_size=bs, client=client))
+            rows["m"].append((t, abs(r.logdet - ref)))
+            t, r = timed(lambda: dlogdet.logdet(A, block_size=bs))
+            rows["l"].append((t, abs(r.logdet - ref)))
+            print(f"round {rnd + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f} s" for k, v in rows.items()), flush=True)
 
-        with PeakSampler(client) as ps_c:
-            t_c, (ld_c, tasks_c) = timed(lambda: dask_cholesky_logdet(path, n, bs, client), R)
-        print(f"(c) dask.array cholesky, cluster     : {t_c:7.2f} s   ({tasks_c} tasks, |err| = {abs(ld_c - ref):.2e},"
-              f" peak managed/worker {max(ps_c.managed.values()) / 2**20:.0f} MiB)")
-
-        with PeakSampler(client) as ps_d:
-            t_d, r = timed(lambda: dlogdet.logdet(path, block_size=bs, client=client), R)
-        print(f"dlogdet, .npy on disk, cluster       : {t_d:7.2f} s   ({r.diagnostics['n_tasks']} tasks, "
-              f"|err| = {abs(r.logdet - ref):.2e}, peak managed/worker "
-              f"{max(ps_d.managed.values()) / 2**20:.0f} MiB)")
-        t_m, r_m = timed(lambda: dlogdet.logdet(A, block_size=bs, client=client), R)
-        print(f"dlogdet, in-memory array, cluster    : {t_m:7.2f} s   (|err| = {abs(r_m.logdet - ref):.2e})")
-
-    t_l, r_l = timed(lambda: dlogdet.logdet(A, block_size=bs), R)
-    print(f"dlogdet, in-memory array, threads    : {t_l:7.2f} s   (|err| = {abs(r_l.logdet - ref):.2e})")
+    med = {k: statistics.median(x[0] for x in v) for k, v in rows.items()}
+    err = {k: max(x[1] for x in v) for k, v in rows.items()}
+    print(f"(a) scipy cho_factor, 2 BLAS threads : {med['a']:7.2f} s")
+    print(f"(b) numpy slogdet,    2 BLAS threads : {med['b']:7.2f} s   (|logdet - (a)| <= {err['b']:.1e})")
+    print(f"(c) dask.array cholesky, cluster     : {med['c']:7.2f} s   ({rows['c'][0][2]} tasks, |err| <= "
+          f"{err['c']:.1e}, peak managed/worker {max(x[3] for x in rows['c']) / 2**20:.0f} MiB)")
+    print(f"dlogdet, .npy on disk, cluster       : {med['d']:7.2f} s   ({rows['d'][0][2]} tasks, |err| <= "
+          f"{err['d']:.1e}, peak managed/worker {max(x[3] for x in rows['d']) / 2**20:.0f} MiB)")
+    print(f"dlogdet, in-memory array, cluster    : {med['m']:7.2f} s   (|err| <= {err['m']:.1e})")
+    print(f"dlogdet, in-memory array, threads    : {med['l']:7.2f} s   (|err| <= {err['l']:.1e})")
     print()
-    print(f"ratio dlogdet(.npy, cluster) / (a) cho_factor : {t_d / t_a:5.2f}   target <= 1.3")
-    print(f"ratio dlogdet(.npy, cluster) / (b) slogdet    : {t_d / t_b:5.2f}   target <  1")
-    print(f"ratio dlogdet(.npy, cluster) / (c) dask chol. : {t_d / t_c:5.2f}   target <  1")
-    print(f"ratio dlogdet(array, cluster) / (a)            : {t_m / t_a:5.2f}")
-    print(f"ratio dlogdet(array, threads) / (a)            : {t_l / t_a:5.2f}")
+
+    def ratio(k, peer):
+        return statistics.median(x[0] / y[0] for x, y in zip(rows[k], rows[peer]))
+
+    print(f"ratio dlogdet(.npy, cluster) / (a) cho_factor : {ratio('d', 'a'):5.2f}   target <= 1.3")
+    print(f"ratio dlogdet(.npy, cluster) / (b) slogdet    : {ratio('d', 'b'):5.2f}   target <  1")
+    print(f"ratio dlogdet(.npy, cluster) / (c) dask chol. : {ratio('d', 'c'):5.2f}   target <  1")
+    print(f"ratio dlogdet(array, cluster) / (a)            : {ratio('m', 'a'):5.2f}")
+    print(f"ratio dlogdet(array, threads) / (a)            : {ratio('l', 'a'):5.2f}")
     os.remove(path)
     os.rmdir(tmp)
 

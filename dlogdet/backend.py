@@ -23,7 +23,7 @@ BACKENDS = ("auto", "numpy", "cupy")
 __all__ = [
     "BACKENDS", "namespace", "to_host", "to_backend", "resolve_backend", "gpu_available",
     "cholesky_lower", "solve_lower_right_t", "solve_lower_left", "solve_upper_right",
-    "ldl_host", "lu_factor", "matmul_sub", "is_numpy_like",
+    "ldl_host", "lu_factor", "matmul_sub", "is_numpy_like", "aligned",
 ]
 
 
@@ -57,6 +57,18 @@ def resolve_backend(name: str) -> str:
         raise InputError("backend='cupy' needs CuPy and a CUDA device on the worker; install dlogdet[gpu] "
                          "or use backend='numpy'")
     return name
+
+
+def aligned(x):
+    """``x``, or an aligned copy of it when its buffer is not aligned to its item size.
+
+    Arrays that arrive over the network can sit at any byte offset of a receive buffer; NumPy cannot hand
+    misaligned arrays to BLAS and falls back to loops that run up to twice as slow (measured on a 2-worker
+    cluster: SYRK 23 ms instead of 13 ms for 1000×1000 tiles), so a copy (~1 ms) pays for itself.
+    """
+    if is_numpy_array(x) and not x.flags.aligned:
+        return np.array(x)
+    return x
 
 
 def to_host(x) -> np.ndarray:

@@ -10,6 +10,7 @@ Right-looking, lower triangle only, one trailing update per task, as PLASMA/DPLA
 ``("syrk-<tok>", i, i, k)`` trailing update of diagonal tile i by panel k
 ``("gemm-<tok>", i, j, k)`` trailing update of off-diagonal tile (i, j) by panel k
 ``("pivots-<tok>", k)``     the log-pivots of panel k (a few kB: what leaves the engine)
+``("symcheck-<tok>", i, j)``  symmetry check of the input pair A_ij, A_ji (``spd``/``sym`` on unverified sources)
 ``("logdet-<tok>",)``       all log-pivots, gathered
 ==========================  =============================================================
 
@@ -55,13 +56,14 @@ def auto_block_size(n: int, workers: int = 1, *, itemsize: int = 8, budget: int 
     """Tile size for n rows on ``workers`` workers.
 
     Big tiles make BLAS efficient and keep the per-task overhead (~3 ms) small; enough tiles keep every worker
-    busy: the first trailing update has about nt²/2 independent tasks, so we ask for nt ≥ max(4, √(8·workers)).
+    busy: the first trailing update has about nt²/2 independent tasks, so we ask for nt ≥ √(8·workers), and for
+    at least 8 panels, which keeps the critical path (one POTRF, TRSM and SYRK per panel) short on small clusters.
     Bounded by ``dlogdet.min-block-size``/``max-block-size`` and, with a budget, by budget/8 bytes per tile
     (an update holds three tiles and its output; the rest is headroom).
     """
     lo = int(config.get("min-block-size", 256))
     hi = int(config.get("max-block-size", 2048))
-    nt = max(4, math.ceil(math.sqrt(8 * max(1, workers))))
+    nt = max(8, math.ceil(math.sqrt(8 * max(1, workers))))
     bs = max(lo, min(hi, math.ceil(n / nt)))
     if budget is not None:
         cap = int(math.sqrt(budget / 8 / itemsize))
@@ -106,14 +108,14 @@ class LoadSpec:
     backend: str = "numpy"
 
 
-def load_tile(raw, mirror, spec: LoadSpec, r0: int, c0: int, i: int, j: int):
+def load_tile(raw, spec: LoadSpec, r0: int, c0: int, i: int, j: int):
     tile = B.to_backend(raw, spec.backend)
-    upper = B.to_backend(mirror, spec.backend) if mirror is not None else None
-    return K.prepare_tile(tile, r0=r0, c0=c0, t=spec.t, d=spec.d, check_finite=spec.check_finite, upper=upper,
+    return K.prepare_tile(tile, r0=r0, c0=c0, t=spec.t, d=spec.d, check_finite=spec.check_finite,
                           symmetry_rtol=spec.symmetry_rtol, tile_index=(i, j))
 
 
-def gather_pivots(*pivots: K.Pivots) -> tuple[np.ndarray, np.ndarray]:
+def gather_pivots(checks: list, *pivots: K.Pivots) -> tuple[np.ndarray, np.ndarray]:
+    """All log-pivots and signs, in row order (``checks``: the symmetry checks, which must have passed)."""
     return (np.concatenate([p.log_abs for p in pivots]),
             np.concatenate([p.sign for p in pivots]).astype(np.int8))
 
@@ -196,7 +198,7 @@ def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: fl
     gen = assume == "gen"
     dsk, ref = raw_refs(source, tiling, token, tiles, source_ref)
     fname = {"spd": "potrf", "sym": "sytrf", "gen": "getrf"}[assume]
-    names = {k: f"{k}-{token}" for k in (fname, "trsm", "trsmrow", "syrk", "gemm", "pivots", "logdet")}
+    names = {k: f"{k}-{token}" for k in (fname, "trsm", "trsmrow", "syrk", "gemm", "pivots", "symcheck", "logdet")}
     d_vec = None if np.isscalar(d) else np.asarray(d, dtype=np.float64)
 
     def load(i, j):
@@ -205,14 +207,9 @@ def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: fl
         dd = None
         if i == j:
             dd = float(d) if d_vec is None else d_vec[r0:r1]
-        mirror = None
-        rtol = None
-        if symmetry_rtol is not None:
-            rtol = symmetry_rtol
-            if i != j:
-                mirror = ref(j, i)
-        spec = LoadSpec(t=float(t), d=dd, check_finite=check_finite, symmetry_rtol=rtol, backend=backend)
-        return (load_tile, ref(i, j), mirror, spec, r0, c0, i, j)
+        spec = LoadSpec(t=float(t), d=dd, check_finite=check_finite, symmetry_rtol=symmetry_rtol,
+                        backend=backend)
+        return (load_tile, ref(i, j), spec, r0, c0, i, j)
 
     # current expression of each tile: a nested load task until its first update, then a key
     cur: dict[tuple[int, int], Any] = {}
@@ -248,8 +245,17 @@ def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: fl
                 else:
                     dsk[key] = (K.update, cur[i, j], col[i], col[j])
                 cur[i, j] = key
+    # symmetry of the off-diagonal pairs: tasks of their own, off the critical path, that the result waits for
+    checks = []
+    if symmetry_rtol is not None:
+        for i in range(nt):
+            for j in range(i):
+                key = (names["symcheck"], i, j)
+                dsk[key] = (K.check_symmetric_pair, ref(i, j), ref(j, i), symmetry_rtol, *tiling.bounds(i)[:1],
+                            tiling.bounds(j)[0], i, j, check_finite)
+                checks.append(key)
     out = (names["logdet"],)
-    dsk[out] = (gather_pivots, *panel_keys)
+    dsk[out] = (gather_pivots, checks, *panel_keys)
     n_tasks = len(dsk) - (1 if f"source-{token}" in dsk else 0)
     return FactorGraph(dsk, out, panel_keys, tiling, assume, token, n_tasks, names)
 
@@ -282,26 +288,38 @@ def tile_and_step(key) -> tuple[tuple[int, int] | None, int | None, str]:
         return (idx[0], idx[1]), idx[0], kind
     if kind in ("gemm", "syrk"):
         return (idx[0], idx[1]), idx[2], kind
+    if kind == "symcheck":
+        return (idx[0], idx[1]), idx[1], kind
     return None, None, kind
 
 
-class PanelPriority:
-    """Priority of a task: earlier panels first, and within a panel the critical path first.
+SYMCHECK_PRIORITY = lambda k: -20 * k - 10  # noqa: E731
 
-    The diagonal factorization and the panel solves of step k come before the bulk of step k's trailing
-    update, and the updates of panel k+1 (the next critical path: lookahead) rank with step k's panel solves.
+
+class PanelPriority:
+    """Priority of a task: earlier panels first, the critical path first, and one panel of lookahead.
+
+    Within step k: the diagonal factorization, then the panel solve of tile (k+1, k) and the update of the next
+    diagonal tile (k+1, k+1) (the critical path to step k+1), then the other panel solves and the updates of
+    column k+1 (which feed the next panel), then the bulk of the trailing update. The critical tasks of step
+    k+1 rank above the bulk of step k, so the next panel starts while the trailing update still runs.
     """
 
     def __call__(self, key) -> int:
         tile, k, kind = tile_and_step(key)
         if k is None:
             return 0
+        base = -20 * k
+        if kind == "symcheck":
+            return SYMCHECK_PRIORITY(k)
         if kind in ("potrf", "sytrf", "getrf", "pivots"):
-            return -3 * k + 3
-        if kind in ("trsm", "trsmrow"):
-            return -3 * k + 2
+            return base + 30
         i, j = tile
-        return -3 * k + 2 if (j == k + 1 or i == k + 1) else -3 * k
+        if kind in ("trsm", "trsmrow"):
+            return base + (29 if k + 1 in (i, j) else 25)
+        if i == j == k + 1:
+            return base + 28
+        return base + 25 if k + 1 in (i, j) else base
 
 
 class BlockCyclic:
@@ -314,10 +332,11 @@ class BlockCyclic:
     def __init__(self, workers: list[str]):
         self.workers = list(workers)
         p = len(self.workers)
-        pr = int(math.isqrt(p))
-        while p % pr:
-            pr -= 1
-        self.pr, self.pc = pr, p // pr
+        pc = int(math.isqrt(p))
+        while p % pc:
+            pc -= 1
+        # pr >= pc: tile rows are spread over more workers, so the panel solves of one step run in parallel
+        self.pr, self.pc = p // pc, pc
 
     def owner(self, i: int, j: int) -> str:
         return self.workers[(i % self.pr) * self.pc + (j % self.pc)]

@@ -81,8 +81,57 @@ def _where(mask) -> tuple[int, int]:
     return (int(idx[0][0]), int(idx[0][1])) if idx.size else (-1, -1)
 
 
+def _span(x) -> tuple[float, float]:
+    """(min, max) of a tile in two fast passes; NaN or ±Inf anywhere shows in them (NaN propagates)."""
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return 0.0, 0.0
+    xp = B.namespace(x)
+    return float(xp.min(x)), float(xp.max(x))
+
+
+def _check_finite(x, lo_hi, r0: int, c0: int, where: str) -> None:
+    if all(np.isfinite(lo_hi)):
+        return
+    xp = B.namespace(x)
+    r, c = _where(~xp.isfinite(x))
+    raise NonFiniteError(f"the matrix holds NaN or Inf at row {r0 + r}, column {c0 + c} ({where}); "
+                         "remove or replace non-finite entries before computing a log-determinant")
+
+
+def _asymmetry(tile, mirror, rtol: float, scale: float, where: str) -> None:
+    d = tile - mirror.mT
+    lo, hi = _span(d)
+    diff = max(-lo, hi)
+    if diff > rtol * scale:
+        raise NotSymmetricError(
+            f"the matrix is not symmetric: in {where}, max|A_ij - A_ji| = {diff:.3g} exceeds "
+            f"{rtol:.3g} x max|A| = {rtol * scale:.3g}; use assume='gen' for a general "
+            "matrix, symmetrize it as (A + A.T)/2, or loosen dask config 'dlogdet.check.symmetry-rtol'")
+
+
+def _where_str(i, j, r0, c0, shape) -> str:
+    return f"tile ({i}, {j}) = rows {r0}:{r0 + shape[0]}, columns {c0}:{c0 + shape[1]}"
+
+
+def check_symmetric_pair(tile, mirror, rtol: float, r0: int, c0: int, i: int, j: int, check_finite: bool = True):
+    """Refuse an off-diagonal pair of input tiles A_ij (rows r0:, columns c0:) and A_ji that differ.
+
+    ``max|A_ij − A_jiᵀ| ≤ rtol · max(|A_ij|, |A_ji|)``; both tiles are also checked finite. Returns None.
+    """
+    if mirror.shape != tile.shape[::-1]:
+        raise NotSymmetricError(f"{_where_str(i, j, r0, c0, tile.shape)}: mirror tile has shape {mirror.shape}, "
+                                f"expected {tile.shape[::-1]}")
+    a, b = _span(tile), _span(mirror)
+    if check_finite:
+        _check_finite(tile, a, r0, c0, _where_str(i, j, r0, c0, tile.shape))
+        _check_finite(mirror, b, c0, r0, _where_str(j, i, c0, r0, mirror.shape))
+    scale = max(-a[0], a[1], -b[0], b[1])
+    _asymmetry(tile, mirror, rtol, scale, _where_str(i, j, r0, c0, tile.shape))
+    return None
+
+
 def prepare_tile(tile, *, r0: int, c0: int, t: float = 1.0, d=None, check_finite: bool = True,
-                 upper=None, symmetry_rtol: float | None = None, tile_index=(0, 0)):
+                 symmetry_rtol: float | None = None, tile_index=(0, 0)):
     """M_ij = t·A_ij (+ diag(d) on a diagonal tile), after checking A_ij.
 
     Parameters
@@ -93,46 +142,26 @@ def prepare_tile(tile, *, r0: int, c0: int, t: float = 1.0, d=None, check_finite
         Scale of A.
     d : None, float or 1-D array
         Diagonal shift of this diagonal tile (None off the diagonal).
-    upper : array or None
-        A_ji as read from the source, to check symmetry of an off-diagonal tile; for a diagonal tile pass
-        ``upper=tile`` is not needed: symmetry is checked against its own transpose when ``symmetry_rtol`` is set.
+    check_finite : bool
+        Refuse NaN/Inf, naming the first bad entry.
     symmetry_rtol : float or None
-        Check ``max|A_ij − A_jiᵀ| ≤ rtol · max(|A_ij|, |A_ji|)``; None skips the check.
+        For a diagonal tile, check ``max|A_ii − A_iiᵀ| ≤ rtol · max|A_ii|`` (off-diagonal pairs are checked by
+        :func:`check_symmetric_pair`); None skips the check.
     """
-    xp = B.namespace(tile)
     i, j = tile_index
-    nr, nc = tile.shape
-    where = f"tile ({i}, {j}) = rows {r0}:{r0 + nr}, columns {c0}:{c0 + nc}"
-    if check_finite and not B.finite_all(tile):
-        r, c = _where(~xp.isfinite(tile))
-        raise NonFiniteError(f"the matrix holds NaN or Inf at row {r0 + r}, column {c0 + c} ({where}); "
-                             "remove or replace non-finite entries before computing a log-determinant")
-    if symmetry_rtol is not None:
-        other = tile if upper is None else upper
-        if other.shape != (nc, nr):
-            raise NotSymmetricError(f"{where}: mirror tile has shape {other.shape}, expected {(nc, nr)}")
-        if upper is not None and check_finite and not B.finite_all(other):
-            r, c = _where(~xp.isfinite(other))
-            raise NonFiniteError(f"the matrix holds NaN or Inf at row {c0 + r}, column {r0 + c} (tile ({j}, {i}) = "
-                                 f"rows {c0}:{c0 + nc}, columns {r0}:{r0 + nr}); remove or replace non-finite "
-                                 "entries before computing a log-determinant")
-        scale = max(B.max_abs(tile), B.max_abs(other))
-        diff = B.max_abs(tile - other.mT)
-        if diff > symmetry_rtol * scale:
-            raise NotSymmetricError(
-                f"the matrix is not symmetric: in {where}, max|A_ij - A_ji| = {diff:.3g} exceeds "
-                f"{symmetry_rtol:.3g} x max|A| = {symmetry_rtol * scale:.3g}; use assume='gen' for a general "
-                "matrix, symmetrize it as (A + A.T)/2, or loosen dask config 'dlogdet.check.symmetry-rtol'")
+    where = _where_str(i, j, r0, c0, tile.shape)
+    span = _span(tile) if (check_finite or symmetry_rtol is not None) else (0.0, 0.0)
+    if check_finite:
+        _check_finite(tile, span, r0, c0, where)
+    if symmetry_rtol is not None and i == j:
+        _asymmetry(tile, tile, symmetry_rtol, max(-span[0], span[1]), where)
     out = tile
     if t != 1.0:
         out = out * t
-    if d is not None:
+    if d is not None and not (np.isscalar(d) and d == 0):
+        xp = B.namespace(out)
         dd = d if np.isscalar(d) else xp.asarray(np.asarray(d), dtype=out.dtype)
-        if np.isscalar(d) and d == 0:
-            pass
-        else:
-            eye = xp.eye(nr, dtype=out.dtype)
-            out = out + eye * dd
+        out = out + xp.eye(out.shape[0], dtype=out.dtype) * dd
     return out
 
 
@@ -148,7 +177,7 @@ def potrf(A, row0: int = 0):
     NotPSDError
         With the global row of the first non-positive pivot.
     """
-    L, info = B.cholesky_lower(A)
+    L, info = B.cholesky_lower(B.aligned(A))
     if info:
         row = row0 + info - 1
         raise NotPSDError(
@@ -262,6 +291,7 @@ def getrf(A, row0: int = 0, last: bool = False):
 
 def factor_diag(A, assume: str, row0: int = 0, last: bool = False):
     """Factor a diagonal tile with the kernel of ``assume`` (``spd``: POTRF, ``sym``: SYTRF, ``gen``: GETRF)."""
+    A = B.aligned(A)
     if assume == "spd":
         return potrf(A, row0=row0)
     if assume == "sym":
@@ -294,6 +324,7 @@ def _apply_dinv(W, dinv_main, dinv_off):
 
 def trsm(factor, A):
     """Column-panel solve of step k: L_ik (``spd``), W_ik (``sym``) or L_ik = A_ik U⁻¹ (``gen``)."""
+    A = B.aligned(A)
     if isinstance(factor, CholFactor):
         return B.solve_lower_right_t(factor.L, A)
     if isinstance(factor, LDLFactor):
@@ -308,6 +339,7 @@ def trsm(factor, A):
 
 def trsm_row(factor: LUFactor, A):
     """Row-panel solve of step k for LU: U_kj = L⁻¹ P A_kj."""
+    A = B.aligned(A)
     xp = B.namespace(A)
     return B.solve_lower_left(factor.lu, xp.take(A, factor.perm, axis=0), unit_diagonal=True)
 
@@ -318,11 +350,16 @@ def trsm_row(factor: LUFactor, A):
 
 def update(C, Pi, Pj):
     """One trailing update of tile (i, j): C − L_ik L_jkᵀ (SYRK when Pi is Pj), C − W_ik D⁻¹ W_jkᵀ for ``sym``."""
+    C = B.aligned(C)
+    same = Pi is Pj  # one panel tile on both sides: a symmetric rank-k update (SYRK)
     if isinstance(Pi, SymPanel):
-        return B.matmul_sub(C, _apply_dinv(Pi.W, Pi.dinv_main, Pi.dinv_off), Pj.W)
-    return B.matmul_sub(C, Pi, Pj)
+        Wj = B.aligned(Pj.W)
+        Wi = Wj if same else B.aligned(Pi.W)
+        return B.matmul_sub(C, _apply_dinv(Wi, Pi.dinv_main, Pi.dinv_off), Wj)
+    Pj = B.aligned(Pj)
+    return B.matmul_sub(C, Pj if same else B.aligned(Pi), Pj)
 
 
 def update_gen(C, Lik, Ukj):
     """One trailing update of LU: C − L_ik U_kj."""
-    return B.matmul_sub(C, Lik, Ukj, transpose_b=False)
+    return B.matmul_sub(B.aligned(C), B.aligned(Lik), B.aligned(Ukj), transpose_b=False)

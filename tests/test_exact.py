@@ -467,7 +467,10 @@ def test_diagnostics_and_graph_keys(small_spd):
         assert isinstance(dg["wall_time"], float) and dg["wall_time"] > 0
         assert dg["block_size"] == 128 and dg["n_panels"] == nt
         assert dg["n_tiles"] == (nt * nt if assume == "gen" else nt * (nt + 1) // 2)
-        assert dg["n_tasks"] == expected_tasks[assume]
+        # spd/sym on an unverified source add one symmetry-check task per off-diagonal tile pair
+        checks = nt * (nt - 1) // 2 if assume != "gen" else 0
+        assert dg["symmetry_checked"] == (assume != "gen")
+        assert dg["n_tasks"] == expected_tasks[assume] + checks
         assert dg["peak_rss_bytes_per_worker"]["local"] > 0
 
         g = build_factor_graph(dlogdet.as_source(a), assume, Tiling(300, 128))
@@ -480,6 +483,9 @@ def test_diagnostics_and_graph_keys(small_spd):
         assert key_split((g.names[factor_name[assume]], 0)) == factor_name[assume]
         assert all(key_split(k) == "gemm" for k in g.dsk if isinstance(k, tuple) and len(k) == 4 and k[1] != k[2])
         assert all(key_split(k) == "syrk" for k in g.dsk if isinstance(k, tuple) and len(k) == 4 and k[1] == k[2])
+        gc = build_factor_graph(dlogdet.as_source(a), assume, Tiling(300, 128), symmetry_rtol=1e-8)
+        assert {key_split(k) for k in gc.dsk} == expected | {"symcheck"}
+        assert gc.n_tasks == expected_tasks[assume] + nt * (nt - 1) // 2
 
 
 def test_graph_tokens_deterministic_for_files(small_spd, tmp_path):

@@ -300,7 +300,7 @@ def test_prepare_tile_non_finite_names_global_entry():
     m = np.eye(5)
     m[2, 4] = np.nan
     with pytest.raises(NonFiniteError, match="row 200, column 104"):
-        K.prepare_tile(np.eye(5), r0=100, c0=198, upper=m, symmetry_rtol=1e-8)
+        K.check_symmetric_pair(np.eye(5), m, 1e-8, 100, 198, 2, 4)
 
 
 def test_prepare_tile_symmetry_checks(rng):
@@ -310,16 +310,17 @@ def test_prepare_tile_symmetry_checks(rng):
     with pytest.raises(NotSymmetricError, match=r"tile \(3, 3\) = rows 30:36"):
         K.prepare_tile(a, r0=30, c0=30, symmetry_rtol=1e-8, tile_index=(3, 3))
     lo = rng.standard_normal((4, 6))
-    K.prepare_tile(lo, r0=6, c0=0, upper=lo.T.copy(), symmetry_rtol=1e-12, tile_index=(1, 0))
+    # off-diagonal pairs: check_symmetric_pair(A_ij, A_ji, rtol, r0, c0, i, j)
+    assert K.check_symmetric_pair(lo, lo.T.copy(), 1e-12, 6, 0, 1, 0) is None
     up = lo.T.copy()
     up[2, 1] += 1e-3
     with pytest.raises(NotSymmetricError, match=r"tile \(1, 0\).*assume='gen'"):
-        K.prepare_tile(lo, r0=6, c0=0, upper=up, symmetry_rtol=1e-8, tile_index=(1, 0))
+        K.check_symmetric_pair(lo, up, 1e-8, 6, 0, 1, 0)
     # within tolerance passes
     up[2, 1] = lo[1, 2] + 1e-12
-    K.prepare_tile(lo, r0=6, c0=0, upper=up, symmetry_rtol=1e-8)
+    assert K.check_symmetric_pair(lo, up, 1e-8, 6, 0, 1, 0) is None
     with pytest.raises(NotSymmetricError, match="mirror tile has shape"):
-        K.prepare_tile(lo, r0=6, c0=0, upper=lo, symmetry_rtol=1e-8)
+        K.check_symmetric_pair(lo, lo, 1e-8, 6, 0, 1, 0)
 
 
 # --------------------------------------------------------------------------------------------------------------
