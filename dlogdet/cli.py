@@ -273,12 +273,17 @@ def _port_free(host: str, port: int) -> bool:
 def local_client(n_workers: int, dashboard_address: str = "127.0.0.1:0") -> Iterator[Any]:
     """A ``distributed.Client`` of a ``LocalCluster`` of worker processes on loopback, closed on exit.
 
-    One thread per worker, since the tasks are BLAS calls pinned to one thread each.
+    One thread per worker, since the tasks are BLAS calls pinned to one thread each. The workers' own logs are
+    silenced below CRITICAL (unless the library logs at INFO, ``-v``): an input error raised in a task reaches
+    the user once, as the CLI's one-line message, not also as a worker's "Compute Failed" traceback.
     """
     from distributed import Client, LocalCluster
 
+    quiet = logging.getLogger("dlogdet").getEffectiveLevel() > logging.INFO
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=dashboard_address) as cluster, Client(cluster) as client:
+                      dashboard_address=dashboard_address,
+                      silence_logs=logging.CRITICAL if quiet else logging.WARNING) as cluster, \
+            Client(cluster) as client:
         yield client
 
 
