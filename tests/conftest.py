@@ -21,6 +21,7 @@ import sys
 import numpy as np
 import pytest
 
+import dlogdet
 from dlogdet import backend as _backend
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -136,3 +137,16 @@ def _no_default_client():
     except ValueError:  # "No clients found"
         return
     assert c.status in ("closed", "closing"), "a test left an active distributed client behind; close it in teardown"
+
+
+class ArrayBlockSource(dlogdet.TileSource):
+    """A user-defined source that implements ``block`` only (``tile`` falls back to it); pickled by reference
+    to worker processes, as a user's own source class would be."""
+
+    def __init__(self, a):
+        self.a = a
+        self.shape = a.shape
+        self.dtype = a.dtype
+
+    def block(self, rows, cols):
+        return self.a[np.ix_(rows, cols)]

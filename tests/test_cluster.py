@@ -15,7 +15,7 @@ import pytest
 import dlogdet
 from dlogdet.errors import NonFiniteError, NotPSDError, NotSymmetricError
 
-from .conftest import general_matrix, log_uniform_spectrum, logdet_tol, spectrum_matrix
+from .conftest import ArrayBlockSource, general_matrix, log_uniform_spectrum, logdet_tol, spectrum_matrix
 
 pytestmark = pytest.mark.cluster
 
@@ -76,16 +76,7 @@ def on_cluster(r):
     return dg
 
 
-class UserSource(dlogdet.TileSource):
-    """A user-defined source defined in a test module: pickled by reference to the worker processes."""
-
-    def __init__(self, a):
-        self.a = a
-        self.shape = a.shape
-        self.dtype = a.dtype
-
-    def block(self, rows, cols):
-        return self.a[np.ix_(rows, cols)]
+UserSource = ArrayBlockSource
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ import dlogdet
 from dlogdet.graph import Tiling, build_factor_graph
 from dlogdet.runtime import Progress
 
-from .conftest import (EPS32, cond, cond_sym, general_matrix, log_uniform_spectrum, logdet_tol, spectrum_matrix)
+from .conftest import (EPS32, ArrayBlockSource, cond, cond_sym, general_matrix, log_uniform_spectrum, logdet_tol,
+                       spectrum_matrix)
 
 N = 1001          # ragged: 7 full tiles of 128 and one of 105
 BS = 128
@@ -283,16 +284,7 @@ def test_default_block_size_config_and_budget(small_spd):
 # every kind of input
 # --------------------------------------------------------------------------------------------------------------
 
-class LowerOnlySource(dlogdet.TileSource):
-    """A user-defined source: implements ``block`` only (``tile`` falls back to it)."""
-
-    def __init__(self, a):
-        self.a = a
-        self.shape = a.shape
-        self.dtype = a.dtype
-
-    def block(self, rows, cols):
-        return self.a[np.ix_(rows, cols)]
+LowerOnlySource = ArrayBlockSource
 
 
 class SymmetricSource(LowerOnlySource):
