@@ -169,14 +169,13 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
                 progress(_progress_for(done, nt, tiles_total, t0))
                 last_done = done
             sample()
-            if out.done():
-                break
             try:
-                from distributed import wait
-                wait(out, timeout=interval)
-            except Exception:  # TimeoutError from wait: poll again
-                pass
-        value = out.result()
+                # blocks up to `interval` on this future's own client (distributed.wait would look for a
+                # default client and, without one, fail at once: a busy loop that starves the workers)
+                value = out.result(timeout=interval)
+                break
+            except TimeoutError:
+                continue
         if progress is not None and last_done != nt:
             progress(_progress_for(nt, nt, tiles_total, t0))
     finally:
