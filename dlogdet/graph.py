@@ -293,9 +293,6 @@ def tile_and_step(key) -> tuple[tuple[int, int] | None, int | None, str]:
     return None, None, kind
 
 
-SYMCHECK_PRIORITY = lambda k: -20 * k - 10  # noqa: E731
-
-
 class PanelPriority:
     """Priority of a task: earlier panels first, the critical path first, and one panel of lookahead.
 
@@ -303,6 +300,8 @@ class PanelPriority:
     diagonal tile (k+1, k+1) (the critical path to step k+1), then the other panel solves and the updates of
     column k+1 (which feed the next panel), then the bulk of the trailing update. The critical tasks of step
     k+1 rank above the bulk of step k, so the next panel starts while the trailing update still runs.
+    The symmetry checks of the input pairs of column j rank below the bulk of step j and above that of step
+    j+1: they fill the gaps while the first panels wait on their critical path, and fail early on bad input.
     """
 
     def __call__(self, key) -> int:
@@ -311,7 +310,7 @@ class PanelPriority:
             return 0
         base = -20 * k
         if kind == "symcheck":
-            return SYMCHECK_PRIORITY(k)
+            return base - 10
         if kind in ("potrf", "sytrf", "getrf", "pivots"):
             return base + 30
         i, j = tile
