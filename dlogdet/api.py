@@ -32,13 +32,21 @@ def logdet(A, *, method: str = "exact", assume: str = "spd", t: float = 1.0, d=0
     block_size : int, optional
         Tile size; by default chosen from n and the number of workers (:func:`dlogdet.graph.auto_block_size`).
     budget : int or str, optional
-        Per-worker memory budget such as ``"2GiB"``; caps the tile size.
+        Per-worker memory budget for tiles, such as ``"2GiB"`` (default: dask config ``dlogdet.memory.budget``).
+        When the matrix's lower triangle exceeds half of the workers' summed budgets, the run goes out of core:
+        the trailing matrix lives in an on-disk tile store and every worker holds only the tiles of the task it
+        runs (``dlogdet.memory.tiles-per-task`` tiles, sized to fit the budget). A budget too small for the
+        smallest tile raises :class:`MemoryBudgetError` naming the smallest one that works.
     client : distributed.Client, optional
         Where to run. ``None`` uses the active distributed client if there is one, otherwise dask's threaded
         scheduler in this process (``dlogdet.local.workers`` threads, BLAS pinned to one thread per task).
     **options
         Method options. For ``"exact"``: ``backend`` (``"auto"``, ``"numpy"``, ``"cupy"``), ``progress`` (a
-        callable receiving :class:`dlogdet.runtime.Progress` as panels finish), ``check_symmetry`` (bool).
+        callable receiving :class:`dlogdet.runtime.Progress` as panels finish), ``check_symmetry`` (bool);
+        out of core: ``scratch`` (directory of the tile store, default dask config ``dlogdet.scratch`` or the
+        system's temporary directory; on a cluster a file system every worker sees) and ``resume`` (default
+        True: a run that finds the tile store of an identical earlier run that failed or was killed continues
+        at its first unfinished step; finished steps are not recomputed).
 
     Returns
     -------

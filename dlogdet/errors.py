@@ -73,3 +73,7 @@ class SingularMatrixError(DlogdetError, ArithmeticError):
 
 class MemoryBudgetError(InputError):
     """The requested memory budget is smaller than the smallest working set that can run."""
+
+
+class ScratchSpaceError(InputError):
+    """The scratch directory of the on-disk tile store lacks the free space the run needs."""

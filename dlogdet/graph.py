@@ -149,6 +149,12 @@ def source_token(source: TileSource) -> str:
     return t if t is not None else uuid.uuid4().hex
 
 
+def graph_token(source: TileSource, assume: str, tiling: Tiling, t, d, backend, check_finite, symmetry_rtol) -> str:
+    """The token of a factorization's keys (and of its tile-store directory): same inputs, same token."""
+    return tokenize(source_token(source), assume, tiling, t, d if np.isscalar(d) else tokenize(np.asarray(d)),
+                    backend, check_finite, symmetry_rtol)
+
+
 def raw_refs(source: TileSource, tiling: Tiling, token: str, tiles: dict | None = None, source_ref=None):
     """Graph entries and a function (i, j) -> task argument yielding the raw input tile A_ij.
 
@@ -191,9 +197,7 @@ def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: fl
     """
     if assume not in K.ASSUME:
         raise ValueError(f"assume must be one of {K.ASSUME}, got {assume!r}")
-    token = token or tokenize(source_token(source), assume, tiling, t,
-                              d if np.isscalar(d) else tokenize(np.asarray(d)), backend, check_finite,
-                              symmetry_rtol)
+    token = token or graph_token(source, assume, tiling, t, d, backend, check_finite, symmetry_rtol)
     nt = tiling.nt
     gen = assume == "gen"
     dsk, ref = raw_refs(source, tiling, token, tiles, source_ref)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
 from .. import backend as B
 from .. import config
 from .. import kernels as K
-from ..errors import InputError
+from ..errors import InputError, MemoryBudgetError, ScratchSpaceError
 from ..graph import Tiling, auto_block_size, build_factor_graph, task_count
 from ..kernels import ASSUME
 from ..result import Inertia, LogdetResult
@@ -77,9 +79,51 @@ def check_symmetric_in_memory(a, tiling: Tiling, rtol: float, check_finite: bool
         list(ex.map(check, pairs))
 
 
+def store_block_size(n: int, workers: int, budget: int, itemsize: int) -> int:
+    """Tile size of an out-of-core run: the largest b whose task working set (``dlogdet.memory.tiles-per-task``
+    tiles of b² items) fits in the budget, a multiple of 64, with enough panels to keep every worker busy.
+
+    Raises
+    ------
+    MemoryBudgetError
+        When the budget cannot hold the working set of the smallest tile (``dlogdet.min-block-size``).
+    """
+    per_task = int(config.get("memory.tiles-per-task", 5))
+    lo = min(int(config.get("min-block-size", 256)), n)
+    b = int(math.isqrt(budget // (per_task * itemsize)))
+    if b < lo:
+        need = per_task * itemsize * lo * lo
+        raise MemoryBudgetError(
+            f"a budget of {budget} bytes ({budget / 2**20:.1f} MiB) per worker cannot hold one task's working set "
+            f"({per_task} tiles of {lo}x{lo}); the smallest budget that works is {need} bytes "
+            f"({need / 2**20:.1f} MiB)")
+    nt_min = max(2, math.ceil(math.sqrt(8 * max(1, workers))))
+    b = min(b, int(config.get("store-max-block-size", 8192)), max(lo, math.ceil(n / nt_min)))
+    return max(lo, b - b % 64) if b >= 64 else b
+
+
+def _use_store(n: int, itemsize: int, budget: int | None, workers: int, assume: str) -> bool:
+    mode = config.get("memory.mode", "auto")
+    if mode not in ("auto", "memory", "store"):
+        raise InputError(f"dask config 'dlogdet.memory.mode' must be auto, memory or store, got {mode!r}")
+    if mode != "auto":
+        if mode == "store" and budget is None:
+            raise InputError("dlogdet.memory.mode='store' needs a budget: pass budget='2GiB' (per worker)")
+        return mode == "store"
+    if budget is None:
+        return False
+    matrix = n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize
+    return matrix > 0.5 * budget * workers
+
+
+def _scratch_root(scratch) -> str:
+    root = scratch if scratch is not None else config.get("scratch")
+    return os.path.abspath(os.fspath(root)) if root else tempfile.gettempdir()
+
+
 def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block_size: int | None = None,
         budget=None, client=None, backend: str | None = None, progress: ProgressCallback | None = None,
-        check_symmetry: bool | None = None) -> LogdetResult:
+        check_symmetry: bool | None = None, scratch=None, resume: bool = True) -> LogdetResult:
     """Exact log|det M|, M = t·A + diag(d), by a right-looking tiled factorization on a Dask graph.
 
     See :func:`dlogdet.logdet` for the parameters.
@@ -92,14 +136,26 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     backend = backend or config.get("backend", "auto")
     if backend not in B.BACKENDS:
         raise InputError(f"backend must be one of {B.BACKENDS}, got {backend!r}")
+    if budget is None:
+        budget = config.get("memory.budget")
     if budget is not None:
         budget = config.parse_bytes(budget)
     client = active_client(client)
     workers = n_workers(client)
+    itemsize = source.dtype.itemsize
+    use_store = _use_store(n, itemsize, budget, workers, assume)
     if block_size is None:
-        block_size = config.get("block-size") or auto_block_size(n, workers, itemsize=source.dtype.itemsize,
-                                                                 budget=budget)
+        block_size = config.get("block-size") or (
+            store_block_size(n, workers, budget, itemsize) if use_store
+            else auto_block_size(n, workers, itemsize=itemsize, budget=budget))
     block_size = min(_check_block_size(block_size), n)
+    if use_store and budget is not None:
+        per_task = int(config.get("memory.tiles-per-task", 5))
+        if per_task * block_size * block_size * itemsize > budget:
+            raise MemoryBudgetError(
+                f"block_size={block_size} needs {per_task} tiles = "
+                f"{per_task * block_size ** 2 * itemsize / 2**20:.1f} MiB per task, more than the budget of "
+                f"{budget / 2**20:.1f} MiB; use block_size <= {math.isqrt(budget // (per_task * itemsize))}")
     tiling = Tiling(n, block_size)
     max_tasks = int(config.get("max-tasks", 2_000_000))
     if task_count(tiling.nt, assume) > max_tasks:
@@ -116,6 +172,10 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
 
     tiles = None
     futures = []
+    if use_store:
+        return _run_store(source, assume, tiling, t=t, d=d, backend=backend, rtol=rtol, client=client,
+                          progress=progress, budget=budget, scratch=scratch, resume=resume, workers=workers,
+                          check_symmetry=check_symmetry)
     if client is not None and isinstance(source, ArraySource):
         # an in-memory matrix on a cluster: check symmetry here, before any work, then scatter the tiles the
         # factorization reads (the lower triangle for spd/sym) once, instead of pickling the array into the graph
@@ -146,6 +206,14 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         for f in futures:
             f.release()
 
+    return _result(source, assume, tiling, logp, sign, stats, g, workers=workers, backend=backend, client=client,
+                   t=t, d=d, check_symmetry=check_symmetry, budget=budget, n_tiles=n_tiles, mode="memory")
+
+
+def _result(source, assume, tiling, logp, sign, stats, g, *, workers, backend, client, t, d, check_symmetry, budget,
+            n_tiles, mode, **extra) -> LogdetResult:
+    n = tiling.n
+    block_size = tiling.block_size
     if np.any(np.isnan(logp)):
         raise ArithmeticError("the factorization produced NaN pivots; this is a bug or an overflow in the input "
                               "scale: please report it with the matrix's dtype and size")
@@ -171,8 +239,88 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         "peak_managed_bytes_per_worker": stats.peak_managed_bytes,
         "peak_rss_bytes_per_worker": stats.peak_rss_bytes,
         "budget": budget,
+        "mode": mode,
         "token": g.token,
+        **extra,
     }
     return LogdetResult(logdet=logdet, sign=total_sign, method="exact", n=n, dtype=str(source.dtype),
                         log_pivots=logp, pivot_signs=sign, inertia=inertia, assume=assume,
                         status="ok" if total_sign != 0 else "singular", diagnostics=diagnostics)
+
+
+def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress, budget, scratch, resume, workers,
+               check_symmetry) -> LogdetResult:
+    """The out-of-core run: tiles in ``<scratch>/dlogdet-<token>``, resumed from it when it holds finished steps."""
+    from ..graph import graph_token
+    from ..store import TileStore, build_store_graph, resume_step
+
+    n, itemsize = tiling.n, source.dtype.itemsize
+    root = _scratch_root(scratch)
+    os.makedirs(root, exist_ok=True)
+    spilled = None
+    if isinstance(source, ArraySource):
+        # an in-memory matrix larger than the budgets: the workers read it from disk like any .npy file
+        from ..sources import NpySource
+        spilled = os.path.join(root, f"dlogdet-input-{os.getpid()}-{id(source):x}.npy")
+        np.save(spilled, B.to_host(source.array))
+        source = NpySource(spilled)
+    check_finite = bool(config.get("check.finite", True))
+    token = graph_token(source, assume, tiling, t, d, backend, check_finite, rtol)
+    per_task = int(config.get("memory.tiles-per-task", 5))
+    tile_bytes = tiling.block_size ** 2 * itemsize
+    store = TileStore(os.path.join(root, f"dlogdet-{token}"), slots=max(1, budget // (per_task * tile_bytes)),
+                      backend="numpy" if backend == "auto" else backend)
+    start = 0
+    if os.path.isdir(store.root):
+        if resume:
+            start = resume_step(store, tiling.nt)
+        else:
+            store.clear()
+    # free disk: the trailing matrix once, plus one step's factor and panel tiles
+    matrix = n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize
+    need = matrix + 2 * tiling.nt * tile_bytes
+    have = _dir_bytes(store.root)
+    free = shutil.disk_usage(root).free
+    if free + have < need:
+        if spilled:
+            os.remove(spilled)
+        raise ScratchSpaceError(f"the tile store needs {need} bytes ({need / 2**30:.2f} GiB) of free disk under "
+                                f"{root}, which has {free} bytes free; give scratch= (or dask config "
+                                "'dlogdet.scratch') a larger file system")
+    os.makedirs(store.root, exist_ok=True)
+    source_ref = None
+    futures = []
+    from ..sources import DaskArraySource
+    if client is not None and not isinstance(source, DaskArraySource):
+        futures = client.scatter([source], broadcast=True, hash=False)
+        source_ref = futures[0]
+    g = build_store_graph(source, assume, tiling, store, t=t, d=d, backend=backend, check_finite=check_finite,
+                          symmetry_rtol=rtol, source_ref=source_ref, token=token, start=start)
+    log.info("exact %s out of core: n=%d, block size %d, %d panels from step %d, %d tasks, store %s", assume, n,
+             tiling.block_size, tiling.nt, start, g.n_tasks, store.root)
+    n_tiles = tiling.nt * tiling.nt if assume == "gen" else tiling.tiles_lower()
+    try:
+        (logp, sign, computed), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client,
+                                                progress=progress, tiles_total=n_tiles)
+    finally:
+        for f in futures:
+            f.release()
+        if spilled:
+            os.remove(spilled)
+    result = _result(source, assume, tiling, logp, sign, stats, g, workers=workers, backend=backend, client=client,
+                     t=t, d=d, check_symmetry=check_symmetry, budget=budget, n_tiles=n_tiles, mode="store",
+                     scratch=store.root, resumed_from_step=start, tasks_computed=computed,
+                     tiles_per_task=per_task, slots_per_worker=store.slots)
+    store.clear()
+    return result
+
+
+def _dir_bytes(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total

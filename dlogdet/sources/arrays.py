@@ -52,6 +52,8 @@ class NpySource(TileSource):
             raise SourceError(f"{path} does not hold a single array")
         self.shape = check_shape(mm.shape)
         self.dtype = check_dtype(mm.dtype)
+        self.offset = int(mm.offset)
+        self.fortran_order = bool(mm.flags.f_contiguous and not mm.flags.c_contiguous)
         del mm
 
     def token(self) -> str:
@@ -66,7 +68,37 @@ class NpySource(TileSource):
                               "file system that every worker sees") from None
 
     def tile(self, r0, r1, c0, c1):
-        return np.array(self._mm()[r0:r1, c0:c1])  # a copy in RAM: BLAS-friendly and independent of the file
+        """Tile ``[r0:r1, c0:c1]`` read with one positional read per row (per column for Fortran order).
+
+        Reads go into a fresh array: unlike a memory map, nothing of the file stays mapped in the worker, so its
+        resident memory is the tiles it holds, not the parts of the file it has touched.
+        """
+        if self.fortran_order:
+            return self._read_lines(c0, c1, r0, r1).T
+        return self._read_lines(r0, r1, c0, c1)
+
+    def _read_lines(self, a0, a1, b0, b1) -> np.ndarray:
+        """Lines a0:a1 of the file's storage order, elements b0:b1 of each, as a C-ordered (a1-a0, b1-b0) array."""
+        out = np.empty((a1 - a0, b1 - b0), dtype=self.dtype)
+        if out.size == 0:
+            return out
+        width = (b1 - b0) * self.dtype.itemsize
+        line = self.shape[1] * self.dtype.itemsize
+        buf = memoryview(out).cast("B")
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as e:
+            raise SourceError(f"cannot read {self.path} on this worker: {e}; on a cluster the file must be on a "
+                              "file system that every worker sees") from None
+        try:
+            for a in range(a1 - a0):
+                pos = self.offset + (a0 + a) * line + b0 * self.dtype.itemsize
+                got = os.preadv(fd, [buf[a * width:(a + 1) * width]], pos)
+                if got != width:
+                    raise SourceError(f"{self.path} is shorter than its header says (truncated at byte {pos})")
+        finally:
+            os.close(fd)
+        return out
 
     def block(self, rows, cols):
         return np.array(self._mm()[np.ix_(np.asarray(rows), np.asarray(cols))])
