@@ -107,7 +107,7 @@ def main():
     # are taken within a round, then their median over rounds is printed.
     rows = {k: [] for k in ("a", "b", "c", "d", "m", "l")}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
         small = spd_matrix(600)
         dlogdet.logdet(small, client=client, block_size=200)          # warm-up: imports on the workers
         dask_cholesky_logdet(path, 2 * bs, bs, client)

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import config
@@ -67,6 +67,7 @@ class RunStats:
     peak_managed_bytes: dict
     peak_rss_bytes: dict
     scheduler: str
+    memory: dict = field(default_factory=dict)
 
 
 def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
@@ -77,15 +78,18 @@ def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
 
 
 def execute(dsk: dict, out_key, panel_keys: list, *, client=None, progress: ProgressCallback | None = None,
-            tiles_total: int = 0) -> tuple[Any, RunStats]:
+            tiles_total: int = 0, run: str | None = None, task_bytes: dict[str, int] | None = None
+            ) -> tuple[Any, RunStats]:
     """Compute ``out_key`` of ``dsk`` and report progress as panels finish.
 
-    Returns the value of ``out_key`` and run statistics (wall time, peak memory per worker where known).
+    On a cluster, ``task_bytes`` (working-set bytes per task kind) is annotated on every task of run ``run`` for
+    the memory accounting of :mod:`dlogdet.budget`. Returns the value of ``out_key`` and run statistics (wall
+    time, peak memory per worker where known).
     """
     client = active_client(client)
     if client is None:
         return _execute_local(dsk, out_key, panel_keys, progress, tiles_total)
-    return _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total)
+    return _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run, task_bytes)
 
 
 def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
@@ -125,9 +129,10 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
     return value, RunStats(wall, {}, {"local": peak[0]}, f"threads ({workers})")
 
 
-def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total):
+def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run=None, task_bytes=None):
     import dask
 
+    from .budget import Accounting, TaskBytes
     from .graph import BlockCyclic, PanelPriority
 
     nt = len(panel_keys)
@@ -141,6 +146,11 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
         if len(workers) > 1:
             annotations["workers"] = BlockCyclic(workers)
             annotations["allow_other_workers"] = True
+    accounting = None
+    if run is not None and task_bytes is not None:
+        accounting = Accounting(client, run)
+        if accounting.ok:
+            annotations["dlogdet"] = TaskBytes(run, task_bytes)
     with dask.annotate(**annotations):
         futures = client.get(dsk, [out_key, *panel_keys], sync=False)
     out, panels = futures[0], futures[1:]
@@ -182,4 +192,5 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
         for f in futures:
             f.release()
     wall = time.perf_counter() - t0
-    return value, RunStats(wall, peak_managed, peak_rss, f"distributed ({client.scheduler.address})")
+    memory = accounting.finish() if accounting is not None else {}
+    return value, RunStats(wall, peak_managed, peak_rss, f"distributed ({client.scheduler.address})", memory)

@@ -31,7 +31,7 @@ KAPPA = math.exp(2.0)  # |λ| log-uniform on [e^-1, e^1]
 @pytest.fixture(scope="module")
 def cluster():
     c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                 dashboard_address=None)
+                                 dashboard_address="127.0.0.1:0")
     try:
         yield c
     finally:

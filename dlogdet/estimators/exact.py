@@ -200,8 +200,13 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
                            source_ref=source_ref)
     log.info("exact %s: n=%d, block size %d, %d panels, %d tasks", assume, n, block_size, tiling.nt, g.n_tasks)
     try:
+        tb = block_size * block_size * source.dtype.itemsize
+        # tracked working set per task (inputs are counted where they are held): the output tile, plus the
+        # two raw tiles and their difference for a symmetry check
+        per_kind = {k: 2 * tb for k in ("potrf", "sytrf", "getrf", "trsm", "trsmrow", "gemm", "syrk")}
+        per_kind["symcheck"] = 3 * tb
         (logp, sign), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client, progress=progress,
-                                      tiles_total=n_tiles)
+                                      tiles_total=n_tiles, run=g.token, task_bytes=per_kind)
     finally:
         for f in futures:
             f.release()
@@ -239,6 +244,7 @@ def _result(source, assume, tiling, logp, sign, stats, g, *, workers, backend, c
         "peak_managed_bytes_per_worker": stats.peak_managed_bytes,
         "peak_rss_bytes_per_worker": stats.peak_rss_bytes,
         "budget": budget,
+        **stats.memory,
         "mode": mode,
         "token": g.token,
         **extra,
@@ -300,8 +306,13 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
              tiling.block_size, tiling.nt, start, g.n_tasks, store.root)
     n_tiles = tiling.nt * tiling.nt if assume == "gen" else tiling.tiles_lower()
     try:
+        # a store task holds its input tiles, its output and a temporary: the working set it was sized for
+        tb = tile_bytes
+        per_kind = {"potrf": 3 * tb, "sytrf": 3 * tb, "getrf": 3 * tb, "trsm": 4 * tb, "trsmrow": 4 * tb,
+                    "gemm": per_task * tb, "syrk": per_task * tb, "symcheck": 3 * tb}
         (logp, sign, computed), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client,
-                                                progress=progress, tiles_total=n_tiles)
+                                                progress=progress, tiles_total=n_tiles, run=token,
+                                                task_bytes=per_kind)
     finally:
         for f in futures:
             f.release()
