@@ -31,6 +31,7 @@ from dask.base import tokenize
 from . import backend as B
 from . import config
 from . import kernels as K
+from .errors import InputError, MemoryBudgetError
 from .sources import ArraySource, DaskArraySource, TileSource
 
 
@@ -58,24 +59,68 @@ def auto_block_size(n: int, workers: int = 1, *, itemsize: int = 8, budget: int 
     Big tiles make BLAS efficient and keep the per-task overhead (~3 ms) small; enough tiles keep every worker
     busy: the first trailing update has about nt²/2 independent tasks, so we ask for nt ≥ √(8·workers), and for
     at least 8 panels, which keeps the critical path (one POTRF, TRSM and SYRK per panel) short on small clusters.
-    Bounded by ``dlogdet.min-block-size``/``max-block-size`` and, with a budget, by budget/8 bytes per tile
-    (an update holds three tiles and its output; the rest is headroom).
+    Bounded by ``dlogdet.min-block-size``/``max-block-size`` (exceeded only when n needs more than a quarter of
+    ``dlogdet.max-tasks`` tasks) and, with a budget, by budget/8 bytes per tile (an update holds three tiles and its
+    output; the rest is headroom).
     """
     lo = int(config.get("min-block-size", 256))
     hi = int(config.get("max-block-size", 2048))
     nt = max(8, math.ceil(math.sqrt(8 * max(1, workers))))
     bs = max(lo, min(hi, math.ceil(n / nt)))
+    # a huge n: grow the tile past max-block-size rather than build a graph of more than a quarter of
+    # dlogdet.max-tasks tasks (about nt³/6 of them)
+    nt_cap = max(1, int((6 * int(config.get("max-tasks", 2_000_000)) / 4) ** (1 / 3)))
+    if math.ceil(n / bs) > nt_cap:
+        bs = math.ceil(n / nt_cap)
     if budget is not None:
         cap = int(math.sqrt(budget / 8 / itemsize))
         smallest = min(lo, n)
         if cap < smallest:
-            from .errors import MemoryBudgetError
             need = 8 * itemsize * smallest * smallest
             raise MemoryBudgetError(
                 f"a budget of {budget} bytes per worker cannot hold the working set of the smallest tile "
                 f"({smallest}x{smallest}); give at least {need} bytes ({need / 2**20:.1f} MiB) per worker")
         bs = min(bs, cap)
     return max(1, min(bs, n))
+
+
+def store_block_size(n: int, workers: int, budget: int, itemsize: int) -> int:
+    """Tile size of an out-of-core run: the largest b whose task working set (``dlogdet.memory.tiles-per-task``
+    tiles of b² items) fits in the budget, a multiple of 64, with enough panels to keep every worker busy.
+
+    Raises
+    ------
+    MemoryBudgetError
+        When the budget cannot hold the working set of the smallest tile (``dlogdet.min-block-size``).
+    """
+    per_task = int(config.get("memory.tiles-per-task", 5))
+    lo = min(int(config.get("min-block-size", 256)), n)
+    b = int(math.isqrt(budget // (per_task * itemsize)))
+    if b < lo:
+        need = per_task * itemsize * lo * lo
+        raise MemoryBudgetError(
+            f"a budget of {budget} bytes ({budget / 2**20:.1f} MiB) per worker cannot hold one task's working set "
+            f"({per_task} tiles of {lo}x{lo}); the smallest budget that works is {need} bytes "
+            f"({need / 2**20:.1f} MiB)")
+    nt_min = max(2, math.ceil(math.sqrt(8 * max(1, workers))))
+    b = min(b, int(config.get("memory.store-max-block-size", 8192)), max(lo, math.ceil(n / nt_min)))
+    return max(lo, b - b % 64) if b >= 64 else b
+
+
+def choose_mode(n: int, itemsize: int, budget: int | None, workers: int, assume: str) -> str:
+    """``"store"`` (out of core) or ``"memory"``: dask config ``dlogdet.memory.mode``, or with ``auto`` the store
+    when the matrix's lower triangle (all of it for ``gen``) exceeds half of the workers' summed budgets."""
+    mode = config.get("memory.mode", "auto")
+    if mode not in ("auto", "memory", "store"):
+        raise InputError(f"dask config 'dlogdet.memory.mode' must be auto, memory or store, got {mode!r}")
+    if mode != "auto":
+        if mode == "store" and budget is None:
+            raise InputError("dlogdet.memory.mode='store' needs a budget: pass budget='2GiB' (per worker)")
+        return mode
+    if budget is None:
+        return "memory"
+    matrix = n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize
+    return "store" if matrix > 0.5 * budget * workers else "memory"
 
 
 def task_count(nt: int, assume: str) -> int:

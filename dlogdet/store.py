@@ -53,6 +53,7 @@ class TileStore:
     root: str
     slots: int = 1
     backend: str = "numpy"
+    run: str = "run"   # names this run's log of computed tasks (a resumed run has its own)
 
     def path(self, name: str) -> str:
         return os.path.join(self.root, name)
@@ -91,6 +92,21 @@ class TileStore:
     def mark(self, name: str) -> None:
         with open(self.path(name), "wb"):
             pass
+
+    def log_computed(self, what: str) -> None:
+        """Append a line to this run's log of tasks that computed (one O_APPEND write: safe across processes)."""
+        fd = os.open(self.path(f"computed-{self.run}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, f"{what}\n".encode())
+        finally:
+            os.close(fd)
+
+    def count_computed(self) -> int:
+        try:
+            with open(self.path(f"computed-{self.run}.log"), "rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -190,6 +206,7 @@ def run_task(store: TileStore, op: str, out: str, inputs: tuple, params: tuple, 
             store.save(pivots_name, {"log_abs": piv.log_abs, "sign": piv.sign})
         store.save(out, result)
         del result
+    store.log_computed(out)   # before the input goes: a worker lost in between repeats (and logs) the task
     if isinstance(first, FromStore):
         store.delete(first.name)
     else:
@@ -197,19 +214,20 @@ def run_task(store: TileStore, op: str, out: str, inputs: tuple, params: tuple, 
     return StoreRef(store.path(out), computed=True)
 
 
-def finish_step(store: TileStore, k: int, names: list[str], *refs: StoreRef) -> int:
-    """Step k is complete: delete its factor and panel tiles, mark it done; the number of tasks that computed."""
+def finish_step(store: TileStore, k: int, names: list[str], *after) -> int:
+    """Step k is complete (``after``: its tasks and the previous mark): delete its factor and panel tiles, mark it."""
     for name in names:
         store.delete(name)
     store.mark(f"done-{k}")
-    return sum(1 for r in refs if r.computed)
+    return k
 
 
-def gather(store: TileStore, nt: int, *counts: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """All log-pivots and signs from the store, and the number of tasks that computed in this run."""
+def gather(store: TileStore, nt: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """All log-pivots and signs from the store, and the number of tasks that computed in this run (from its log:
+    a count kept in task results would lose the work of a worker that died after it)."""
     piv = [store.load(f"P-{k}.npz") for k in range(nt)]
     return (np.concatenate([p["log_abs"] for p in piv]),
-            np.concatenate([p["sign"] for p in piv]).astype(np.int8), int(sum(counts)))
+            np.concatenate([p["sign"] for p in piv]).astype(np.int8), store.count_computed())
 
 
 def resume_step(store: TileStore, nt: int) -> int:
@@ -297,7 +315,8 @@ def build_store_graph(source, assume: str, tiling: Tiling, store: TileStore, *, 
                 cur[i, j] = (FromStore(aname), key, None)
                 step_refs.append(key)
         dk = (names["done"], k)
-        dsk[dk] = (finish_step, store, k, to_delete, *step_refs)
+        # after the previous mark too: marks are then contiguous, so "done-k" means steps 0..k are complete
+        dsk[dk] = (finish_step, store, k, to_delete, *step_refs, *done_keys[-1:])
         done_keys.append(dk)
 
     checks = []
@@ -314,5 +333,5 @@ def build_store_graph(source, assume: str, tiling: Tiling, store: TileStore, *, 
     return FactorGraph(dsk, out, done_keys, tiling, assume, token, n_tasks, names)
 
 
-def _gather_after_checks(store: TileStore, nt: int, checks: list, *counts: int):
-    return gather(store, nt, *counts)
+def _gather_after_checks(store: TileStore, nt: int, checks: list, *done: int):
+    return gather(store, nt)

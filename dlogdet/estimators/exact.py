@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import tempfile
+import uuid
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from .. import backend as B
 from .. import config
 from .. import kernels as K
 from ..errors import InputError, MemoryBudgetError, ScratchSpaceError
-from ..graph import Tiling, auto_block_size, build_factor_graph, task_count
+from ..graph import Tiling, auto_block_size, build_factor_graph, choose_mode, store_block_size, task_count
 from ..kernels import ASSUME
 from ..result import Inertia, LogdetResult
 from ..runtime import ProgressCallback, active_client, execute, n_workers
@@ -79,43 +80,6 @@ def check_symmetric_in_memory(a, tiling: Tiling, rtol: float, check_finite: bool
         list(ex.map(check, pairs))
 
 
-def store_block_size(n: int, workers: int, budget: int, itemsize: int) -> int:
-    """Tile size of an out-of-core run: the largest b whose task working set (``dlogdet.memory.tiles-per-task``
-    tiles of b² items) fits in the budget, a multiple of 64, with enough panels to keep every worker busy.
-
-    Raises
-    ------
-    MemoryBudgetError
-        When the budget cannot hold the working set of the smallest tile (``dlogdet.min-block-size``).
-    """
-    per_task = int(config.get("memory.tiles-per-task", 5))
-    lo = min(int(config.get("min-block-size", 256)), n)
-    b = int(math.isqrt(budget // (per_task * itemsize)))
-    if b < lo:
-        need = per_task * itemsize * lo * lo
-        raise MemoryBudgetError(
-            f"a budget of {budget} bytes ({budget / 2**20:.1f} MiB) per worker cannot hold one task's working set "
-            f"({per_task} tiles of {lo}x{lo}); the smallest budget that works is {need} bytes "
-            f"({need / 2**20:.1f} MiB)")
-    nt_min = max(2, math.ceil(math.sqrt(8 * max(1, workers))))
-    b = min(b, int(config.get("store-max-block-size", 8192)), max(lo, math.ceil(n / nt_min)))
-    return max(lo, b - b % 64) if b >= 64 else b
-
-
-def _use_store(n: int, itemsize: int, budget: int | None, workers: int, assume: str) -> bool:
-    mode = config.get("memory.mode", "auto")
-    if mode not in ("auto", "memory", "store"):
-        raise InputError(f"dask config 'dlogdet.memory.mode' must be auto, memory or store, got {mode!r}")
-    if mode != "auto":
-        if mode == "store" and budget is None:
-            raise InputError("dlogdet.memory.mode='store' needs a budget: pass budget='2GiB' (per worker)")
-        return mode == "store"
-    if budget is None:
-        return False
-    matrix = n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize
-    return matrix > 0.5 * budget * workers
-
-
 def _scratch_root(scratch) -> str:
     root = scratch if scratch is not None else config.get("scratch")
     return os.path.abspath(os.fspath(root)) if root else tempfile.gettempdir()
@@ -143,7 +107,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     client = active_client(client)
     workers = n_workers(client)
     itemsize = source.dtype.itemsize
-    use_store = _use_store(n, itemsize, budget, workers, assume)
+    use_store = choose_mode(n, itemsize, budget, workers, assume) == "store"
     if block_size is None:
         block_size = config.get("block-size") or (
             store_block_size(n, workers, budget, itemsize) if use_store
@@ -275,7 +239,7 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
     per_task = int(config.get("memory.tiles-per-task", 5))
     tile_bytes = tiling.block_size ** 2 * itemsize
     store = TileStore(os.path.join(root, f"dlogdet-{token}"), slots=max(1, budget // (per_task * tile_bytes)),
-                      backend="numpy" if backend == "auto" else backend)
+                      backend="numpy" if backend == "auto" else backend, run=uuid.uuid4().hex)
     start = 0
     if os.path.isdir(store.root):
         if resume:
