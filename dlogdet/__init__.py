@@ -4,6 +4,7 @@ from . import config  # noqa: F401  (registers the dlogdet.* defaults in dask.co
 from .api import logdet
 from .errors import (DlogdetError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError, NotSquareError,
                      NotSymmetricError, ScratchSpaceError, SingularMatrixError, SourceError, UnsupportedDtypeError)
+from .plan import plan
 from .result import Inertia, LogdetResult
 from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, TileSource, ZarrSource, as_source
 
@@ -13,5 +14,5 @@ __all__ = [
     "logdet", "LogdetResult", "Inertia", "KernelSource", "TileSource", "ArraySource", "NpySource", "ZarrSource",
     "DaskArraySource", "as_source", "DlogdetError", "InputError", "NotPSDError", "NotSquareError",
     "NotSymmetricError", "NonFiniteError", "SingularMatrixError", "SourceError", "UnsupportedDtypeError",
-    "MemoryBudgetError", "ScratchSpaceError", "__version__",
+    "MemoryBudgetError", "ScratchSpaceError", "plan", "__version__",
 ]

@@ -128,6 +128,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_common(q, argparse.SUPPRESS)
     q.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("plan", help="dry run: tile size, tasks, memory, disk, flops and predicted time of a run",
+                       description="Dry run of an exact log-determinant of an n x n matrix on K workers under a "
+                                   "memory budget per worker: tile size, panels, tiles, tasks, in-memory or "
+                                   "on-disk tile store, resident tiles, bytes read and written, scratch disk, "
+                                   "flops and a predicted time, in closed form (nothing is built or run).")
+    r.add_argument("--n", type=_positive_int, required=True, metavar="N", help="order of the matrix")
+    r.add_argument("--workers", type=_positive_int, required=True, metavar="K", help="Dask workers")
+    r.add_argument("--budget", metavar="SIZE",
+                   help="host memory per worker such as 80GB (default: dask config dlogdet.memory.budget)")
+    r.add_argument("--dtype", default="float64", help="float64 (default) or float32")
+    r.add_argument("--assume", choices=("spd", "sym", "gen"), default="spd",
+                   help="spd (Cholesky, the default), sym (LDL^T) or gen (LU)")
+    r.add_argument("--block-size", type=_positive_int, metavar="N", help="plan this tile size instead of choosing")
+    r.add_argument("--gpus-per-worker", type=_int_at_least(0), default=0, metavar="G",
+                   help="GPUs per worker (default 0: CPU workers); needs --gpu-memory")
+    r.add_argument("--gpu-memory", metavar="SIZE", help="memory of one GPU such as 80GB")
+    r.add_argument("--calibrate", action="store_true",
+                   help="measure the GEMM and disk rates here (about a second) instead of the defaults")
+    r.add_argument("--gemm-flops", type=float, metavar="RATE", help="flop/s of one task slot (overrides)")
+    r.add_argument("--io-bytes", type=float, metavar="RATE", help="disk bytes/s of one worker (overrides)")
+    r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_common(r, argparse.SUPPRESS)
+    r.set_defaults(func=cmd_plan)
     return parser
 
 
@@ -454,6 +478,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"{r.sign:+.0f}) vs {ref_logdet!r} (sign {ref_sign:+.0f}), relative difference {rel_diff:.3e} "
               f"is not below {DEMO_RTOL:g}", file=sys.stderr, flush=True)
         return 1
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``dlogdet plan --n N --workers K --budget SIZE ...``: a dry run, printed as a table or one JSON object."""
+    from .plan import plan
+
+    rates = {k: v for k, v in (("gemm_flops", args.gemm_flops), ("io_bytes", args.io_bytes)) if v is not None}
+    p = plan(args.n, workers=args.workers, budget=args.budget, dtype=args.dtype, assume=args.assume,
+             block_size=args.block_size, gpus_per_worker=args.gpus_per_worker, gpu_memory=args.gpu_memory,
+             rates=rates or None, calibrate=args.calibrate)
+    print(p.to_json() if args.json else p.summary(), flush=True)
     return 0
 
 

@@ -72,8 +72,34 @@ class SingularMatrixError(DlogdetError, ArithmeticError):
 
 
 class MemoryBudgetError(InputError):
-    """The requested memory budget is smaller than the smallest working set that can run."""
+    """The requested memory budget is smaller than the smallest working set that can run.
+
+    Attributes
+    ----------
+    needed : int or None
+        The smallest budget in bytes that would work (also named in the message).
+    """
+
+    def __init__(self, message: str, needed: int | None = None):
+        super().__init__(message)
+        self.needed = needed
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.needed))
 
 
 class ScratchSpaceError(InputError):
-    """The scratch directory of the on-disk tile store lacks the free space the run needs."""
+    """The scratch directory of the on-disk tile store lacks the free space the run needs.
+
+    Attributes
+    ----------
+    needed : int or None
+        Bytes of free disk the run needs.
+    """
+
+    def __init__(self, message: str, needed: int | None = None):
+        super().__init__(message)
+        self.needed = needed
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.needed))

@@ -79,7 +79,7 @@ def auto_block_size(n: int, workers: int = 1, *, itemsize: int = 8, budget: int 
             need = 8 * itemsize * smallest * smallest
             raise MemoryBudgetError(
                 f"a budget of {budget} bytes per worker cannot hold the working set of the smallest tile "
-                f"({smallest}x{smallest}); give at least {need} bytes ({need / 2**20:.1f} MiB) per worker")
+                f"({smallest}x{smallest}); give at least {need} bytes ({need / 2**20:.1f} MiB) per worker", needed=need)
         bs = min(bs, cap)
     return max(1, min(bs, n))
 
@@ -101,7 +101,7 @@ def store_block_size(n: int, workers: int, budget: int, itemsize: int) -> int:
         raise MemoryBudgetError(
             f"a budget of {budget} bytes ({budget / 2**20:.1f} MiB) per worker cannot hold one task's working set "
             f"({per_task} tiles of {lo}x{lo}); the smallest budget that works is {need} bytes "
-            f"({need / 2**20:.1f} MiB)")
+            f"({need / 2**20:.1f} MiB)", needed=need)
     nt_min = max(2, math.ceil(math.sqrt(8 * max(1, workers))))
     b = min(b, int(config.get("memory.store-max-block-size", 8192)), max(lo, math.ceil(n / nt_min)))
     return max(lo, b - b % 64) if b >= 64 else b

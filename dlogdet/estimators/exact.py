@@ -119,7 +119,8 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
             raise MemoryBudgetError(
                 f"block_size={block_size} needs {per_task} tiles = "
                 f"{per_task * block_size ** 2 * itemsize / 2**20:.1f} MiB per task, more than the budget of "
-                f"{budget / 2**20:.1f} MiB; use block_size <= {math.isqrt(budget // (per_task * itemsize))}")
+                f"{budget / 2**20:.1f} MiB; use block_size <= {math.isqrt(budget // (per_task * itemsize))}",
+                needed=per_task * block_size * block_size * itemsize)
     tiling = Tiling(n, block_size)
     max_tasks = int(config.get("max-tasks", 2_000_000))
     if task_count(tiling.nt, assume) > max_tasks:
@@ -256,7 +257,7 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
             os.remove(spilled)
         raise ScratchSpaceError(f"the tile store needs {need} bytes ({need / 2**30:.2f} GiB) of free disk under "
                                 f"{root}, which has {free} bytes free; give scratch= (or dask config "
-                                "'dlogdet.scratch') a larger file system")
+                                "'dlogdet.scratch') a larger file system", needed=need)
     os.makedirs(store.root, exist_ok=True)
     source_ref = None
     futures = []
