@@ -108,7 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start a local cluster of K worker processes on loopback for this run")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on the Dask scheduler at ADDRESS, e.g. tcp://10.0.0.1:8786")
-    p.add_argument("--budget", metavar="SIZE", help="memory budget per worker such as 2GiB (caps the tile size)")
+    p.add_argument("--budget", metavar="SIZE",
+                   help="memory budget per worker for tiles, such as 2GiB (default: dask config dlogdet.memory.budget); "
+                        "a matrix larger than half the summed budgets runs out of core, from an on-disk tile store")
+    p.add_argument("--scratch", metavar="DIR",
+                   help="directory of the tile store of an out-of-core run (default: dask config dlogdet.scratch or "
+                        "the system's temporary directory; on a cluster, a file system every worker sees); a run "
+                        "that was killed resumes from it when started again with the same arguments")
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default=None,
                    help="compute backend of the tiles (default: dask config dlogdet.backend, auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -383,6 +389,15 @@ def format_result(r: Any) -> str:
         rows.append(("tasks", diag["n_tasks"]))
     if "scheduler" in diag:
         rows.append(("scheduler", diag["scheduler"]))
+    if diag.get("mode") == "store":
+        rows.append(("mode", f"out of core (tile store {diag.get('scratch')}), resumed from step "
+                             f"{diag.get('resumed_from_step', 0)}, {diag.get('tasks_computed', '?')} tasks computed"))
+    if diag.get("budget"):
+        tracked = diag.get("peak_tracked_bytes_per_worker") or {}
+        line = f"{diag['budget'] / 2**20:.1f} MiB per worker"
+        if tracked:
+            line += "; peak tracked " + ", ".join(f"{w}: {b / 2**20:.1f} MiB" for w, b in sorted(tracked.items()))
+        rows.append(("budget", line))
     peaks = _peak_memory(diag)
     if peaks:
         rows.append(("peak memory", "; ".join(peaks)))
@@ -399,6 +414,8 @@ def cmd_logdet(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.backend is not None:
         options["backend"] = args.backend
+    if args.scratch is not None:
+        options["scratch"] = args.scratch
     with _client_for(args) as client, _progress(args) as bar:
         r = logdet(args.path, assume=args.assume, t=args.t, d=args.d, block_size=args.block_size,
                    budget=args.budget, client=client, progress=bar, **options)

@@ -257,3 +257,21 @@ def test_two_workers_stay_under_64_mib_each(tmp_path):
     assert all(0 < v <= budget for v in d["peak_tracked_bytes_per_worker"].values())
     for w, p in d["peak_rss_sampled_bytes_per_worker"].items():
         assert p - d["rss_at_start_bytes_per_worker"][w] <= budget + OVERHEAD
+
+
+def test_cli_budget_and_scratch(spd, tmp_path, capsys):
+    import json
+
+    from dlogdet.cli import main
+
+    a, ld, *_ = spd
+    np.save(tmp_path / "a.npy", a)
+    rc = main(["logdet", str(tmp_path / "a.npy"), "--budget", str(tile_budget(128)), "--scratch",
+               str(tmp_path / "s"), "--json", "--no-progress"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["diagnostics"]["mode"] == "store" and out["diagnostics"]["block_size"] == 128
+    assert abs(out["logdet"] - ld) <= logdet_tol(N, KAPPA)
+    assert os.listdir(tmp_path / "s") == []
+    rc = main(["logdet", str(tmp_path / "a.npy"), "--budget", "100KB", "--scratch", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "smallest budget that works is 163840 bytes" in err[0]
