@@ -4,7 +4,7 @@ from . import config  # noqa: F401  (registers the dlogdet.* defaults in dask.co
 from .api import logdet
 from .errors import (DlogdetError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError, NotSquareError,
                      NotSymmetricError, ScratchSpaceError, SingularMatrixError, SourceError, UnsupportedDtypeError)
-from .plan import plan
+from .planner import plan
 from .result import Inertia, LogdetResult
 from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, TileSource, ZarrSource, as_source
 

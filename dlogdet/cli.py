@@ -500,7 +500,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """``dlogdet plan --n N --workers K --budget SIZE ...``: a dry run, printed as a table or one JSON object."""
-    from .plan import plan
+    from .planner import plan
 
     rates = {k: v for k, v in (("gemm_flops", args.gemm_flops), ("io_bytes", args.io_bytes)) if v is not None}
     p = plan(args.n, workers=args.workers, budget=args.budget, dtype=args.dtype, assume=args.assume,

@@ -103,7 +103,7 @@ def store_block_size(n: int, workers: int, budget: int, itemsize: int) -> int:
             f"({per_task} tiles of {lo}x{lo}); the smallest budget that works is {need} bytes "
             f"({need / 2**20:.1f} MiB)", needed=need)
     nt_min = max(2, math.ceil(math.sqrt(8 * max(1, workers))))
-    b = min(b, int(config.get("memory.store-max-block-size", 8192)), max(lo, math.ceil(n / nt_min)))
+    b = min(b, int(config.get("memory.store-max-block-size") or 8192), max(lo, math.ceil(n / nt_min)))
     return max(lo, b - b % 64) if b >= 64 else b
 
 

@@ -1,7 +1,7 @@
 """The layer rules of DESIGN.md section 1, read from the source with ``ast`` (nothing is imported).
 
 L0 errors/result/config → L1 backend → L2 kernels/krylov → L3 sources/ntk → L4 graph/store →
-L5 budget/runtime/plan → L6 estimators → L7 api/cli/__init__/__main__/dashboard: each module imports only from
+L5 budget/runtime/planner → L6 estimators → L7 api/cli/__init__/__main__/dashboard: each module imports only from
 its own layer or the layers above it, and third-party imports follow the table (no dask below L4 except
 ``dask.config`` in config.py, no distributed below L5, jax only lazily).
 """
@@ -24,7 +24,7 @@ LAYERS = {
     "kernels": 2, "krylov": 2,
     "sources": 3, "ntk": 3,
     "graph": 4, "store": 4,
-    "budget": 5, "runtime": 5, "plan": 5,
+    "budget": 5, "runtime": 5, "planner": 5,
     "estimators": 6,
     "api": 7, "cli": 7, "__init__": 7, "__main__": 7, "dashboard": 7,
 }

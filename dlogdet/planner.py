@@ -4,20 +4,30 @@
 n = 10⁶: tile size b, panels nt = ⌈n/b⌉, tiles, tasks, whether the matrix stays in worker memory or lives in the
 on-disk tile store, tiles resident per worker, bytes read and written, scratch disk, flops and a predicted time.
 
-The memory model (per worker, host memory)::
+One set of rules: the mode and the tile size are the engine's own (:func:`dlogdet.graph.choose_mode`,
+:func:`dlogdet.graph.store_block_size` out of core, :func:`dlogdet.graph.auto_block_size` in memory, after
+``block_size=`` and dask config ``dlogdet.block-size``), so on CPU workers a plan's ``block_size`` and ``mode`` are
+what ``dlogdet.logdet`` reports in ``diagnostics["block_size"]`` and ``["mode"]`` for the same n, workers, budget,
+dtype, assume and dask config, and a budget too small for the smallest tile raises the engine's
+:class:`~dlogdet.errors.MemoryBudgetError` (``.needed``: the smallest budget that works). GPU workers add two caps
+the engine does not know, taken as a min on top of its choice: ``tiles-per-task`` tiles must fit in one GPU's
+memory, and b ≤ 46340 (b² < 2³¹); the plan then says which tile to pass as ``block_size``.
 
-    working set = overhead + tiles_per_task · slots · b² · itemsize      ≤ budget          (store mode)
-    working set + ⌈matrix bytes / workers⌉                               ≤ budget          (memory mode)
+The memory model (per worker, host memory). The budget (``dlogdet.memory.budget``) is for tiles; the worker
+process's own baseline (Python, NumPy, dask, task state, buffers) is outside it and is estimated by
+``dlogdet.memory.overhead``::
 
-``slots`` is the number of tasks a worker runs at once: 1 on a CPU worker (one BLAS thread per task), one per GPU
-on a GPU worker, whose device memory must also hold ``overhead + tiles_per_task · b² · itemsize`` per GPU.
-``tiles_per_task`` is ``dlogdet.memory.tiles-per-task`` (a task's 3 inputs and 1 output, plus the engine's
-temporaries) and ``overhead`` is ``dlogdet.memory.overhead`` (default 256 MiB: what a worker holds besides the tiles
-of its running tasks: log-pivots, task and graph state, communication buffers, LAPACK workspace, allocator slack).
+    working set      = tiles_per_task · tasks at once · b² · itemsize
+    tiles in memory  = working set (+ ⌈matrix bytes / workers⌉ in memory mode)          the budget's share
+    expected peak RSS = overhead + tiles in memory
+
+``tasks at once`` is one per CPU worker (one BLAS thread per task) and one per GPU on a GPU worker, and out of
+core at most the tile store's slots, ``budget // (tiles_per_task · tile bytes)``, which bound the store tasks a
+worker runs at once. ``tiles_per_task`` is ``dlogdet.memory.tiles-per-task`` (3 inputs, 1 output, 1 temporary).
 
 The time model::
 
-    flops / (workers · slots · gemm) + nt · (potrf + trsm + syrk of one tile) / gemm + I/O bytes / (workers · io)
+    flops / (workers · tasks at once · gemm) + nt · (potrf + trsm + syrk of a tile) / gemm + I/O / (workers · io)
 
 the work spread over all task slots, plus the critical path (one diagonal factorization, panel solve and diagonal
 update per panel, which no number of workers overlaps), plus the disk traffic, not overlapped with compute (an
@@ -38,7 +48,7 @@ from typing import Any, Mapping
 
 from . import config
 from .errors import InputError, MemoryBudgetError
-from .graph import Tiling, auto_block_size, task_count
+from .graph import Tiling, auto_block_size, choose_mode, store_block_size, task_count
 from .sources.base import check_dtype
 
 log = logging.getLogger(__name__)
@@ -46,18 +56,18 @@ log = logging.getLogger(__name__)
 ASSUME = ("spd", "sym", "gen")
 FACTORIZATION = {"spd": "Cholesky", "sym": "LDL^T (Bunch-Kaufman)", "gen": "LU (partial pivoting)"}
 
-# Tile sizes are multiples of this (once they are at least this big): whole cache-line and SIMD panels for BLAS,
-# and tile boundaries that a human can read.
-QUANTUM = 256
 # Largest GPU tile: b² must stay below 2³¹ elements (int32 index overflow in some cupyx kernels; DESIGN.md §2).
 GPU_MAX_TILE = 46340
+# A tile cut down by a GPU cap is a multiple of this, the granularity of graph.store_block_size.
+GPU_QUANTUM = 64
 
-# Defaults of the rates and the memory model, used when dask config has no value (keys: see the README of plan).
+# Defaults of the rates and the memory model, used when dask config has no value (the keys and the reasons for
+# these values are in dlogdet.yaml: dlogdet.plan.*, dlogdet.memory.overhead).
 DEFAULT_GEMM_FLOPS = 50e9        # float64 flop/s of one CPU task (one core, AVX2/AVX-512 DGEMM: 40-70 GFLOP/s)
 DEFAULT_GPU_GEMM_FLOPS = 20e12   # float64 flop/s of one GPU (A100: 19.5 TFLOP/s FP64 tensor; H100: 67)
 DEFAULT_IO_BYTES = 1e9           # B/s of one worker's scratch disk (a local NVMe SSD; a parallel file system share)
-DEFAULT_OVERHEAD = "256MiB"
-DEFAULT_TILES_PER_TASK = 4       # 3 inputs + 1 output of a trailing update
+DEFAULT_OVERHEAD = "256MiB"      # expected baseline RSS of a worker process, outside the budget
+DEFAULT_TILES_PER_TASK = 5       # graph.store_block_size's default: 3 inputs + 1 output + 1 temporary
 
 CALIBRATION_GEMM = 1024            # order of the calibration GEMM
 CALIBRATION_FILE = 64 * 2**20      # bytes of the calibration file
@@ -85,28 +95,32 @@ class Plan:
     assume: str
     workers: int
     gpus_per_worker: int
-    slots_per_worker: int                  # tasks a worker runs at once (1 per CPU worker, 1 per GPU)
-    budget_bytes: int                      # per worker (host memory)
+    slots_per_worker: int                  # task slots of a worker: 1 per CPU worker, 1 per GPU
+    tasks_at_once_per_worker: int          # slots, at most the tile store's slots out of core
+    store_slots_per_worker: int | None     # the engine's TileStore.slots: budget // (tiles_per_task · tile_bytes)
+    budget_bytes: int                      # per worker, for tiles (host memory)
     gpu_memory_bytes: int | None           # per GPU
-    overhead_bytes: int                    # dlogdet.memory.overhead, inside the budget
+    overhead_bytes: int                    # dlogdet.memory.overhead: expected baseline RSS, outside the budget
     tiles_per_task: int                    # dlogdet.memory.tiles-per-task
     block_size: int
     block_size_limited_by: str
+    engine_block_size: int                 # what dlogdet.logdet picks (differs from block_size only under a GPU cap)
     n_panels: int
     n_tiles: int                           # lower triangle nt(nt+1)/2; nt² for gen
     n_tasks: int                           # dlogdet.graph.task_count (no gather, no symmetry checks)
-    mode: str                              # "memory" or "store"
+    mode: str                              # "memory" or "store": dlogdet.graph.choose_mode
     mode_reason: str
     matrix_bytes: int                      # the tiles the factorization touches: lower triangle (all for gen)
     tile_bytes: int                        # one full b×b tile
     resident_tiles_per_worker: int         # store: working set; memory: + the worker's share of the matrix
-    working_set_bytes: int                 # overhead + tiles_per_task · slots · tile_bytes
-    peak_bytes_per_worker: int             # working set (+ the share of the matrix in memory mode)
-    gpu_working_set_bytes: int | None      # per GPU: overhead + tiles_per_task · tile_bytes
+    working_set_bytes: int                 # tiles_per_task · tasks_at_once · tile_bytes
+    tile_memory_bytes_per_worker: int      # working set (+ the worker's share of the matrix in memory mode)
+    peak_rss_bytes_per_worker: int         # expected: overhead + tile_memory_bytes_per_worker
+    gpu_working_set_bytes: int | None      # per GPU: tiles_per_task · tile_bytes
     source_read_bytes: int                 # every input tile once, at its first use (step 0)
     store_read_bytes: int                  # tile store (store mode; 0 in memory mode)
     store_write_bytes: int
-    scratch_bytes: int                     # peak disk of the tile store: matrix + one panel of factor tiles
+    scratch_bytes: int                     # free disk the engine asks for: matrix + 2 · nt · tile_bytes
     flops: float
     rates: Rates
     time_compute_s: float
@@ -220,26 +234,37 @@ def calibrate(scratch: str | None = None) -> dict[str, tuple[float, str]]:
     }
 
 
+def _config_rate(key: str, default: float) -> float:
+    v = config.get(key, default)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not (math.isfinite(f) and f > 0):
+        raise InputError(f"dask config dlogdet.{key} must be a positive number, got {v!r}")
+    return f
+
+
 def _resolve_rates(given: dict[str, float], do_calibrate: bool, gpu: bool) -> Rates:
     measured = calibrate() if do_calibrate else {}
     if "gemm_flops" in given:
         gemm, gsrc = given["gemm_flops"], "given (rates=)"
     elif gpu:
-        gemm = float(config.get("plan.gpu-gemm-flops", DEFAULT_GPU_GEMM_FLOPS))
+        gemm = _config_rate("plan.gpu-gemm-flops", DEFAULT_GPU_GEMM_FLOPS)
         gsrc = "default (dask config dlogdet.plan.gpu-gemm-flops)"
         if do_calibrate:
             gsrc += "; calibration measures CPU GEMM only"
     elif "gemm_flops" in measured:
         gemm, gsrc = measured["gemm_flops"]
     else:
-        gemm = float(config.get("plan.gemm-flops", DEFAULT_GEMM_FLOPS))
+        gemm = _config_rate("plan.gemm-flops", DEFAULT_GEMM_FLOPS)
         gsrc = "default (dask config dlogdet.plan.gemm-flops)"
     if "io_bytes" in given:
         io, isrc = given["io_bytes"], "given (rates=)"
     elif "io_bytes" in measured:
         io, isrc = measured["io_bytes"]
     else:
-        io = float(config.get("plan.io-bytes", DEFAULT_IO_BYTES))
+        io = _config_rate("plan.io-bytes", DEFAULT_IO_BYTES)
         isrc = "default (dask config dlogdet.plan.io-bytes)"
     return Rates(float(gemm), float(io), gsrc, isrc)
 
@@ -307,45 +332,102 @@ def critical_path_flops(b: int, assume: str) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ tile size
+#
+# The tile size is the engine's (dlogdet.graph); the functions below only say in words which of its limits bound
+# the tile. They retrace the engine's steps and fall back to naming the engine's function if the retraced value
+# ever differs from the engine's, so a wording never disagrees with the number.
 
 
-def _quantize_down(cap: int, n: int) -> int:
-    if cap >= n:
-        return n
-    return cap - cap % QUANTUM if cap >= QUANTUM else cap
-
-
-def _budget_error(what: str, have: int, need: int, detail: str) -> MemoryBudgetError:
-    return MemoryBudgetError(
-        f"a {what} of {have} bytes ({_human_bytes(have)}) cannot hold {detail}; the smallest {what} that works is "
-        f"{need} bytes ({_human_bytes(need)})")
-
-
-def _auto_block_size(n: int, cap: int, cap_why: str, nt_min: int, smallest: int) -> tuple[int, str]:
-    """The tile size: tiles no larger than ``cap``, at least ``nt_min`` panels where tiles of ``smallest`` allow it,
-    a multiple of 256, and, for that panel count, the smallest such tile (balanced panels, no thin ragged last
-    one: same tasks, less memory and a shorter critical path than the largest tile with the same count)."""
-    b0 = _quantize_down(cap, n)
-    nt = max(nt_min, -(-n // b0))
-    target = -(-n // nt)
-    up = -(-target // QUANTUM) * QUANTUM
-    down = target - target % QUANTUM
-    if target >= QUANTUM and up <= b0 and -(-n // up) >= nt_min:
-        b = up
-    elif target >= QUANTUM and down >= smallest:
-        b = down
-    else:
-        b = min(max(target, smallest), b0)
-    b = min(b, n)
-    if b == n:
+def _limit_memory_mode(n: int, workers: int, itemsize: int, budget: int, b: int) -> str:
+    """Which limit of :func:`dlogdet.graph.auto_block_size` gave ``b``."""
+    fallback = "the engine's in-memory rule (graph.auto_block_size)"
+    lo = int(config.get("min-block-size", 256))
+    hi = int(config.get("max-block-size", 2048))
+    nt = max(8, math.ceil(math.sqrt(8 * max(1, workers))))
+    want = math.ceil(n / nt)
+    bs = max(lo, min(hi, want))
+    why = (f"smallest tile (dlogdet.min-block-size = {lo})" if want < lo and bs == lo
+           else f"dlogdet.max-block-size = {hi}" if want > hi
+           else f"parallelism: {nt} panels (at least 8 and ceil(sqrt(8 x workers)))")
+    max_tasks = int(config.get("max-tasks", 2_000_000))
+    nt_cap = max(1, int((6 * max_tasks / 4) ** (1 / 3)))
+    if math.ceil(n / bs) > nt_cap:
+        bs = math.ceil(n / nt_cap)
+        why = f"dlogdet.max-tasks = {max_tasks}: at most {nt_cap} panels"
+    cap = int(math.sqrt(budget / 8 / itemsize))
+    if cap < bs:
+        bs = cap
+        why = "memory budget: a tile takes at most budget/8 in memory mode"
+    if n <= bs:
+        bs = n
         why = "n: one tile"
-    elif nt_min > -(-n // b0) and b > smallest:
-        why = f"parallelism: at least ceil(sqrt(8 * task slots)) = {nt_min} panels"
-    elif b == smallest and target < smallest:
-        why = f"smallest tile (dlogdet.min-block-size = {smallest})"
-    else:
-        why = cap_why
-    return b, why
+    return why if max(1, bs) == b else fallback
+
+
+def _limit_store_mode(n: int, workers: int, itemsize: int, budget: int, per_task: int, b: int) -> str:
+    """Which limit of :func:`dlogdet.graph.store_block_size` gave ``b``."""
+    fallback = "the engine's out-of-core rule (graph.store_block_size)"
+    lo = min(int(config.get("min-block-size", 256)), n)
+    nt_min = max(2, math.ceil(math.sqrt(8 * max(1, workers))))
+    store_max = int(config.get("memory.store-max-block-size", 8192))
+    limits = [
+        (math.isqrt(budget // (per_task * itemsize)), f"memory budget: {per_task} tiles per task"),
+        (store_max, f"dlogdet.memory.store-max-block-size = {store_max}"),
+        (max(lo, math.ceil(n / nt_min)),
+         f"parallelism: at least {nt_min} panels (ceil(sqrt(8 x workers)), at least 2)"
+         if math.ceil(n / nt_min) >= lo else f"smallest tile (dlogdet.min-block-size = {lo})"),
+    ]
+    raw, why = min(limits, key=lambda x: x[0])
+    bs = raw
+    if raw >= 64:
+        bs = max(lo, raw - raw % 64)
+        if bs != raw:
+            why += ", rounded down to a multiple of 64"
+    if n <= bs:
+        bs, why = n, "n: one tile"
+    return why if bs == b else fallback
+
+
+def _store_block_check(b: int, budget: int, per_task: int, itemsize: int) -> None:
+    """The engine's refusal of a given tile size out of core (``estimators.exact.run``), same message and
+    ``needed``."""
+    need = per_task * b * b * itemsize
+    if need > budget:
+        raise MemoryBudgetError(
+            f"block_size={b} needs {per_task} tiles = {need / 2**20:.1f} MiB per task, more than the budget of "
+            f"{budget / 2**20:.1f} MiB; use block_size <= {math.isqrt(budget // (per_task * itemsize))}",
+            needed=need)
+
+
+def _gpu_cap(b: int, lo: int, gpu_b: int, per_task: int, itemsize: int, given: bool) -> tuple[int, str | None]:
+    """The tile under the GPU caps (``tiles_per_task`` tiles in one GPU's memory, b ≤ GPU_MAX_TILE): (tile, the
+    cap that cut it, or None)."""
+    if given:
+        if b > GPU_MAX_TILE:
+            raise InputError(f"block_size={b} is too large for a GPU tile: keep it <= {GPU_MAX_TILE} "
+                             "(b^2 must stay below 2^31 elements)")
+        need = per_task * b * b * itemsize
+        if need > gpu_b:
+            fit = math.isqrt(gpu_b // (per_task * itemsize))
+            raise MemoryBudgetError(
+                f"gpu_memory of {gpu_b} bytes ({_human_bytes(gpu_b)}) per GPU cannot hold {per_task} tiles of "
+                f"block_size={b}; the smallest gpu_memory that works is {need} bytes ({_human_bytes(need)}); "
+                f"or use block_size <= {fit}", needed=need)
+        return b, None
+    mem_cap = math.isqrt(gpu_b // (per_task * itemsize))
+    if mem_cap < lo:
+        need = per_task * itemsize * lo * lo
+        raise MemoryBudgetError(
+            f"gpu_memory of {gpu_b} bytes ({_human_bytes(gpu_b)}) per GPU cannot hold {per_task} tiles of the "
+            f"smallest tile ({lo}x{lo}, dlogdet.min-block-size); the smallest gpu_memory that works is {need} bytes "
+            f"({_human_bytes(need)})", needed=need)
+    cap, why = min((mem_cap, f"GPU memory (gpu_memory: {per_task} tiles per GPU)"),
+                   (GPU_MAX_TILE, f"GPU tile limit ({GPU_MAX_TILE}: b^2 < 2^31)"), key=lambda x: x[0])
+    if b <= cap:
+        return b, None
+    if cap >= GPU_QUANTUM:
+        cap = max(lo, cap - cap % GPU_QUANTUM)
+    return cap, why
 
 
 # --------------------------------------------------------------------------------------------------- the plan
@@ -356,12 +438,11 @@ def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", 
          calibrate: bool = False) -> Plan:
     """Dry run of an exact log-determinant: tile size, tasks, memory, disk, flops and time, in closed form.
 
-    Tile size b: the largest multiple of 256 whose working set fits (module doc), clipped to leave at least
-    ⌈√(8·workers·slots)⌉ panels (enough independent updates to keep every task slot busy) and to n; out of core,
-    also at most ``dlogdet.memory.store-max-block-size`` when that is set; below 46341 on GPUs. Mode: "memory" when
-    the matrix's tiles take at most half of the workers' summed budgets (the engine's ``dlogdet.memory.mode: auto``
-    rule; the other half holds working sets and panel copies) and the per-worker share fits beside the working set,
-    else "store" (the on-disk tile store).
+    Mode and tile size are the engine's (module doc): mode :func:`dlogdet.graph.choose_mode` (``"store"``, the
+    on-disk tile store, when the matrix's lower triangle exceeds half of the workers' summed budgets, unless
+    ``dlogdet.memory.mode`` forces one); tile ``block_size``, else dask config ``dlogdet.block-size``, else
+    :func:`dlogdet.graph.store_block_size` out of core and :func:`dlogdet.graph.auto_block_size` in memory. On GPU
+    workers the tile is further capped so that ``tiles-per-task`` tiles fit in one GPU and b ≤ 46340.
 
     Parameters
     ----------
@@ -370,15 +451,17 @@ def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", 
     workers : int
         Dask workers.
     budget : int or str
-        Host memory per worker, such as ``"80GB"``; None reads ``dlogdet.memory.budget``.
+        Memory per worker for tiles, such as ``"80GB"`` (as ``dlogdet.logdet(budget=)``; the worker's own
+        baseline, ``dlogdet.memory.overhead``, is outside it); None reads ``dlogdet.memory.budget``.
     dtype : {"float64", "float32"}
     assume : {"spd", "sym", "gen"}
     block_size : int, optional
-        Plan this tile size instead of choosing one (refused if its working set does not fit).
+        Plan this tile size instead of the engine's choice (refused out of core when ``tiles-per-task`` tiles
+        exceed the budget, as the engine refuses it).
     gpus_per_worker : int
         GPUs per worker (0: CPU workers). With GPUs, ``gpu_memory`` (per GPU) is required.
     gpu_memory : int or str, optional
-        Device memory of one GPU.
+        Device memory of one GPU for tiles.
     rates : dict, optional
         ``{"gemm_flops": flop/s of one task slot, "io_bytes": disk B/s of one worker}``; missing ones are measured
         (``calibrate=True``) or taken from dask config ``dlogdet.plan.*`` (defaults 50e9 per CPU task, 20e12 per
@@ -393,10 +476,11 @@ def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", 
     Raises
     ------
     InputError
-        Bad n, workers, dtype (``UnsupportedDtypeError``), assume, sizes, rates, or GPU options half given.
+        Bad n, workers, dtype (``UnsupportedDtypeError``), assume, sizes, rates, dask config, or GPU options half
+        given.
     MemoryBudgetError
-        The budget (or GPU memory) cannot hold the working set of the smallest tile, or of ``block_size``; the
-        message names the smallest budget that works.
+        The engine's refusal: the budget cannot hold the working set of the smallest tile, or (out of core) of
+        ``block_size``; or one GPU's memory cannot. ``.needed`` is the smallest budget (or gpu_memory) that works.
     """
     t_start = time.perf_counter()
     n = _check_int("n", n, 1)
@@ -418,158 +502,117 @@ def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", 
         raise InputError("gpu_memory was given without gpus_per_worker: give both (GPUs per worker, memory of one "
                          "GPU) or neither")
     gpu_b = config.parse_bytes(gpu_memory) if gpus else None
+    block_source = "given (block_size=)"
+    if block_size is None and config.get("block-size"):
+        block_size, block_source = config.get("block-size"), "dask config dlogdet.block-size"
     if block_size is not None:
-        block_size = _check_int("block_size", block_size, 1)
+        block_size = _check_int("block_size" if block_source.startswith("given") else "dask config "
+                                "dlogdet.block-size", block_size, 1)
     given_rates = _check_rates(rates)
     overhead = config.parse_bytes(config.get("memory.overhead", DEFAULT_OVERHEAD))
     per_task = _check_int("dask config dlogdet.memory.tiles-per-task",
                           config.get("memory.tiles-per-task", DEFAULT_TILES_PER_TASK), 1)
-    mode_cfg = config.get("memory.mode", "auto")
-    if mode_cfg not in ("auto", "memory", "store"):
-        raise InputError(f"dask config 'dlogdet.memory.mode' must be auto, memory or store, got {mode_cfg!r}")
-    store_max = config.get("memory.store-max-block-size", None)
-    lo = int(config.get("min-block-size", 256))
-
     slots = gpus if gpus else 1
-    task_slots = workers * slots
-    smallest = min(lo, n)
-    per_slot = per_task * itemsize               # bytes per b² of one slot's working set
-    nt_min = max(1, math.ceil(math.sqrt(8 * task_slots)))
-    matrix_approx = n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize
-
-    # the smallest working set must fit, whatever the mode (store mode needs nothing else)
-    min_tile = block_size if block_size is not None else smallest
-    min_tile = min(min_tile, n)
-    need_host = overhead + per_slot * slots * min_tile * min_tile
-    tile_words = f"tile{'s' if slots * per_task > 1 else ''}"
-    if budget_b < need_host:
-        what = f"block_size={min_tile}" if block_size is not None else f"the smallest tile ({min_tile}x{min_tile})"
-        fit = math.isqrt(max(budget_b - overhead, 0) // (per_slot * slots))
-        alt = f"; or use block_size <= {fit}" if block_size is not None and fit >= smallest else ""
-        raise _budget_error("budget per worker", budget_b, need_host,
-                            f"the working set of {what}: {slots * per_task} {tile_words} ({per_task} per task x "
-                            f"{slots} task slot{'s' if slots > 1 else ''}) + overhead {_human_bytes(overhead)} "
-                            f"(dlogdet.memory.overhead){alt}")
-    if gpus:
-        if block_size is not None and block_size > GPU_MAX_TILE:
-            raise InputError(f"block_size={block_size} is too large for a GPU tile: keep it <= {GPU_MAX_TILE} "
-                             "(b^2 must stay below 2^31 elements)")
-        need_gpu = overhead + per_slot * min_tile * min_tile
-        if gpu_b < need_gpu:
-            what = f"block_size={min_tile}" if block_size is not None else f"the smallest tile ({min_tile}x{min_tile})"
-            raise _budget_error("gpu_memory per GPU", gpu_b, need_gpu,
-                                f"the working set of {what}: {per_task} tiles + overhead {_human_bytes(overhead)}")
-
-    caps_auto = []  # limits of an automatic tile beside memory
-    if gpus:
-        caps_auto.append((math.isqrt((gpu_b - overhead) // per_slot), "GPU memory (gpu_memory)"))
-        caps_auto.append((GPU_MAX_TILE, f"GPU tile limit ({GPU_MAX_TILE}: b^2 < 2^31)"))
+    lo = min(int(config.get("min-block-size", 256)), n)
     warnings: list[str] = []
 
-    def fits(mode: str, b: int) -> bool:
-        share = -(-matrix_tile_bytes(n, b, assume, itemsize) // workers) if mode == "memory" else 0
-        return overhead + per_slot * slots * b * b + share <= budget_b
-
-    def choose(mode: str) -> tuple[int, str] | None:
-        """The tile size in this mode, or None if even the smallest tile does not fit."""
-        if block_size is not None:
-            b = min(block_size, n)
-            return (b, "given (block_size=)") if fits(mode, b) else None
-        share = -(-matrix_approx // workers) if mode == "memory" else 0
-        avail = budget_b - overhead - share
-        cap = math.isqrt(avail // (per_slot * slots)) if avail > 0 else 0
-        caps = [(cap, "memory budget" + (" beside the worker's share of the matrix" if share else ""))]
-        if mode == "store" and store_max:
-            caps.append((int(store_max), f"dlogdet.memory.store-max-block-size = {int(store_max)}"))
-        while True:
-            c, c_why = min(caps + caps_auto, key=lambda x: x[0])
-            if c < smallest:
-                return None
-            b, why = _auto_block_size(n, c, c_why, nt_min, smallest)
-            if fits(mode, b):  # the exact share of a ragged tiling is a little above the estimate
-                return b, why
-            caps[0] = (b - 1, caps[0][1])
-
-    # mode: the engine's rule (dlogdet.memory.mode), then the share of the matrix must fit beside the working set
+    # mode and tile: the engine's rules (estimators.exact.run), in its order
+    mode = choose_mode(n, itemsize, budget_b, workers, assume)
+    matrix_approx = n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize  # as choose_mode counts
     half = 0.5 * budget_b * workers
+    mode_cfg = config.get("memory.mode", "auto")
     if mode_cfg != "auto":
-        modes = [mode_cfg]
         reason = f"forced by dask config dlogdet.memory.mode = {mode_cfg}"
-    elif matrix_approx <= half:
-        modes = ["memory", "store"]
+    elif mode == "memory":
         reason = (f"the matrix ({_human_bytes(matrix_approx)}) takes at most half of the summed budgets "
                   f"({_human_bytes(half)})")
     else:
-        modes = ["store"]
         reason = (f"the matrix ({_human_bytes(matrix_approx)}) takes more than half of the summed budgets "
                   f"({_human_bytes(half)}): tiles live in the on-disk tile store")
-    chosen = None
-    for mode in modes:
-        chosen = choose(mode)
-        if chosen is not None:
-            break
-    if chosen is None:  # only memory mode can fail here: the store working set was checked above
-        b = min(block_size, n) if block_size is not None else smallest
-        share = -(-matrix_tile_bytes(n, b, assume, itemsize) // workers)
-        raise _budget_error("budget per worker", budget_b, overhead + per_slot * slots * b * b + share,
-                            f"the share of the matrix ({_human_bytes(share)}) beside the working set of a "
-                            f"{b}x{b} tile (memory mode forced by dask config dlogdet.memory.mode)")
-    b, why = chosen
-    if mode == "store" and len(modes) > 1:
-        reason = ("the worker's share of the matrix does not fit beside the working set of a task: tiles live "
-                  "in the on-disk tile store")
+    if block_size is not None:
+        b = min(block_size, n)
+        why = block_source
+        if mode == "store":
+            _store_block_check(b, budget_b, per_task, itemsize)
+    elif mode == "store":
+        b = min(store_block_size(n, workers, budget_b, itemsize), n)
+        why = _limit_store_mode(n, workers, itemsize, budget_b, per_task, b)
+    else:
+        b = min(auto_block_size(n, workers, itemsize=itemsize, budget=budget_b), n)
+        why = _limit_memory_mode(n, workers, itemsize, budget_b, b)
+    engine_b = b
+    if gpus:
+        b, gpu_why = _gpu_cap(b, lo, gpu_b, per_task, itemsize, given=block_size is not None)
+        if gpu_why is not None:
+            why = f"{gpu_why}; the engine alone picks {engine_b}"
+            warnings.append(f"dlogdet.logdet(..., block_size=None) picks block_size={engine_b}, whose "
+                            f"{per_task} tiles per task do not fit in one GPU ({_human_bytes(gpu_b)}) or exceed "
+                            f"the GPU tile limit: pass block_size={b} to run this plan")
 
     tiling = Tiling(n, b)
     nt = tiling.nt
     n_tiles = nt * nt if assume == "gen" else tiling.tiles_lower()
     n_tasks = task_count(nt, assume)
     tile_bytes = b * b * itemsize
-    working_set = overhead + per_task * slots * tile_bytes
     matrix_bytes = matrix_tile_bytes(n, b, assume, itemsize)
     if mode == "memory":
+        store_slots = None
+        at_once = slots
         share = -(-matrix_bytes // workers)
-        resident = -(-n_tiles // workers) + per_task * slots
-        peak = working_set + share
+        resident = -(-n_tiles // workers) + per_task * at_once
         source_reads = matrix_bytes
         store_reads = store_writes = scratch = 0
     else:
-        resident = per_task * slots
-        peak = working_set
+        store_slots = max(1, budget_b // (per_task * tile_bytes))  # estimators.exact._run_store: TileStore(slots=)
+        at_once = min(slots, store_slots)
+        share = 0
+        resident = per_task * at_once
         reads, writes = traffic(n, b, assume, itemsize)
         source_reads = matrix_bytes
         store_reads = reads - source_reads
         store_writes = writes
-        panel = (2 * n * b - b * b) if assume == "gen" else n * b
-        scratch = matrix_bytes + min(panel, n * n) * itemsize
+        scratch = matrix_approx + 2 * nt * tile_bytes  # estimators.exact._run_store: the free disk it asks for
+    working_set = per_task * at_once * tile_bytes
+    tile_memory = working_set + share
+    peak_rss = overhead + tile_memory
 
     flops = flop_count(n, assume)
     r = _resolve_rates(given_rates, calibrate, bool(gpus))
-    t_compute = flops / (task_slots * r.gemm_flops)
+    t_compute = flops / (workers * at_once * r.gemm_flops)
     t_cp = nt * critical_path_flops(b, assume) / r.gemm_flops
     t_io = (source_reads + store_reads + store_writes) / (workers * r.io_bytes)
 
+    task_slots = workers * slots
+    nt_min = max(1, math.ceil(math.sqrt(8 * task_slots)))
     if task_slots > 1 and nt < nt_min:
         warnings.append(f"only {nt} panels: the first trailing update has {nt * (nt - 1) // 2} tasks for "
                         f"{task_slots} task slots, which sit idle for much of the run (a smaller block_size, if "
                         "n allows, or fewer workers)")
+    if at_once < slots:
+        warnings.append(f"the budget admits {at_once} store task{'s' if at_once > 1 else ''} at once per worker "
+                        f"(budget // ({per_task} tiles of {_human_bytes(tile_bytes)})), so {slots - at_once} of its "
+                        f"{slots} GPUs wait: a budget of {per_task * slots * tile_bytes} bytes "
+                        f"({_human_bytes(per_task * slots * tile_bytes)}) runs one task per GPU")
+    if tile_memory > budget_b:
+        what = "its working set and its share of the matrix" if share else "its working set"
+        warnings.append(f"a worker's tiles ({what}: {_human_bytes(tile_memory)}) exceed the budget "
+                        f"({_human_bytes(budget_b)}): the engine does not refuse this run, but expect "
+                        f"{_human_bytes(peak_rss)} RSS per worker")
     max_tasks = int(config.get("max-tasks", 2_000_000))
     if n_tasks > max_tasks:
         warnings.append(f"{n_tasks} tasks exceed dask config dlogdet.max-tasks = {max_tasks}: the engine refuses "
                         "this graph (give a larger block_size or budget)")
-    if mode == "memory" and block_size is None:
-        engine_b = auto_block_size(n, workers, itemsize=itemsize, budget=budget_b)
-        if engine_b != b:
-            warnings.append(f"dlogdet.logdet(..., budget=) picks block_size={engine_b} for an in-memory run "
-                            f"(at most dlogdet.max-block-size); pass block_size={b} to run this plan")
     if itemsize == 4 and not gpus and "gemm_flops" not in given_rates:
         warnings.append("the GEMM rate is a float64 rate; float32 runs about twice as fast on CPUs")
-    gpu_ws = overhead + per_task * tile_bytes if gpus else None
+    gpu_ws = per_task * tile_bytes if gpus else None
 
     p = Plan(n=n, dtype=dt.name, assume=assume, workers=workers, gpus_per_worker=gpus, slots_per_worker=slots,
-             budget_bytes=budget_b, gpu_memory_bytes=gpu_b, overhead_bytes=overhead, tiles_per_task=per_task,
-             block_size=b, block_size_limited_by=why, n_panels=nt, n_tiles=n_tiles, n_tasks=n_tasks, mode=mode,
-             mode_reason=reason, matrix_bytes=matrix_bytes, tile_bytes=tile_bytes,
-             resident_tiles_per_worker=resident, working_set_bytes=working_set, peak_bytes_per_worker=peak,
+             tasks_at_once_per_worker=at_once, store_slots_per_worker=store_slots, budget_bytes=budget_b,
+             gpu_memory_bytes=gpu_b, overhead_bytes=overhead, tiles_per_task=per_task, block_size=b,
+             block_size_limited_by=why, engine_block_size=engine_b, n_panels=nt, n_tiles=n_tiles, n_tasks=n_tasks,
+             mode=mode, mode_reason=reason, matrix_bytes=matrix_bytes, tile_bytes=tile_bytes,
+             resident_tiles_per_worker=resident, working_set_bytes=working_set,
+             tile_memory_bytes_per_worker=tile_memory, peak_rss_bytes_per_worker=peak_rss,
              gpu_working_set_bytes=gpu_ws, source_read_bytes=source_reads, store_read_bytes=store_reads,
              store_write_bytes=store_writes, scratch_bytes=scratch, flops=flops, rates=r,
              time_compute_s=t_compute, time_critical_path_s=t_cp, time_io_s=t_io,
@@ -611,11 +654,12 @@ def _format_plan(p: Plan) -> str:
     ws = "s" if p.workers > 1 else ""
     workers = (f"{p.workers} GPU worker{ws} x {p.gpus_per_worker} GPU (one task per GPU)" if p.gpus_per_worker
                else f"{p.workers} CPU worker{ws} x 1 task")
+    at_once = (f"{p.tiles_per_task} per task x {p.tasks_at_once_per_worker} task(s) at once"
+               + (f" (store slots {p.store_slots_per_worker})" if p.store_slots_per_worker is not None else ""))
     rows: list[tuple[str, str, str]] = [
         ("matrix", f"n = {p.n:,} {p.dtype}", f"assume {p.assume}: {FACTORIZATION[p.assume]}"),
         ("workers", workers, ""),
-        ("budget", f"{_human_bytes(p.budget_bytes)} / worker",
-         f"incl. overhead {_human_bytes(p.overhead_bytes)} (dlogdet.memory.overhead)"),
+        ("budget", f"{_human_bytes(p.budget_bytes)} / worker", "for tiles; the baseline is outside it"),
     ]
     if p.gpu_memory_bytes is not None:
         rows.append(("GPU memory", f"{_human_bytes(p.gpu_memory_bytes)} / GPU",
@@ -630,21 +674,25 @@ def _format_plan(p: Plan) -> str:
         ("matrix tiles", _human_bytes(p.matrix_bytes),
          "all tiles" if p.assume == "gen" else "lower-triangle tiles, diagonal tiles whole"),
         ("resident tiles", f"{p.resident_tiles_per_worker:,} / worker",
-         f"{p.tiles_per_task} per task x {p.slots_per_worker} slot(s)"
-         + (" + the worker's share of the matrix" if p.mode == "memory" else "")),
-        ("working set", f"{_human_bytes(p.working_set_bytes)} / worker", "overhead + tiles of the running tasks"),
-        ("peak memory", f"{_human_bytes(p.peak_bytes_per_worker)} / worker",
-         f"{100 * p.peak_bytes_per_worker / p.budget_bytes:.0f}% of the budget"),
+         at_once + (" + the worker's share of the matrix" if p.mode == "memory" else "")),
+        ("working set", f"{_human_bytes(p.working_set_bytes)} / worker", "tiles of the running tasks"),
+        ("tiles in memory", f"{_human_bytes(p.tile_memory_bytes_per_worker)} / worker",
+         f"{100 * p.tile_memory_bytes_per_worker / p.budget_bytes:.0f}% of the budget"
+         + (": working set + share of the matrix" if p.mode == "memory" else ": the working set")),
+        ("baseline", f"{_human_bytes(p.overhead_bytes)} / worker",
+         "expected: Python, NumPy, dask (dlogdet.memory.overhead)"),
+        ("peak RSS", f"{_human_bytes(p.peak_rss_bytes_per_worker)} / worker",
+         "expected: baseline + tiles in memory"),
         ("source reads", _human_bytes(p.source_read_bytes), "every input tile once"),
         ("store reads", _human_bytes(p.store_read_bytes), "tile store" if p.mode == "store" else "no tile store"),
         ("store writes", _human_bytes(p.store_write_bytes), ""),
-        ("scratch disk", _human_bytes(p.scratch_bytes), "peak: matrix + one panel of factor tiles"
+        ("scratch disk", _human_bytes(p.scratch_bytes), "free disk the engine asks for: matrix + 2 x panels x tile"
          if p.mode == "store" else ""),
         ("flops", f"{p.flops / 1e12:,.1f} TFLOP" if p.flops >= 1e12 else f"{p.flops / 1e9:,.3f} GFLOP",
          "2n^3/3" if p.assume == "gen" else "n^3/3"),
         ("GEMM rate", f"{p.rates.gemm_flops / 1e9:,.1f} GFLOP/s / task", p.rates.gemm_source),
         ("disk rate", f"{p.rates.io_bytes / 1e9:,.2f} GB/s / worker", p.rates.io_source),
-        ("time: compute", human_time(p.time_compute_s), "flops / (task slots x GEMM rate)"),
+        ("time: compute", human_time(p.time_compute_s), "flops / (workers x tasks at once x GEMM rate)"),
         ("time: critical path", human_time(p.time_critical_path_s), "panels x (factor + solve + update of a tile)"),
         ("time: I/O", human_time(p.time_io_s), "bytes / (workers x disk rate), not overlapped"),
         ("predicted time", human_time(p.time_total_s), f"{p.time_total_s:,.0f} s"),
