@@ -188,16 +188,31 @@ def run_task(store: TileStore, op: str, out: str, inputs: tuple, params: tuple, 
     ``after`` are the references returned by the tasks that wrote the inputs (dependencies for ordering only).
     """
     first = inputs[0]
-    done_before = (not store.exists(first.name)) if isinstance(first, FromStore) else store.exists(first.marker)
-    if done_before:
+
+    def done_before() -> bool:
+        if isinstance(first, FromStore):
+            return not store.exists(first.name)
+        return store.exists(first.marker)
+
+    if done_before():
         return StoreRef(store.path(out), computed=False)
     with _slot(store.slots):
+        # a twin of this task (from a killed client's graph, or on another worker after a lost one) may have
+        # finished while this one waited for its slot or read its inputs: its output is then complete
+        if done_before():
+            return StoreRef(store.path(out), computed=False)
         values: dict[Any, Any] = {}
         args = []
         for inp in inputs:  # one read per distinct file: a SYRK gets the same panel object twice
             ident = inp.name if isinstance(inp, FromStore) else id(inp)
             if ident not in values:
-                values[ident] = _read(store, inp, source, raw if inp is first else None)
+                try:
+                    values[ident] = _read(store, inp, source, raw if inp is first else None)
+                except FileNotFoundError:
+                    # the first input goes only once its consumer's output is complete, and a step's factor and
+                    # panel tiles only once every task of the step is complete (finish_step): either way a twin
+                    # of this task has finished between the check and the read
+                    return StoreRef(store.path(out), computed=False)
             args.append(values[ident])
         result = OPS[op](*args, *params)
         del values, args
