@@ -78,18 +78,20 @@ def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
 
 
 def execute(dsk: dict, out_key, panel_keys: list, *, client=None, progress: ProgressCallback | None = None,
-            tiles_total: int = 0, run: str | None = None, task_bytes: dict[str, int] | None = None
-            ) -> tuple[Any, RunStats]:
+            tiles_total: int = 0, run: str | None = None, task_bytes: dict[str, int] | None = None,
+            release: list = ()) -> tuple[Any, RunStats]:
     """Compute ``out_key`` of ``dsk`` and report progress as panels finish.
 
     On a cluster, ``task_bytes`` (working-set bytes per task kind) is annotated on every task of run ``run`` for
-    the memory accounting of :mod:`dlogdet.budget`. Returns the value of ``out_key`` and run statistics (wall
-    time, peak memory per worker where known).
+    the memory accounting of :mod:`dlogdet.budget`. Futures in ``release`` (data the graph was built on) are
+    released as soon as the graph is submitted: the scheduler then frees each piece after its last consumer
+    instead of holding it to the end. Returns the value of ``out_key`` and run statistics (wall time, peak
+    memory per worker where known).
     """
     client = active_client(client)
     if client is None:
         return _execute_local(dsk, out_key, panel_keys, progress, tiles_total)
-    return _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run, task_bytes)
+    return _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run, task_bytes, release)
 
 
 def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
@@ -129,7 +131,8 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
     return value, RunStats(wall, {}, {"local": peak[0]}, f"threads ({workers})")
 
 
-def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run=None, task_bytes=None):
+def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run=None, task_bytes=None,
+                         release=()):
     import dask
 
     from .budget import Accounting, TaskBytes
@@ -153,6 +156,8 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
             annotations["dlogdet"] = TaskBytes(run, task_bytes)
     with dask.annotate(**annotations):
         futures = client.get(dsk, [out_key, *panel_keys], sync=False)
+    for f in release:
+        f.release()
     out, panels = futures[0], futures[1:]
     peak_managed: dict = {}
     peak_rss: dict = {}

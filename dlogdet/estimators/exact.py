@@ -171,7 +171,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         per_kind = {k: 2 * tb for k in ("potrf", "sytrf", "getrf", "trsm", "trsmrow", "gemm", "syrk")}
         per_kind["symcheck"] = 3 * tb
         (logp, sign), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client, progress=progress,
-                                      tiles_total=n_tiles, run=g.token, task_bytes=per_kind)
+                                      tiles_total=n_tiles, run=g.token, task_bytes=per_kind, release=futures)
     finally:
         for f in futures:
             f.release()
