@@ -361,11 +361,9 @@ def check(r, exact, ref):
 
 @pytest.mark.parametrize("input_kind", [
     "npy",
-    pytest.param("array", marks=pytest.mark.xfail(
-        strict=True, raises=distributed.client.FutureCancelledError,
-        reason="library bug: an in-memory array's tiles are scattered to single workers (hash=False, "
-               "direct=True, no replicas); a killed worker loses them for good ('lost scattered data, which "
-               "can't be recovered') and the run fails with FutureCancelledError")),
+    # an in-memory array's tiles are scattered once; losing a worker that still holds some of them makes the
+    # engine scatter the array again and start over (dlogdet.lost-input-retries)
+    "array",
 ])
 def test_worker_killed_mid_run_memory_mode(local_cluster, matrix, input_kind):
     """The busiest worker killed after panel 2: its tiles are recomputed elsewhere, the answer is unchanged.

@@ -275,3 +275,21 @@ def test_cli_budget_and_scratch(spd, tmp_path, capsys):
     rc = main(["logdet", str(tmp_path / "a.npy"), "--budget", "100KB", "--scratch", str(tmp_path / "s")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "smallest budget that works is 163840 bytes" in err[0]
+
+
+def test_in_memory_array_resumes_too(spd, tmp_path):
+    """An in-memory matrix goes out of core through a copy named by its content: the same call resumes."""
+    a, ld, *_ = spd
+    scratch = tmp_path / "s"
+
+    def stop(p):
+        if p.panels_done >= 2:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        dlogdet.logdet(a.copy(), budget=tile_budget(128), scratch=scratch, progress=stop)
+    assert any(f.startswith("dlogdet-input-") for f in os.listdir(scratch))   # kept for the resume
+    r = dlogdet.logdet(a.copy(), budget=tile_budget(128), scratch=scratch)
+    assert r.diagnostics["resumed_from_step"] >= 2
+    assert abs(r.logdet - ld) <= logdet_tol(N, KAPPA)
+    assert os.listdir(scratch) == []

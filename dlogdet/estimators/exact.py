@@ -135,46 +135,56 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     if assume != "gen" and check_symmetry and not source.symmetric:
         rtol = symmetry_rtol_for(source.dtype)
 
-    tiles = None
-    futures = []
     if use_store:
         return _run_store(source, assume, tiling, t=t, d=d, backend=backend, rtol=rtol, client=client,
                           progress=progress, budget=budget, scratch=scratch, resume=resume, workers=workers,
                           check_symmetry=check_symmetry)
-    if client is not None and isinstance(source, ArraySource):
-        # an in-memory matrix on a cluster: check symmetry here, before any work, then scatter the tiles the
-        # factorization reads (the lower triangle for spd/sym) once, instead of pickling the array into the graph
-        a = B.to_host(source.array)
-        if rtol is not None:
-            check_symmetric_in_memory(a, tiling, rtol, bool(config.get("check.finite", True)))
-            rtol = None
-        idx = [(i, j) for i in range(tiling.nt) for j in range(tiling.nt if assume == "gen" else i + 1)]
-        # direct=True: tiles go straight to the workers, not through the scheduler (measured 6x faster)
-        futures = client.scatter([a[slice(*tiling.bounds(i)), slice(*tiling.bounds(j))] for i, j in idx],
-                                 hash=False, direct=True)
-        tiles = dict(zip(idx, futures))
-    source_ref = None
-    if client is not None and tiles is None and not isinstance(source, DaskArraySource):
-        # a small source (a path, points) on every worker: loads then go wherever the scheduler balances best
-        futures = client.scatter([source], broadcast=True, hash=False)
-        source_ref = futures[0]
-
+    scattered = client is not None and isinstance(source, ArraySource)
+    if scattered and rtol is not None:
+        # an in-memory matrix on a cluster: check it here, before any work or transfer
+        check_symmetric_in_memory(B.to_host(source.array), tiling, rtol, bool(config.get("check.finite", True)))
+        rtol = None
     n_tiles = tiling.nt * tiling.nt if assume == "gen" else tiling.tiles_lower()
-    g = build_factor_graph(source, assume, tiling, t=t, d=d, backend=backend,
-                           check_finite=bool(config.get("check.finite", True)), symmetry_rtol=rtol, tiles=tiles,
-                           source_ref=source_ref)
-    log.info("exact %s: n=%d, block size %d, %d panels, %d tasks", assume, n, block_size, tiling.nt, g.n_tasks)
-    try:
-        tb = block_size * block_size * source.dtype.itemsize
-        # tracked working set per task (inputs are counted where they are held): the output tile, plus the
-        # two raw tiles and their difference for a symmetry check
-        per_kind = {k: 2 * tb for k in ("potrf", "sytrf", "getrf", "trsm", "trsmrow", "gemm", "syrk")}
-        per_kind["symcheck"] = 3 * tb
-        (logp, sign), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client, progress=progress,
-                                      tiles_total=n_tiles, run=g.token, task_bytes=per_kind, release=futures)
-    finally:
-        for f in futures:
-            f.release()
+    tb = block_size * block_size * source.dtype.itemsize
+    # tracked working set per task (inputs are counted where they are held): the output tile, plus the
+    # two raw tiles and their difference for a symmetry check
+    per_kind = {k: 2 * tb for k in ("potrf", "sytrf", "getrf", "trsm", "trsmrow", "gemm", "syrk")}
+    per_kind["symcheck"] = 3 * tb
+    retries = int(config.get("lost-input-retries", 1)) if scattered else 0
+    while True:
+        tiles, source_ref, futures = None, None, []
+        if scattered:
+            # scatter the tiles the factorization reads (the lower triangle for spd/sym) once, instead of
+            # pickling the array into the graph; direct=True: straight to the workers (measured 6x faster)
+            a = B.to_host(source.array)
+            idx = [(i, j) for i in range(tiling.nt) for j in range(tiling.nt if assume == "gen" else i + 1)]
+            futures = client.scatter([a[slice(*tiling.bounds(i)), slice(*tiling.bounds(j))] for i, j in idx],
+                                     hash=False, direct=True)
+            tiles = dict(zip(idx, futures))
+        elif client is not None and not isinstance(source, DaskArraySource):
+            # a small source (a path, points) on every worker: loads go wherever the scheduler balances best
+            futures = client.scatter([source], broadcast=True, hash=False)
+            source_ref = futures[0]
+        g = build_factor_graph(source, assume, tiling, t=t, d=d, backend=backend,
+                               check_finite=bool(config.get("check.finite", True)), symmetry_rtol=rtol,
+                               tiles=tiles, source_ref=source_ref)
+        log.info("exact %s: n=%d, block size %d, %d panels, %d tasks", assume, n, block_size, tiling.nt,
+                 g.n_tasks)
+        try:
+            (logp, sign), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client, progress=progress,
+                                          tiles_total=n_tiles, run=g.token, task_bytes=per_kind, release=futures)
+            break
+        except BaseException as e:  # FutureCancelledError derives from asyncio's CancelledError (BaseException)
+            # scattered tiles exist once: a worker lost before their first consumer ran takes them along, and
+            # dask cannot recompute them. The array is still here: scatter it again and start over.
+            from distributed.client import FutureCancelledError
+            if not (isinstance(e, FutureCancelledError) and retries > 0):
+                raise
+            retries -= 1
+            log.warning("a worker was lost with input tiles of the in-memory matrix; starting the run over (%s)", e)
+        finally:
+            for f in futures:
+                f.release()
 
     return _result(source, assume, tiling, logp, sign, stats, g, workers=workers, backend=backend, client=client,
                    t=t, d=d, check_symmetry=check_symmetry, budget=budget, n_tiles=n_tiles, mode="memory")
@@ -230,11 +240,19 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
     os.makedirs(root, exist_ok=True)
     spilled = None
     if isinstance(source, ArraySource):
-        # an in-memory matrix larger than the budgets: the workers read it from disk like any .npy file
+        # an in-memory matrix larger than the budgets: the workers read it from disk like any .npy file. The
+        # copy is named by the array's content, kept until the run succeeds, so that the same call resumes
         from ..sources import NpySource
-        spilled = os.path.join(root, f"dlogdet-input-{os.getpid()}-{id(source):x}.npy")
-        np.save(spilled, B.to_host(source.array))
+        from ..sources.base import content_token
+        host = B.to_host(source.array)
+        tok = content_token("array", host)
+        spilled = os.path.join(root, f"dlogdet-input-{tok}.npy")
+        if not os.path.exists(spilled):
+            tmp = f"{spilled}.tmp-{uuid.uuid4().hex}.npy"
+            np.save(tmp, host)
+            os.replace(tmp, spilled)
         source = NpySource(spilled)
+        source.content = tok
     check_finite = bool(config.get("check.finite", True))
     token = graph_token(source, assume, tiling, t, d, backend, check_finite, rtol)
     per_task = int(config.get("memory.tiles-per-task", 5))
@@ -253,8 +271,6 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
     have = _dir_bytes(store.root)
     free = shutil.disk_usage(root).free
     if free + have < need:
-        if spilled:
-            os.remove(spilled)
         raise ScratchSpaceError(f"the tile store needs {need} bytes ({need / 2**30:.2f} GiB) of free disk under "
                                 f"{root}, which has {free} bytes free; give scratch= (or dask config "
                                 "'dlogdet.scratch') a larger file system", needed=need)
@@ -281,13 +297,13 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
     finally:
         for f in futures:
             f.release()
-        if spilled:
-            os.remove(spilled)
     result = _result(source, assume, tiling, logp, sign, stats, g, workers=workers, backend=backend, client=client,
                      t=t, d=d, check_symmetry=check_symmetry, budget=budget, n_tiles=n_tiles, mode="store",
                      scratch=store.root, resumed_from_step=start, tasks_computed=computed,
                      tiles_per_task=per_task, slots_per_worker=store.slots)
     store.clear()
+    if spilled:
+        os.remove(spilled)
     return result
 
 

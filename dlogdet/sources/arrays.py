@@ -56,7 +56,13 @@ class NpySource(TileSource):
         self.fortran_order = bool(mm.flags.f_contiguous and not mm.flags.c_contiguous)
         del mm
 
+    #: set when the file is a spilled copy of an in-memory array: the array's content token (a rewrite of the
+    #: same array must give the same keys, whatever the file's modification time)
+    content: str | None = None
+
     def token(self) -> str:
+        if self.content is not None:
+            return self.content
         st = os.stat(self.path)
         return content_token("npy", self.path, st.st_size, st.st_mtime_ns, str(self.dtype), self.shape)
 
