@@ -71,7 +71,18 @@ class SingularMatrixError(DlogdetError, ArithmeticError):
         return (type(self), (self.args[0], self.row))
 
 
-class MemoryBudgetError(InputError):
+class _NeedsBytes(InputError):
+    """An input error that names the bytes a run would need (``needed``), kept through pickling."""
+
+    def __init__(self, message: str, needed: int | None = None):
+        super().__init__(message)
+        self.needed = needed
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.needed))
+
+
+class MemoryBudgetError(_NeedsBytes):
     """The requested memory budget is smaller than the smallest working set that can run.
 
     Attributes
@@ -80,15 +91,8 @@ class MemoryBudgetError(InputError):
         The smallest budget in bytes that would work (also named in the message).
     """
 
-    def __init__(self, message: str, needed: int | None = None):
-        super().__init__(message)
-        self.needed = needed
 
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.needed))
-
-
-class ScratchSpaceError(InputError):
+class ScratchSpaceError(_NeedsBytes):
     """The scratch directory of the on-disk tile store lacks the free space the run needs.
 
     Attributes
@@ -96,10 +100,3 @@ class ScratchSpaceError(InputError):
     needed : int or None
         Bytes of free disk the run needs.
     """
-
-    def __init__(self, message: str, needed: int | None = None):
-        super().__init__(message)
-        self.needed = needed
-
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.needed))
