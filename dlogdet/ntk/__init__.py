@@ -1,0 +1,12 @@
+"""Empirical neural tangent kernels as tile sources: ``NTKSource(f, params, x)`` and a small model zoo.
+
+JAX is needed only here and is imported lazily: ``import dlogdet.ntk`` works without JAX; building a source or a
+model's parameters with it does not.
+"""
+
+from __future__ import annotations
+
+from .models import ACTIVATIONS, MLP, mlp
+from .source import IMPLEMENTATIONS, JACOBIAN_BYTES, OUTPUTS, NTKSource, jax_context
+
+__all__ = ["NTKSource", "MLP", "mlp", "ACTIVATIONS", "IMPLEMENTATIONS", "OUTPUTS", "JACOBIAN_BYTES", "jax_context"]
