@@ -12,6 +12,7 @@ re-raises them to show the traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import contextlib
 import dataclasses
 import logging
@@ -21,6 +22,8 @@ import sys
 import threading
 import time
 from typing import Any, Iterator, Mapping, NoReturn, Sequence, TextIO
+
+import numpy as np
 
 from . import __version__
 from .errors import InputError
@@ -158,6 +161,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _add_common(r, argparse.SUPPRESS)
     r.set_defaults(func=cmd_plan)
+
+    k = sub.add_parser("ntk", help="log-determinant of the empirical NTK of a (trained) network on a data set",
+                       description="Build a model of the zoo, optionally train it (optax, Adam), and compute the "
+                                   "log-determinant of its empirical NTK on n points of a locally generated data "
+                                   "set through the exact engine; NTK tiles are computed on the workers.")
+    k.add_argument("--model", choices=NTK_MODELS, default="mlp", help="model of the zoo (default mlp)")
+    k.add_argument("--dataset", choices=("mnist1d", "digits", "synthetic"), default="mnist1d",
+                   help="data set, generated or shipped locally, no download (default mnist1d)")
+    k.add_argument("--n", type=_positive_int, default=1000, metavar="N", help="points (default 1000)")
+    k.add_argument("--outputs", choices=("full", "trace"), default="trace",
+                   help="full: the n*O x n*O NTK (O outputs per point); trace: the n x n kernel averaged over "
+                        "outputs (default)")
+    k.add_argument("--implementation", choices=("auto", "jacobian", "ntvp", "structured"), default="auto",
+                   help="NTK algorithm (default auto: structured for zoo models)")
+    k.add_argument("--train-steps", type=int, default=0, metavar="K", help="Adam steps before the NTK (default 0)")
+    k.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and training (default 0)")
+    k.add_argument("--d", type=float, default=0.0, metavar="D", help="diagonal shift, jitter (default 0)")
+    k.add_argument("--block-size", type=_positive_int, metavar="N", help="tile size (default: automatic)")
+    kw = k.add_mutually_exclusive_group()
+    kw.add_argument("--workers", type=_positive_int, metavar="K",
+                    help="start a local cluster of K worker processes on loopback for this run")
+    kw.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS")
+    k.add_argument("--budget", metavar="SIZE", help="memory budget per worker for tiles, such as 2GiB")
+    k.add_argument("--scratch", metavar="DIR", help="directory of the tile store of an out-of-core run")
+    k.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    k.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_common(k, argparse.SUPPRESS)
+    k.set_defaults(func=cmd_ntk, backend=None)
     return parser
 
 
@@ -495,6 +526,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"{r.sign:+.0f}) vs {ref_logdet!r} (sign {ref_sign:+.0f}), relative difference {rel_diff:.3e} "
               f"is not below {DEMO_RTOL:g}", file=sys.stderr, flush=True)
         return 1
+    return 0
+
+
+NTK_MODELS = ("mlp", "factorized", "cnn")
+
+
+def cmd_ntk(args: argparse.Namespace) -> int:
+    """``dlogdet ntk --model M --dataset D --n N ...``: train (optionally), build the NTK source, compute."""
+    from . import ntk
+    from .api import logdet
+
+    factory = {"mlp": "mlp", "factorized": "factorized_mlp", "cnn": "cnn1d"}[args.model]
+    if not hasattr(ntk, factory):
+        raise InputError(f"model {args.model!r} is not available in this version of dlogdet.ntk")
+    if args.train_steps < 0:
+        raise InputError(f"--train-steps must be >= 0, got {args.train_steps}")
+    x, y = ntk.load_dataset(args.dataset, args.n, seed=args.seed)
+    classes = int(np.max(y)) + 1
+    if args.model == "cnn":
+        f, params = getattr(ntk, factory)(outputs=classes, seed=args.seed)
+    else:
+        f, params = getattr(ntk, factory)((x.shape[1], 512, 512, classes), seed=args.seed)
+    history = None
+    t0 = time.perf_counter()
+    if args.train_steps:
+        params, history = ntk.train(f, params, x, y, steps=args.train_steps, seed=args.seed)
+    t_train = time.perf_counter() - t0
+    src = ntk.NTKSource(f, params, x, outputs=args.outputs, implementation=args.implementation)
+    options: dict[str, Any] = {}
+    if args.scratch is not None:
+        options["scratch"] = args.scratch
+    with _client_for(args) as client, _progress(args) as bar:
+        r = logdet(src, d=args.d, block_size=args.block_size, budget=args.budget, client=client, progress=bar,
+                   **options)
+    if args.json:
+        out = r.to_dict()
+        out["ntk"] = {"model": args.model, "dataset": args.dataset, "n_points": args.n, "outputs": args.outputs,
+                      "implementation": src.implementation, "m": src.n, "train_steps": args.train_steps,
+                      "train_time": t_train,
+                      "final_loss": float(history["loss_final"]) if history is not None else None,
+                      "final_accuracy": float(history["accuracy_final"]) if history is not None else None}
+        print(json.dumps(out), flush=True)
+    else:
+        print(f"NTK of {args.model} on {args.n} points of {args.dataset} ({args.outputs} outputs: m = {src.n}, "
+              f"{src.implementation}), trained {args.train_steps} steps in {t_train:.1f} s"
+              + (f" (loss {history['loss_initial']:.3f} -> {history['loss_final']:.3f}, accuracy "
+                 f"{history['accuracy_final']:.2f})" if history is not None else ""), flush=True)
+        print(format_result(r), flush=True)
     return 0
 
 

@@ -8,5 +8,8 @@ from __future__ import annotations
 
 from .models import ACTIVATIONS, MLP, mlp
 from .source import IMPLEMENTATIONS, JACOBIAN_BYTES, OUTPUTS, NTKSource, jax_context
+from .data import DATASETS, load_dataset
+from .train import load_params, save_params, train
 
-__all__ = ["NTKSource", "MLP", "mlp", "ACTIVATIONS", "IMPLEMENTATIONS", "OUTPUTS", "JACOBIAN_BYTES", "jax_context"]
+__all__ = ["NTKSource", "MLP", "mlp", "ACTIVATIONS", "IMPLEMENTATIONS", "OUTPUTS", "JACOBIAN_BYTES", "jax_context",
+           "DATASETS", "load_dataset", "train", "save_params", "load_params"]
