@@ -13,3 +13,7 @@ from .train import load_params, save_params, train
 
 __all__ = ["NTKSource", "MLP", "mlp", "ACTIVATIONS", "IMPLEMENTATIONS", "OUTPUTS", "JACOBIAN_BYTES", "jax_context",
            "DATASETS", "load_dataset", "train", "save_params", "load_params"]
+
+from .models import CNN1D, FactorizedMLP, cnn1d, factorized_mlp  # noqa: E402
+
+__all__ += ["FactorizedMLP", "factorized_mlp", "CNN1D", "cnn1d"]

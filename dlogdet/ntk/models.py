@@ -7,6 +7,7 @@ when a model is initialised or called, so importing this module (and ``dlogdet``
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -15,6 +16,13 @@ import numpy as np
 from ..errors import InputError
 
 ACTIVATIONS = ("relu", "tanh", "erf")
+
+#: Models whose NTK ``NTKSource(..., implementation="structured")`` computes from per-layer factors. Each has
+#: ``param_shapes()``, ``perturbation_shapes()`` (per point), ``layer_rules()`` (``("dense", fan_in)`` or
+#: ``("conv", fan_in)`` per layer), ``beta`` and ``forward(params, x, perturbations) -> (out, layer_inputs)``,
+#: where a dense layer's input is what multiplies its weight (h·R for a factorized layer) and a convolution's is
+#: its patches (n, C_in·kernel, L).
+STRUCTURED_MODELS: tuple = ()
 
 
 def _activation(name: str):
@@ -72,6 +80,19 @@ class MLP:
     def n_outputs(self) -> int:
         return self.sizes[-1]
 
+    @property
+    def n_features(self) -> int:
+        return self.sizes[0]
+
+    def param_shapes(self) -> list[dict[str, tuple]]:
+        return [{"W": (a, b), "b": (b,)} for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+
+    def perturbation_shapes(self) -> list[tuple]:
+        return [(b,) for b in self.sizes[1:]]
+
+    def layer_rules(self) -> list[tuple[str, int]]:
+        return [("dense", a) for a in self.sizes[:-1]]
+
     def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
         """N(0, 1) weights and biases as NumPy arrays (deterministic given ``seed``)."""
         rng = np.random.default_rng(seed)
@@ -107,3 +128,249 @@ def mlp(sizes=(40, 512, 512, 10), activation: str = "relu", seed: int = 0, dtype
     """
     f = MLP(tuple(sizes), activation, beta)
     return f, f.init(seed, dtype)
+
+
+def _rank(rank_or_ratio, d: int) -> int:
+    """The factor rank of a layer with input width d: an int k, or a float ratio r in (0, 1] giving ⌈r·d⌉."""
+    if isinstance(rank_or_ratio, (bool, np.bool_)):
+        raise InputError(f"rank_or_ratio must be an int >= 1 or a float in (0, 1], got {rank_or_ratio!r}")
+    if isinstance(rank_or_ratio, (int, np.integer)):
+        if rank_or_ratio < 1:
+            raise InputError(f"rank_or_ratio must be an int >= 1 or a float in (0, 1], got {rank_or_ratio!r}")
+        return min(int(rank_or_ratio), d)
+    r = float(rank_or_ratio)
+    if not 0 < r <= 1:
+        raise InputError(f"rank_or_ratio must be an int >= 1 or a float in (0, 1], got {rank_or_ratio!r}")
+    return max(1, min(d, math.ceil(r * d)))
+
+
+class FactorizedMLP:
+    r"""MLP whose dense layers are factorized (Ailon & Shit 2022): z_l = (h_l·R_l)·W_l/√k_l + β·b_l.
+
+    R_l (d_l × k_l) is a FIXED random projection with N(0, 1/d_l) entries (so h·R stays O(1)): it is not a
+    parameter, it is drawn from ``seed`` and stored in the model (pickled with it; its content enters the
+    model's ``repr``, hence every source token). W_l (k_l × d_{l+1}) and b_l are the trainable parameters,
+    N(0, 1) as in :class:`MLP` (NTK parameterization). Layer l is factorized when k_l < d_l, where k_l is
+    ``rank_or_ratio`` (an int, capped at d_l) or ⌈ratio·d_l⌉ (a float in (0, 1]); a layer with k_l = d_l
+    (e.g. a 40-wide input layer with k = 64) stays a plain dense layer (R_l = None). Parameters and NTK cost
+    of a factorized layer drop by d_l/k_l.
+
+    Calling ``model(params, x)`` with x of shape (n, sizes[0]) returns (n, sizes[-1]); ``params`` is a list of
+    ``{"W": (k_l, d_{l+1}), "b": (d_{l+1},)}`` dicts.
+    """
+
+    def __init__(self, sizes, rank_or_ratio, activation: str = "relu", beta: float = 0.1, seed: int = 0):
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise InputError(f"FactorizedMLP sizes must hold at least an input and an output width, all >= 1; "
+                             f"got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.sizes = sizes
+        self.rank_or_ratio = rank_or_ratio
+        self.activation = activation
+        self.beta = float(beta)
+        self.seed = int(seed)
+        self.ranks = tuple(_rank(rank_or_ratio, d) for d in sizes[:-1])
+        rng = np.random.default_rng([self.seed, 0x5EED])
+        self.projections = tuple(
+            None if k == d else rng.standard_normal((d, k)) / math.sqrt(d) for d, k in zip(sizes[:-1], self.ranks))
+        h = hashlib.blake2b(digest_size=8)
+        for R in self.projections:
+            h.update(b"-" if R is None else np.ascontiguousarray(R).tobytes())
+        self._digest = h.hexdigest()
+
+    def __repr__(self):
+        return (f"FactorizedMLP(sizes={self.sizes}, ranks={self.ranks}, activation={self.activation!r}, "
+                f"beta={self.beta}, seed={self.seed}, projections={self._digest})")
+
+    def __eq__(self, other):
+        return isinstance(other, FactorizedMLP) and repr(self) == repr(other)
+
+    def __hash__(self):
+        return hash(repr(self))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def n_outputs(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def n_features(self) -> int:
+        return self.sizes[0]
+
+    def param_shapes(self) -> list[dict[str, tuple]]:
+        return [{"W": (k, b), "b": (b,)} for k, b in zip(self.ranks, self.sizes[1:])]
+
+    def perturbation_shapes(self) -> list[tuple]:
+        return [(b,) for b in self.sizes[1:]]
+
+    def layer_rules(self) -> list[tuple[str, int]]:
+        return [("dense", k) for k in self.ranks]
+
+    def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
+        """N(0, 1) factors and biases as NumPy arrays (deterministic given ``seed``)."""
+        rng = np.random.default_rng(seed)
+        return [{"W": rng.standard_normal(s["W"]).astype(dtype), "b": rng.standard_normal(s["b"]).astype(dtype)}
+                for s in self.param_shapes()]
+
+    def __call__(self, params, x):
+        out, _ = self.forward(params, x)
+        return out
+
+    def forward(self, params, x, perturbations=None):
+        """(output, layer inputs ``[h_l·R_l]``); ``perturbations[l]`` is added to ``z_l`` if given."""
+        import jax.numpy as jnp
+
+        phi = _activation(self.activation)
+        h = x
+        hs = []
+        for l, layer in enumerate(params):
+            R = self.projections[l]
+            u = h if R is None else h @ jnp.asarray(R, dtype=h.dtype)
+            hs.append(u)
+            z = u @ layer["W"] / math.sqrt(self.ranks[l]) + self.beta * layer["b"]
+            if perturbations is not None:
+                z = z + perturbations[l]
+            h = phi(z) if l < self.n_layers - 1 else z
+        return h, hs
+
+
+def factorized_mlp(sizes=(40, 512, 512, 10), k=64, activation: str = "relu", seed: int = 0, dtype=np.float64,
+                   beta: float = 0.1):
+    """A :class:`FactorizedMLP` (projections drawn from ``seed``) and its initial parameters (from ``seed``).
+
+    ``k`` is the rank (int) or the ratio k/d (float in (0, 1]).
+    """
+    f = FactorizedMLP(tuple(sizes), k, activation, beta, seed)
+    return f, f.init(seed, dtype)
+
+
+POOLS = ("avg", "flatten")
+
+
+@dataclass(frozen=True)
+class CNN1D:
+    r"""Small 1-D convolutional network (signals such as MNIST-1D's 40 samples), NTK parameterization.
+
+    Convolutions z = conv(h, W)/√(C_in·kernel) + β·b ('SAME' padding, stride 1, ``jax.lax.conv_general_dilated``,
+    W of shape (C_out, C_in, kernel), one bias per output channel), each followed by the activation; then a
+    global average over positions (``pool="avg"``) or a flatten (``pool="flatten"``); then a dense head as in
+    :class:`MLP` (widths ``hidden``, then ``outputs``, no activation on the last layer).
+
+    ``x`` has shape (n, channels[0]·length), read as (n, channels[0], length) (channel-major; one channel: the
+    signal itself). ``params`` is a list of ``{"W", "b"}`` dicts: the convolutions first, then the head.
+    """
+
+    channels: tuple[int, ...] = (1, 16, 16)
+    kernel: int = 5
+    hidden: tuple[int, ...] = (64,)
+    outputs: int = 10
+    activation: str = "relu"
+    beta: float = 0.1
+    length: int = 40
+    pool: str = "avg"
+
+    def __post_init__(self):
+        channels = tuple(int(c) for c in self.channels)
+        hidden = tuple(int(h) for h in self.hidden)
+        if len(channels) < 2 or any(c < 1 for c in channels):
+            raise InputError(f"CNN1D channels must hold the input channels and at least one convolution's, all "
+                             f">= 1; got {self.channels}")
+        if int(self.kernel) < 1 or int(self.length) < 1 or int(self.outputs) < 1 or any(h < 1 for h in hidden):
+            raise InputError(f"CNN1D kernel, length, outputs and hidden widths must be >= 1; got kernel="
+                             f"{self.kernel}, length={self.length}, outputs={self.outputs}, hidden={self.hidden}")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.pool not in POOLS:
+            raise InputError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        for name, v in (("channels", channels), ("hidden", hidden), ("kernel", int(self.kernel)),
+                        ("outputs", int(self.outputs)), ("length", int(self.length)), ("beta", float(self.beta))):
+            object.__setattr__(self, name, v)
+
+    @property
+    def n_conv(self) -> int:
+        return len(self.channels) - 1
+
+    @property
+    def head_sizes(self) -> tuple[int, ...]:
+        d = self.channels[-1] * (self.length if self.pool == "flatten" else 1)
+        return (d, *self.hidden, self.outputs)
+
+    @property
+    def n_layers(self) -> int:
+        return self.n_conv + len(self.head_sizes) - 1
+
+    @property
+    def n_outputs(self) -> int:
+        return self.outputs
+
+    @property
+    def n_features(self) -> int:
+        return self.channels[0] * self.length
+
+    def param_shapes(self) -> list[dict[str, tuple]]:
+        conv = [{"W": (b, a, self.kernel), "b": (b,)} for a, b in zip(self.channels[:-1], self.channels[1:])]
+        hs = self.head_sizes
+        return conv + [{"W": (a, b), "b": (b,)} for a, b in zip(hs[:-1], hs[1:])]
+
+    def perturbation_shapes(self) -> list[tuple]:
+        hs = self.head_sizes
+        return [(c, self.length) for c in self.channels[1:]] + [(b,) for b in hs[1:]]
+
+    def layer_rules(self) -> list[tuple[str, int]]:
+        return ([("conv", a * self.kernel) for a in self.channels[:-1]]
+                + [("dense", a) for a in self.head_sizes[:-1]])
+
+    def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
+        """N(0, 1) weights and biases as NumPy arrays (deterministic given ``seed``)."""
+        rng = np.random.default_rng(seed)
+        return [{"W": rng.standard_normal(s["W"]).astype(dtype), "b": rng.standard_normal(s["b"]).astype(dtype)}
+                for s in self.param_shapes()]
+
+    def __call__(self, params, x):
+        out, _ = self.forward(params, x, inputs=False)
+        return out
+
+    def forward(self, params, x, perturbations=None, inputs: bool = True):
+        """(output, layer inputs): a convolution's are its patches (n, C_in·kernel, length), channel-major like
+        W.reshape(C_out, C_in·kernel); a dense layer's its input. ``perturbations[l]`` is added to z_l."""
+        import jax
+
+        phi = _activation(self.activation)
+        n = x.shape[0]
+        h = x.reshape(n, self.channels[0], self.length)
+        hs = []
+        for l in range(self.n_conv):
+            W, b = params[l]["W"], params[l]["b"]
+            if inputs:
+                hs.append(jax.lax.conv_general_dilated_patches(h, (self.kernel,), (1,), "SAME"))
+            z = (jax.lax.conv_general_dilated(h, W, (1,), "SAME") / math.sqrt(W.shape[1] * self.kernel)
+                 + self.beta * b[:, None])
+            if perturbations is not None:
+                z = z + perturbations[l]
+            h = phi(z)
+        h = h.mean(axis=-1) if self.pool == "avg" else h.reshape(n, -1)
+        n_head = len(self.head_sizes) - 1
+        for m in range(n_head):
+            l = self.n_conv + m
+            if inputs:
+                hs.append(h)
+            z = h @ params[l]["W"] / math.sqrt(self.head_sizes[m]) + self.beta * params[l]["b"]
+            if perturbations is not None:
+                z = z + perturbations[l]
+            h = phi(z) if m < n_head - 1 else z
+        return h, hs
+
+
+def cnn1d(channels=(1, 16, 16), kernel: int = 5, hidden=(64,), outputs: int = 10, activation: str = "relu",
+          seed: int = 0, dtype=np.float64, beta: float = 0.1, length: int = 40, pool: str = "avg"):
+    """A :class:`CNN1D` and its initial parameters: ``f, params = cnn1d()``; then ``f(params, x)`` for x (n, 40)."""
+    f = CNN1D(tuple(channels), kernel, tuple(hidden), outputs, activation, beta, length, pool)
+    return f, f.init(seed, dtype)
+
+
+STRUCTURED_MODELS = (MLP, FactorizedMLP, CNN1D)
