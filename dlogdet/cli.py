@@ -545,7 +545,7 @@ def cmd_ntk(args: argparse.Namespace) -> int:
     x, y = ntk.load_dataset(args.dataset, args.n, seed=args.seed)
     classes = int(np.max(y)) + 1
     if args.model == "cnn":
-        f, params = getattr(ntk, factory)(outputs=classes, seed=args.seed)
+        f, params = getattr(ntk, factory)(outputs=classes, length=x.shape[1], seed=args.seed)
     else:
         f, params = getattr(ntk, factory)((x.shape[1], 512, 512, classes), seed=args.seed)
     history = None

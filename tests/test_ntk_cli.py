@@ -44,3 +44,12 @@ def test_ntk_cli_bad_input(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1797" in err[0]
     assert main(["ntk", "--train-steps", "-3"]) == 2
+
+
+@pytest.mark.parametrize("model,dataset", [("factorized", "mnist1d"), ("cnn", "digits")])
+def test_ntk_cli_other_models(capsys, model, dataset):
+    rc = main(["ntk", "--model", model, "--dataset", dataset, "--n", "40", "--d", "1e-8", "--json",
+               "--no-progress"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["n"] == 40 and out["sign"] == 1.0 and np.isfinite(out["logdet"])
+    assert out["ntk"]["model"] == model and out["ntk"]["dataset"] == dataset
