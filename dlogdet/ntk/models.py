@@ -36,8 +36,26 @@ def _activation(name: str):
     return jax.scipy.special.erf
 
 
+class _Layered:
+    """Sizes of a stack of dense layers: ``sizes = (d_in, ..., d_out)``."""
+
+    sizes: tuple
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def n_outputs(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def n_features(self) -> int:
+        return self.sizes[0]
+
+
 @dataclass(frozen=True)
-class MLP:
+class MLP(_Layered):
     r"""Fully connected network in the NTK parameterization: z_l = h_l·W_l/√d_l + β·b_l, h_{l+1} = φ(z_l).
 
     ``h_0 = x``; the last pre-activation ``z_L`` is the output (no activation on it). The weights ``W_l``
@@ -71,18 +89,6 @@ class MLP:
             raise InputError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "beta", float(self.beta))
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.sizes) - 1
-
-    @property
-    def n_outputs(self) -> int:
-        return self.sizes[-1]
-
-    @property
-    def n_features(self) -> int:
-        return self.sizes[0]
 
     def param_shapes(self) -> list[dict[str, tuple]]:
         return [{"W": (a, b), "b": (b,)} for a, b in zip(self.sizes[:-1], self.sizes[1:])]
@@ -144,7 +150,7 @@ def _rank(rank_or_ratio, d: int) -> int:
     return max(1, min(d, math.ceil(r * d)))
 
 
-class FactorizedMLP:
+class FactorizedMLP(_Layered):
     r"""MLP whose dense layers are factorized (Ailon & Shit 2022): z_l = (h_l·R_l)·W_l/√k_l + β·b_l.
 
     R_l (d_l × k_l) is a FIXED random projection with N(0, 1/d_l) entries (so h·R stays O(1)): it is not a
@@ -189,18 +195,6 @@ class FactorizedMLP:
 
     def __hash__(self):
         return hash(repr(self))
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.sizes) - 1
-
-    @property
-    def n_outputs(self) -> int:
-        return self.sizes[-1]
-
-    @property
-    def n_features(self) -> int:
-        return self.sizes[0]
 
     def param_shapes(self) -> list[dict[str, tuple]]:
         return [{"W": (k, b), "b": (b,)} for k, b in zip(self.ranks, self.sizes[1:])]
