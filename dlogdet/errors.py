@@ -35,14 +35,8 @@ class SourceError(InputError):
     """A file or source cannot be opened or read."""
 
 
-class NotPSDError(InputError, ArithmeticError):
-    """``assume="spd"`` but a Cholesky pivot was not positive.
-
-    Attributes
-    ----------
-    row : int
-        Global row (0-based) of the first pivot that failed.
-    """
+class _PivotError(ArithmeticError):
+    """An error at a pivot of the factorization; ``row`` (0-based, global) is kept through pickling."""
 
     def __init__(self, message: str, row: int | None = None):
         super().__init__(message)
@@ -52,7 +46,17 @@ class NotPSDError(InputError, ArithmeticError):
         return (type(self), (self.args[0], self.row))
 
 
-class SingularMatrixError(DlogdetError, ArithmeticError):
+class NotPSDError(_PivotError, InputError):
+    """``assume="spd"`` but a Cholesky pivot was not positive.
+
+    Attributes
+    ----------
+    row : int
+        Global row (0-based) of the first pivot that failed.
+    """
+
+
+class SingularMatrixError(_PivotError, DlogdetError):
     """A diagonal tile became exactly singular, so the tiled LDLᵀ/LU cannot go on past it.
 
     The determinant of the matrix is then 0 (log det = -inf) to working precision.
@@ -62,13 +66,6 @@ class SingularMatrixError(DlogdetError, ArithmeticError):
     row : int
         Global row (0-based) of the first zero pivot.
     """
-
-    def __init__(self, message: str, row: int | None = None):
-        super().__init__(message)
-        self.row = row
-
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.row))
 
 
 class _NeedsBytes(InputError):
