@@ -46,10 +46,23 @@ def test_ntk_cli_bad_input(capsys):
     assert main(["ntk", "--train-steps", "-3"]) == 2
 
 
-@pytest.mark.parametrize("model,dataset", [("factorized", "mnist1d"), ("cnn", "digits")])
-def test_ntk_cli_other_models(capsys, model, dataset):
+@pytest.mark.parametrize("model,dataset,factory", [("factorized", "mnist1d", "factorized_mlp"),
+                                                    ("cnn", "digits", "cnn1d"), ("resnet", "digits", "resnet1d")])
+def test_ntk_cli_other_models(capsys, model, dataset, factory):
     rc = main(["ntk", "--model", model, "--dataset", dataset, "--n", "40", "--d", "1e-8", "--json",
                "--no-progress"])
     out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and out["n"] == 40 and out["sign"] == 1.0 and np.isfinite(out["logdet"])
+    assert rc == 0 and out["n"] == 40 and out["sign"] == 1.0
     assert out["ntk"]["model"] == model and out["ntk"]["dataset"] == dataset
+    # the same model, data and seed built by hand: its dense NTK (Jacobian contraction) through LAPACK
+    import dlogdet.ntk as ntk
+
+    x, y = ntk.load_dataset(dataset, 40, seed=0)
+    classes = int(y.max()) + 1
+    if model == "factorized":
+        f, params = ntk.factorized_mlp((x.shape[1], 512, 512, classes), seed=0)
+    else:
+        f, params = getattr(ntk, factory)(outputs=classes, length=x.shape[1], seed=0)
+    K = ntk.NTKSource(f, params, x, outputs="trace", implementation="jacobian").dense()
+    sign, ref = np.linalg.slogdet(K + 1e-8 * np.eye(40))
+    assert sign == 1 and abs(out["logdet"] - ref) <= 1e-8 * abs(ref)

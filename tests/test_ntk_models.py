@@ -1,4 +1,4 @@
-"""The NTK model zoo beyond the MLP: factorized dense MLP (Ailon & Shit 2022) and a 1-D CNN.
+"""The NTK model zoo beyond the MLP: factorized dense MLP (Ailon & Shit 2022), a 1-D CNN and a 1-D ResNet.
 
 Every implementation's tiles are compared with an explicit dense Jacobian product (``jax.jacrev`` on the whole
 flattened parameter vector, as in tests/test_ntk.py) to 1e-10 relative in float64, for both output modes, on
@@ -16,7 +16,7 @@ jax = pytest.importorskip("jax")
 
 from dlogdet.errors import InputError  # noqa: E402
 from dlogdet.ntk import NTKSource, jax_context  # noqa: E402
-from dlogdet.ntk.models import CNN1D, FactorizedMLP, cnn1d, factorized_mlp  # noqa: E402
+from dlogdet.ntk.models import CNN1D, FactorizedMLP, ResNet1D, cnn1d, factorized_mlp, resnet1d  # noqa: E402
 
 from .test_ntk import RTOL, dense_ntk, rect_indices, rel_err  # noqa: E402
 
@@ -42,7 +42,14 @@ def _cnn(pool):
     return make
 
 
-MODELS = {"fmlp": _fmlp, "fmlp_ratio": _fmlp_ratio, "cnn_avg": _cnn("avg"), "cnn_flatten": _cnn("flatten")}
+def _resnet():
+    f, params = resnet1d(width=3, blocks=2, kernel=3, hidden=(4,), outputs=3, activation="tanh", seed=3, length=5,
+                         in_channels=2, alpha=0.7)
+    return f, params, np.random.default_rng(5).standard_normal((N, 10))
+
+
+MODELS = {"fmlp": _fmlp, "fmlp_ratio": _fmlp_ratio, "cnn_avg": _cnn("avg"), "cnn_flatten": _cnn("flatten"),
+          "resnet": _resnet}
 
 
 _REFS = {}
@@ -57,7 +64,8 @@ def reference(name):
 
 # every implementation on every model; the flatten-pooled CNN (same layers, another head input) with the
 # structured rule only, which is the one that depends on the head's layout (keeps the suite fast)
-CASES = [(m, i) for m in ("fmlp", "fmlp_ratio", "cnn_avg") for i in IMPLS] + [("cnn_flatten", "structured")]
+CASES = ([(m, i) for m in ("fmlp", "fmlp_ratio", "cnn_avg", "resnet") for i in IMPLS]
+         + [("cnn_flatten", "structured")])
 
 
 @pytest.mark.parametrize("outputs", ["full", "trace"])
@@ -80,6 +88,8 @@ def test_auto_choices():
     f, params, x = _fmlp()
     assert NTKSource(f, params, x).choose(N) == "structured"
     f, params, x = _cnn("avg")()
+    assert NTKSource(f, params, x).choose(N) == "structured"
+    f, params, x = _resnet()
     assert NTKSource(f, params, x).choose(N) == "structured"
 
 
@@ -138,3 +148,24 @@ def test_cnn_model():
         NTKSource(f, params, x[:, :30])
     with pytest.raises(InputError, match="pool"):
         CNN1D(pool="max")
+
+
+def test_resnet_model():
+    f, params = resnet1d()
+    assert isinstance(f, ResNet1D) and f.n_outputs == 10 and f.n_features == 40 and f.n_layers == 7
+    assert [p["W"].shape for p in params] == [(16, 1, 3)] + [(16, 16, 3)] * 4 + [(16, 64), (64, 10)]
+    # the skip connections by hand: a ResNet with zero residual branches (alpha = 0) is the CNN of its stem
+    g, q = resnet1d(width=4, blocks=2, kernel=3, hidden=(6,), outputs=2, length=8, seed=1, alpha=0.0)
+    c, _ = cnn1d((1, 4), kernel=3, hidden=(6,), outputs=2, length=8)
+    x = np.random.default_rng(0).standard_normal((3, 8))
+    with jax_context():
+        # relu is idempotent, so φ(h + 0·branch) = φ(φ(stem)) = φ(stem): the same output as the one-conv CNN
+        assert np.allclose(np.asarray(g(q, x)), np.asarray(c([q[0], *q[5:]], x)), rtol=1e-13, atol=0)
+        # and with the branches on, the output differs (the blocks are really used)
+        g1 = ResNet1D(1, 4, 2, 3, (6,), 2, length=8, alpha=1.0)
+        assert not np.allclose(np.asarray(g1(q, x)), np.asarray(g(q, x)))
+    assert pickle.loads(pickle.dumps(f)) == f
+    with pytest.raises(InputError, match="params do not match ResNet1D.*layer 1 has W"):
+        NTKSource(g, [q[0], q[0], *q[2:]], x)
+    with pytest.raises(InputError, match="blocks >= 0"):
+        ResNet1D(blocks=-1)

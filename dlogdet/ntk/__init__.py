@@ -14,6 +14,6 @@ from .train import load_params, save_params, train
 __all__ = ["NTKSource", "MLP", "mlp", "ACTIVATIONS", "IMPLEMENTATIONS", "OUTPUTS", "JACOBIAN_BYTES", "jax_context",
            "DATASETS", "load_dataset", "train", "save_params", "load_params"]
 
-from .models import CNN1D, FactorizedMLP, cnn1d, factorized_mlp  # noqa: E402
+from .models import CNN1D, FactorizedMLP, ResNet1D, cnn1d, factorized_mlp, resnet1d  # noqa: E402
 
-__all__ += ["FactorizedMLP", "factorized_mlp", "CNN1D", "cnn1d"]
+__all__ += ["FactorizedMLP", "factorized_mlp", "CNN1D", "cnn1d", "ResNet1D", "resnet1d"]

@@ -332,32 +332,38 @@ class CNN1D:
     def forward(self, params, x, perturbations=None, inputs: bool = True):
         """(output, layer inputs): a convolution's are its patches (n, C_in·kernel, length), channel-major like
         W.reshape(C_out, C_in·kernel); a dense layer's its input. ``perturbations[l]`` is added to z_l."""
-        import jax
-
         phi = _activation(self.activation)
-        n = x.shape[0]
-        h = x.reshape(n, self.channels[0], self.length)
-        hs = []
+        h = x.reshape(x.shape[0], self.channels[0], self.length)
+        hs = [] if inputs else None
         for l in range(self.n_conv):
-            W, b = params[l]["W"], params[l]["b"]
-            if inputs:
-                hs.append(jax.lax.conv_general_dilated_patches(h, (self.kernel,), (1,), "SAME"))
-            z = (jax.lax.conv_general_dilated(h, W, (1,), "SAME") / math.sqrt(W.shape[1] * self.kernel)
-                 + self.beta * b[:, None])
-            if perturbations is not None:
-                z = z + perturbations[l]
-            h = phi(z)
-        h = h.mean(axis=-1) if self.pool == "avg" else h.reshape(n, -1)
-        n_head = len(self.head_sizes) - 1
-        for m in range(n_head):
-            l = self.n_conv + m
-            if inputs:
-                hs.append(h)
-            z = h @ params[l]["W"] / math.sqrt(self.head_sizes[m]) + self.beta * params[l]["b"]
-            if perturbations is not None:
-                z = z + perturbations[l]
-            h = phi(z) if m < n_head - 1 else z
-        return h, hs
+            h = phi(_conv(h, params, l, self.kernel, self.beta, perturbations, hs))
+        return _head(h, params, self.n_conv, self.head_sizes, self.pool, phi, self.beta, perturbations, hs), hs
+
+
+def _conv(h, params, l, kernel, beta, perturbations, hs):
+    """Pre-activation z_l = conv(h, W_l)/√(C_in·kernel) + β·b_l (+ perturbation); records h's patches in hs."""
+    import jax
+
+    W, b = params[l]["W"], params[l]["b"]
+    if hs is not None:
+        hs.append(jax.lax.conv_general_dilated_patches(h, (kernel,), (1,), "SAME"))
+    z = jax.lax.conv_general_dilated(h, W, (1,), "SAME") / math.sqrt(W.shape[1] * kernel) + beta * b[:, None]
+    return z if perturbations is None else z + perturbations[l]
+
+
+def _head(h, params, first, sizes, pool, phi, beta, perturbations, hs):
+    """Pool the (n, C, L) feature maps (mean over positions or flatten), then the dense layers ``first…``."""
+    h = h.mean(axis=-1) if pool == "avg" else h.reshape(h.shape[0], -1)
+    n_head = len(sizes) - 1
+    for m in range(n_head):
+        l = first + m
+        if hs is not None:
+            hs.append(h)
+        z = h @ params[l]["W"] / math.sqrt(sizes[m]) + beta * params[l]["b"]
+        if perturbations is not None:
+            z = z + perturbations[l]
+        h = phi(z) if m < n_head - 1 else z
+    return h
 
 
 def cnn1d(channels=(1, 16, 16), kernel: int = 5, hidden=(64,), outputs: int = 10, activation: str = "relu",
@@ -367,4 +373,113 @@ def cnn1d(channels=(1, 16, 16), kernel: int = 5, hidden=(64,), outputs: int = 10
     return f, f.init(seed, dtype)
 
 
-STRUCTURED_MODELS = (MLP, FactorizedMLP, CNN1D)
+@dataclass(frozen=True)
+class ResNet1D:
+    r"""Small 1-D residual network (He et al. 2016's basic block, for signals such as MNIST-1D's), NTK
+    parameterization.
+
+    A stem convolution ``in_channels → width`` then ``blocks`` residual blocks
+    h ← φ(h + α·conv_b(φ(conv_a(h)))) at constant width, every convolution as in :class:`CNN1D`
+    (z = conv(h, W)/√(C_in·kernel) + β·b, 'SAME' padding, stride 1); then a global average over positions
+    (``pool="avg"``) or a flatten, and a dense head (widths ``hidden``, then ``outputs``).
+
+    The skip connections change nothing in the structured NTK algorithm: each layer still contributes
+    ⟨∂f/∂W_l⟩ products of its input patches and δ_l = ∂f/∂z_l, and δ_l (which now flows through the skips too) is
+    computed by automatic differentiation of the whole network.
+
+    ``x`` has shape (n, in_channels·length). ``params`` is a list of ``{"W", "b"}`` dicts: stem, then
+    conv_a and conv_b of each block, then the head.
+    """
+
+    in_channels: int = 1
+    width: int = 16
+    blocks: int = 2
+    kernel: int = 3
+    hidden: tuple[int, ...] = (64,)
+    outputs: int = 10
+    activation: str = "relu"
+    beta: float = 0.1
+    length: int = 40
+    pool: str = "avg"
+    alpha: float = 1.0
+
+    def __post_init__(self):
+        hidden = tuple(int(h) for h in self.hidden)
+        ints = {k: int(getattr(self, k)) for k in ("in_channels", "width", "kernel", "outputs", "length")}
+        if min(ints.values()) < 1 or int(self.blocks) < 0 or any(h < 1 for h in hidden):
+            raise InputError(f"ResNet1D in_channels, width, kernel, outputs, length and hidden widths must be >= 1 "
+                             f"and blocks >= 0; got {ints}, blocks={self.blocks}, hidden={self.hidden}")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.pool not in POOLS:
+            raise InputError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        for name, v in (*ints.items(), ("hidden", hidden), ("blocks", int(self.blocks)),
+                        ("beta", float(self.beta)), ("alpha", float(self.alpha))):
+            object.__setattr__(self, name, v)
+
+    @property
+    def n_conv(self) -> int:
+        return 1 + 2 * self.blocks
+
+    @property
+    def head_sizes(self) -> tuple[int, ...]:
+        d = self.width * (self.length if self.pool == "flatten" else 1)
+        return (d, *self.hidden, self.outputs)
+
+    @property
+    def n_layers(self) -> int:
+        return self.n_conv + len(self.head_sizes) - 1
+
+    @property
+    def n_outputs(self) -> int:
+        return self.outputs
+
+    @property
+    def n_features(self) -> int:
+        return self.in_channels * self.length
+
+    def _conv_in(self) -> list[int]:
+        return [self.in_channels] + [self.width] * (2 * self.blocks)
+
+    def param_shapes(self) -> list[dict[str, tuple]]:
+        conv = [{"W": (self.width, a, self.kernel), "b": (self.width,)} for a in self._conv_in()]
+        hs = self.head_sizes
+        return conv + [{"W": (a, b), "b": (b,)} for a, b in zip(hs[:-1], hs[1:])]
+
+    def perturbation_shapes(self) -> list[tuple]:
+        return [(self.width, self.length)] * self.n_conv + [(b,) for b in self.head_sizes[1:]]
+
+    def layer_rules(self) -> list[tuple[str, int]]:
+        return [("conv", a * self.kernel) for a in self._conv_in()] + [("dense", a) for a in self.head_sizes[:-1]]
+
+    def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
+        """N(0, 1) weights and biases as NumPy arrays (deterministic given ``seed``)."""
+        rng = np.random.default_rng(seed)
+        return [{"W": rng.standard_normal(s["W"]).astype(dtype), "b": rng.standard_normal(s["b"]).astype(dtype)}
+                for s in self.param_shapes()]
+
+    def __call__(self, params, x):
+        out, _ = self.forward(params, x, inputs=False)
+        return out
+
+    def forward(self, params, x, perturbations=None, inputs: bool = True):
+        """(output, layer inputs) as :meth:`CNN1D.forward`; ``perturbations[l]`` is added to z_l."""
+        phi = _activation(self.activation)
+        h = x.reshape(x.shape[0], self.in_channels, self.length)
+        hs = [] if inputs else None
+        h = phi(_conv(h, params, 0, self.kernel, self.beta, perturbations, hs))
+        for k in range(self.blocks):
+            u = phi(_conv(h, params, 1 + 2 * k, self.kernel, self.beta, perturbations, hs))
+            h = phi(h + self.alpha * _conv(u, params, 2 + 2 * k, self.kernel, self.beta, perturbations, hs))
+        return _head(h, params, self.n_conv, self.head_sizes, self.pool, phi, self.beta, perturbations, hs), hs
+
+
+def resnet1d(width: int = 16, blocks: int = 2, kernel: int = 3, hidden=(64,), outputs: int = 10,
+             activation: str = "relu", seed: int = 0, dtype=np.float64, beta: float = 0.1, length: int = 40,
+             pool: str = "avg", in_channels: int = 1, alpha: float = 1.0):
+    """A :class:`ResNet1D` and its initial parameters: ``f, params = resnet1d()``; then ``f(params, x)``."""
+    f = ResNet1D(in_channels, width, blocks, kernel, tuple(hidden), outputs, activation, beta, length, pool, alpha)
+    return f, f.init(seed, dtype)
+
+
+STRUCTURED_MODELS = (MLP, FactorizedMLP, CNN1D, ResNet1D)

@@ -73,7 +73,7 @@ class NTKSource(TileSource):
     A tile needs the derivatives at its own points only, never the n × P Jacobian of the whole data set. Which
     algorithm computes them (N points in the tile, O outputs, P parameters, [FP] the cost of one forward pass):
 
-    ``"structured"`` (zoo models only: :class:`~dlogdet.ntk.models.MLP`, ``FactorizedMLP``, ``CNN1D``)
+    ``"structured"`` (zoo models only: :class:`~dlogdet.ntk.models.MLP`, ``FactorizedMLP``, ``CNN1D``, ``ResNet1D``)
         For a dense layer z = h·W/√d + β·b, ∂f_o/∂W = (h/√d) ⊗ δ_o with δ_o = ∂f_o/∂z, so
         ⟨∂f_o(x_i)/∂W, ∂f_p(x_j)/∂W⟩ = (h_i·h_j/d)(δ_{i,o}·δ_{j,p}) and the bias adds β²(δ_{i,o}·δ_{j,p}). The
         source computes h_l and δ_l (O backward passes per point) and sums
@@ -135,7 +135,7 @@ class NTKSource(TileSource):
             raise InputError(f"f must be a callable f(params, x), got {type(f).__name__}")
         if implementation == "structured" and not isinstance(f, STRUCTURED_MODELS):
             raise InputError("implementation='structured' needs a model of the zoo (dlogdet.ntk.models: MLP, "
-                             "FactorizedMLP, CNN1D); "
+                             "FactorizedMLP, CNN1D, ResNet1D); "
                              f"got f={f!r}: use 'jacobian', 'ntvp' or 'auto'")
         self.dtype = check_dtype(dtype)
         x = np.asarray(x)
