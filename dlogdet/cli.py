@@ -529,7 +529,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-NTK_MODELS = ("mlp", "factorized", "cnn")
+NTK_MODELS = ("mlp", "factorized", "cnn", "resnet")
 
 
 def cmd_ntk(args: argparse.Namespace) -> int:
@@ -537,14 +537,14 @@ def cmd_ntk(args: argparse.Namespace) -> int:
     from . import ntk
     from .api import logdet
 
-    factory = {"mlp": "mlp", "factorized": "factorized_mlp", "cnn": "cnn1d"}[args.model]
+    factory = {"mlp": "mlp", "factorized": "factorized_mlp", "cnn": "cnn1d", "resnet": "resnet1d"}[args.model]
     if not hasattr(ntk, factory):
         raise InputError(f"model {args.model!r} is not available in this version of dlogdet.ntk")
     if args.train_steps < 0:
         raise InputError(f"--train-steps must be >= 0, got {args.train_steps}")
     x, y = ntk.load_dataset(args.dataset, args.n, seed=args.seed)
     classes = int(np.max(y)) + 1
-    if args.model == "cnn":
+    if args.model in ("cnn", "resnet"):
         f, params = getattr(ntk, factory)(outputs=classes, length=x.shape[1], seed=args.seed)
     else:
         f, params = getattr(ntk, factory)((x.shape[1], 512, 512, classes), seed=args.seed)
