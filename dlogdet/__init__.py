@@ -1,9 +1,10 @@
 """dlogdet: exact, memory-bounded, distributed log-determinants of huge dense matrices, as Dask task graphs."""
 
 from . import config  # noqa: F401  (registers the dlogdet.* defaults in dask.config)
-from .api import logdet
-from .errors import (DlogdetError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError, NotSquareError,
-                     NotSymmetricError, ScratchSpaceError, SingularMatrixError, SourceError, UnsupportedDtypeError)
+from .api import extrapolate, logdet
+from .errors import (DlogdetError, ExtrapolationError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError,
+                     NotSquareError, NotSymmetricError, ScratchSpaceError, SingularMatrixError, SourceError,
+                     UnsupportedDtypeError)
 from .planner import plan
 from .result import Inertia, LogdetResult
 from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, TileSource, ZarrSource, as_source
@@ -11,7 +12,8 @@ from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, Tile
 __version__ = "0.1.0"
 
 __all__ = [
-    "logdet", "LogdetResult", "Inertia", "KernelSource", "TileSource", "ArraySource", "NpySource", "ZarrSource",
+    "logdet", "extrapolate", "ExtrapolationError", "LogdetResult", "Inertia", "KernelSource", "TileSource",
+    "ArraySource", "NpySource", "ZarrSource",
     "DaskArraySource", "as_source", "DlogdetError", "InputError", "NotPSDError", "NotSquareError",
     "NotSymmetricError", "NonFiniteError", "SingularMatrixError", "SourceError", "UnsupportedDtypeError",
     "MemoryBudgetError", "ScratchSpaceError", "plan", "__version__",

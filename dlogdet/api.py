@@ -18,7 +18,14 @@ def logdet(A, *, method: str = "exact", assume: str = "spd", t: float = 1.0, d=0
         zarr directory; a ``zarr.Array``; a dask array; or a :class:`dlogdet.TileSource` such as
         :class:`dlogdet.KernelSource` whose tiles are generated on the workers.
     method : str
-        ``"exact"``: the tiled factorization (the only method so far; estimators register beside it).
+        ``"exact"``: the tiled factorization. ``"slq"``: stochastic Lanczos quadrature with an honest error bar
+        (``rtol=0.01``, ``seed=``, ``precondition=rank`` for a Nyström preconditioner; ``stderr`` and
+        ``diagnostics["error_bar"]``). ``"nystrom"``: randomized Nyström, ``rank=``; guaranteed ``lower`` and
+        ``upper`` bounds on log det(K + σ²I) with σ² = d, the leading spectrum and its decay. ``"auto"``: exact
+        when the planner says it fits the budget and ``time_limit`` (default 60 s), else preconditioned SLQ (the
+        decision guide is :mod:`dlogdet.estimators.auto`). SLQ and Nyström take t·A positive semi-definite,
+        t > 0, d ≥ 0, and compute products over the tiles (``product="matvec"``: the source's matrix-free
+        ``matvec``, e.g. the NTK's).
     assume : {"spd", "sym", "gen"}
         ``"spd"``: symmetric positive definite, Cholesky (the fastest; raises :class:`NotPSDError` naming the
         failed row otherwise). ``"sym"``: symmetric, possibly indefinite, LDLᵀ with Bunch–Kaufman pivoting
@@ -62,3 +69,65 @@ def logdet(A, *, method: str = "exact", assume: str = "spd", t: float = 1.0, d=0
     source = as_source(A)
     return estimators.get(method)(source, assume=assume, t=t, d=d, block_size=block_size, budget=budget,
                                   client=client, **options)
+
+
+def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", order="auto", subsamples: int = 1,
+                seed=None, rows_per_point: int | None = None, ridge: float = 0.0, t: float = 1.0, d=0.0,
+                block_size: int | None = None, budget=None, client=None, **options) -> LogdetResult:
+    r"""log det of n points, extrapolated by a scaling law from exact factorizations of random subsamples.
+
+    ℓ(n) = a₀ + a₁n + (b₀ + Σᵢ₌₁^q bᵢn⁻ⁱ)·ln n! + Σᵢ₌₁^r cᵢn⁻ⁱ is fitted to ℓ_k = log det of the first k points
+    of a random subsample (k ≤ n_sub: the cumulative log-pivots of one exact factorization, grouped per point) and
+    read at ``n_total``. Window and order are chosen by held-out validation on the tail of the curve; ``stderr``
+    includes that model error scaled to the real extrapolation ratio, the choice among the best windows/orders, a
+    test of the law (log-log curvature) and the spread over subsamples. See
+    :mod:`dlogdet.estimators.extrapolate` for the method.
+
+    Parameters
+    ----------
+    A : array, path or TileSource
+        The matrix of the whole data set, or of a sample of it (any input of :func:`logdet`; an
+        :class:`~dlogdet.ntk.NTKSource` with ``outputs="full"`` counts O rows per point). Only the subsample's
+        tiles are ever computed.
+    n_total : int, optional
+        Points of the full data set at which to read the curve (default: the points of ``A``).
+    n_sub : int
+        Points per subsample (≥ 20, ≤ the points of ``A``).
+    window : "auto" or (n0, n1)
+        Fit the curve between ℓ_{n0} and ℓ_{n1}, 1 ≤ n0 < n1 ≤ n_sub (default: chosen by validation).
+    order : "auto", int or (q, r)
+        q, r of the family (an integer k: q = r = k; default: chosen by validation among 0..2).
+    subsamples : int
+        Independent random subsamples (each one exact factorization of n_sub points); their curves are averaged,
+        which divides the statistical variance by their number (default 1, the published method).
+    seed : int or numpy Generator, optional
+        Seed of the subsamples.
+    rows_per_point : int, optional
+        Rows of ``A`` per point (default: O for a full-output NTK, else 1).
+    ridge : float
+        Penalty on the correction terms bᵢ, cᵢ (smoothness prior; default 0).
+    t, d, block_size, budget, client, **options
+        As in :func:`logdet`, for the exact factorizations of the subsamples (``assume`` is ``"spd"``: every
+        row's log-pivot is needed; add ``d=`` to a semi-definite matrix).
+
+    Returns
+    -------
+    LogdetResult
+        ``method="extrapolate"``, ``logdet`` the estimate, ``stderr`` its honest standard error (the band
+        ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` ``"ok"``, ``"unvalidated"`` or
+        ``"scaling-law-rejected"``, and ``diagnostics`` with ``coefficients``, ``window``, ``order``,
+        ``components`` of the stderr, ``ell`` (the ℓ_k curves), ``points`` (the subsamples), ``candidates``,
+        ``curvature_t``, ``upper_monotone`` and the wall times.
+
+    Raises
+    ------
+    InputError
+        n_sub larger than the data, a window outside [1, n_sub], bad order or counts.
+    ExtrapolationError
+        A curve too short for the order, or a singular subsample (non-finite ℓ_k): the message names the fix.
+    """
+    source = as_source(A)
+    return estimators.get("extrapolate")(source, n_total, n_sub=n_sub, window=window, order=order,
+                                         subsamples=subsamples, seed=seed, rows_per_point=rows_per_point,
+                                         ridge=ridge, t=t, d=d, block_size=block_size, budget=budget, client=client,
+                                         **options)

@@ -35,6 +35,11 @@ class SourceError(InputError):
     """A file or source cannot be opened or read."""
 
 
+class ExtrapolationError(InputError):
+    """A subsample's ℓ_k curve cannot be extrapolated as asked: too short for the order, or not finite (a singular
+    subsample)."""
+
+
 class _PivotError(ArithmeticError):
     """An error at a pivot of the factorization; ``row`` (0-based, global) is kept through pickling."""
 
