@@ -248,3 +248,38 @@ def test_non_finite_curve_names_the_fix():
     ell[60:] = -np.inf
     with pytest.raises(ExtrapolationError, match="not finite from k = 61"):
         fit_curves(ell, 1000)
+
+
+# ----------------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_extrapolate_json_and_plot(tmp_path, capsys):
+    from dlogdet.cli import main
+
+    a = uniform_kernel(400, 2, "matern32", 0.3).dense()
+    np.save(tmp_path / "K.npy", a)
+    png, svg = tmp_path / "fit.png", tmp_path / "fit.svg"
+    assert main(["extrapolate", str(tmp_path / "K.npy"), "--n-sub", "60", "--seed", "0", "--json",
+                 "--plot", str(png)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "extrapolate" and out["diagnostics"]["n_sub"] == 60 and out["stderr"] > 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["extrapolate", "kernel:matern12:n=500,d=2,lengthscale=0.2", "--n-sub", "80", "--window", "10,80",
+                 "--order", "0,1", "--plot", str(svg)]) == 0
+    text = capsys.readouterr().out
+    assert "logdet (estimate)" in text and "(10, 80), (q, r) = (0, 1)" in text
+    assert b"<svg" in svg.read_bytes()[:400]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["kernel:matern32:n=100", "--n-sub", "300"], "larger than the data"),
+    (["kernel:matern32:n=500", "--n-sub", "50", "--window", "0,50"], "outside"),
+    (["kernel:nope", "--n-sub", "50"], "kernel spec"),
+    (["kernel:rbf:n=500,colour=3", "--n-sub", "50"], "key=value"),
+    (["kernel:rbf:n=500", "--n-sub", "50", "--plot", "fit.pdf"], ".png or .svg"),
+])
+def test_cli_extrapolate_bad_input_exits_2(argv, match, capsys):
+    from dlogdet.cli import main
+
+    assert main(["extrapolate", *argv]) == 2
+    assert match in capsys.readouterr().err
