@@ -1,0 +1,142 @@
+"""Scaling-law extrapolation (issue 5) against the exact engine and detkit's FitLogdet.
+
+For each case: the exact log det of the full matrix by ``dlogdet.logdet`` (the reference, timed), then ``runs``
+seeded extrapolations from random subsamples (``dlogdet.extrapolate``, one subsample and ``--subsamples``
+subsamples), their relative errors, the coverage of their bands (estimate ± 2·stderr), and detkit's
+``FitLogdet`` at its documented defaults (m=2, n=0, no regularization) fitted to the same ℓ_k curves (it reports no
+band). The last line gives the ratio exact time / extrapolation time at the largest n.
+
+Cases (issue 5): Matérn-3/2 and Matérn-1/2 kernels on uniform points in 2 and 3 dimensions (jitter 1e-8),
+n = 12,000 from n_s = 750 (target ≤ 3%); the traced NTK of a trained MLP on MNIST-1D, n = 12,000 from 750
+(≤ 2%); the full-output NTK of the same MLP, n = 1500 points (m = 15,000) from n_s = 300 (≤ 1%).
+
+    python benchmarks/extrapolate.py --quick            # smaller sizes, a couple of minutes
+    python benchmarks/extrapolate.py                    # the issue's sizes (exact runs take minutes each)
+    python benchmarks/extrapolate.py --cases matern32-2d,ntk-full
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import dlogdet
+from dlogdet.estimators.extrapolate import rows_per_point_of
+
+numpy_trapz = getattr(np, "trapz", None)
+if numpy_trapz is None:                       # detkit calls numpy.trapz, removed in numpy 2.4
+    np.trapz = np.trapezoid
+
+
+def kernel_case(kernel, d, lengthscale):
+    def make(n, seed=0):
+        x = np.random.default_rng(seed).uniform(size=(n, d))
+        return dlogdet.KernelSource(x, kernel=kernel, lengthscale=lengthscale, jitter=1e-8), {}
+    return make
+
+
+def ntk_case(outputs, train_steps):
+    def make(n, seed=0):
+        from dlogdet import ntk
+
+        x, y = ntk.load_dataset("mnist1d", n, seed=seed)
+        f, params = ntk.mlp((x.shape[1], 512, 512, int(y.max()) + 1), seed=seed)
+        if train_steps:
+            params, _ = ntk.train(f, params, x, y, steps=train_steps, seed=seed)
+        # a small jitter: the full-output NTK of 10 outputs on n points has rank up to P, but rounding can make it
+        # numerically semi-definite; the same shift goes to the exact run and the subsamples
+        return ntk.NTKSource(f, params, x, outputs=outputs), {"d": 1e-8}
+    return make
+
+
+#: name -> (factory, n, n_sub, target relative error, quick n, quick n_sub)
+CASES = {
+    "matern32-2d": (kernel_case("matern32", 2, 0.2), 12000, 750, 0.03, 4000, 250),
+    "matern12-2d": (kernel_case("matern12", 2, 0.2), 12000, 750, 0.03, 4000, 250),
+    "matern32-3d": (kernel_case("matern32", 3, 0.3), 12000, 750, 0.03, 4000, 250),
+    "matern12-3d": (kernel_case("matern12", 3, 0.3), 12000, 750, 0.03, 4000, 250),
+    "rbf-floor-2d": (kernel_case("rbf", 2, 0.1), 4000, 300, None, 2000, 200),
+    "ntk-trace": (ntk_case("trace", 300), 12000, 750, 0.02, 3000, 200),
+    "ntk-full": (ntk_case("full", 300), 1500, 300, 0.01, 500, 100),
+}
+
+
+def detkit_fit(ell, n_total):
+    """detkit.FitLogdet at its documented defaults on one ℓ_k curve; None where detkit is missing."""
+    try:
+        from detkit import FitLogdet
+    except ImportError:
+        return None
+    k = np.arange(1, ell.size + 1, dtype=float)
+    fl = FitLogdet()
+    fl.fit(k, ell)
+    return float(fl.eval(np.array([float(n_total)]))[0])
+
+
+def run_case(name, quick, runs, subsamples):
+    make, n, ns, target, qn, qns = CASES[name]
+    if quick:
+        n, ns = qn, qns
+    src, opts = make(n)
+    rpp = rows_per_point_of(src)
+    t0 = time.perf_counter()
+    exact = dlogdet.logdet(src, **opts)
+    t_exact = time.perf_counter() - t0
+    ref = exact.logdet
+    rows = {}
+    for label, s in (("ours, 1 subsample", 1), (f"ours, {subsamples} subsamples", subsamples)):
+        errs, hits, widths, times, dk = [], 0, [], [], []
+        for seed in range(runs):
+            t0 = time.perf_counter()
+            r = dlogdet.extrapolate(src, n_sub=ns, seed=seed, subsamples=s, **opts)
+            times.append(time.perf_counter() - t0)
+            errs.append((r.logdet - ref) / abs(ref))
+            lo, hi = r.diagnostics["band"]
+            hits += lo <= ref <= hi
+            widths.append(2 * r.stderr / abs(ref))
+            if s == 1:
+                v = detkit_fit(np.asarray(r.diagnostics["ell"][0]), n)
+                if v is not None:
+                    dk.append((v - ref) / abs(ref))
+        rows[label] = (np.array(errs), hits / runs, np.array(widths), float(np.median(times)))
+        if dk:
+            rows["detkit FitLogdet (same curves)"] = (np.array(dk), None, None, None)
+    print(f"\n== {name}: n = {n} points ({src.n} rows, {rpp} per point), n_s = {ns}, ratio {n / ns:.1f}; exact "
+          f"{ref:.8g} in {t_exact:.1f} s" + (f"; target <= {100 * target:g}%" if target else " (law fails)"))
+    for label, (errs, cov, widths, t) in rows.items():
+        a = np.abs(errs)
+        line = (f"  {label:32s} |err| median {100 * np.median(a):6.2f}%  mean {100 * a.mean():6.2f}%  "
+                f"max {100 * a.max():6.2f}%  bias {100 * errs.mean():+6.2f}%")
+        if cov is not None:
+            line += (f"  coverage {cov:4.2f}  band ±{100 * np.median(widths):.2f}% (median)  "
+                     f"time {t:.2f} s  exact/extrapolation {t_exact / t:.0f}x")
+        else:
+            line += "  band: none reported"
+        print(line, flush=True)
+    return n, t_exact, rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller n and n_s (a couple of minutes)")
+    ap.add_argument("--runs", type=int, default=10, help="seeded extrapolations per case (default 10)")
+    ap.add_argument("--subsamples", type=int, default=4, help="subsamples of the second variant (default 4)")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated among {', '.join(CASES)}")
+    args = ap.parse_args()
+
+    largest = None
+    for name in args.cases.split(","):
+        n, t_exact, rows = run_case(name.strip(), args.quick, args.runs, args.subsamples)
+        t = rows["ours, 1 subsample"][3]
+        if largest is None or t_exact > largest[1]:
+            largest = (name, t_exact, t)
+    if largest:
+        name, t_exact, t = largest
+        print(f"\nspeed at the largest exact run ({name}): exact {t_exact:.1f} s, extrapolation {t:.2f} s: "
+              f"{t_exact / t:.0f}x faster (target >= 100x)")
+
+
+if __name__ == "__main__":
+    main()
