@@ -283,3 +283,16 @@ def test_cli_extrapolate_bad_input_exits_2(argv, match, capsys):
 
     assert main(["extrapolate", *argv]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_readme_extrapolation_example_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "dlogdet.extrapolate(" in b)
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    e, kern = ns["e"], ns["kern"]
+    exact = np.linalg.slogdet(kern.dense())[1]
+    assert ns["lo"] <= exact <= ns["hi"] and abs(e.logdet - exact) < 0.1 * abs(exact)
