@@ -1,0 +1,293 @@
+"""A tile source as a linear operator ``V ↦ M·V``, M = t·A + diag(d), for the iterative estimators.
+
+Three ways to compute a product (``product=``):
+
+* ``"tiles"``: a Dask graph over the lower-triangle tiles (:mod:`dlogdet.matvec`), run where the exact engine
+  runs (the active distributed client, one given, or the in-process threaded scheduler). Tiles are read or
+  generated on the workers once per product; an in-memory array on a cluster is scattered once per operator and
+  its tiles are reused by every product.
+* ``"direct"``: one BLAS product in this process, for an in-memory NumPy array without a client (the tiles of
+  such an array would be views of it anyway; one GEMM is faster than a graph of them).
+* ``"matvec"``: the source's own matrix-free product ``source.matvec(V)`` (e.g. the NTK's J(JᵀV)); no tile is
+  formed.
+
+``"auto"`` takes ``"direct"`` where it applies and ``"tiles"`` otherwise (the matrix-free NTK product is
+slower than structured tiles for the models of the zoo, DESIGN.md §3: ask for it explicitly).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from . import backend as B
+from . import config
+from . import kernels as K
+from .errors import InputError, MemoryBudgetError
+from .graph import Tiling, auto_block_size
+from .matvec import build_diagonal_graph, build_matmat_graph
+from .runtime import active_client, execute, n_workers
+from .sources import ArraySource, DaskArraySource, TileSource
+
+log = logging.getLogger(__name__)
+
+PRODUCTS = ("auto", "tiles", "direct", "matvec")
+
+
+class SourceOperator:
+    """``matmat(V) = (t·A + diag(d))·V`` for a symmetric source A, counting what it costs.
+
+    Attributes
+    ----------
+    matvecs : int
+        Products of M with one vector so far (a block of k columns counts k).
+    passes : int
+        Block products so far (each reads every lower-triangle tile once on the ``"tiles"`` path).
+    product : str
+        The path in use: ``"tiles"``, ``"direct"`` or ``"matvec"``.
+    """
+
+    def __init__(self, source: TileSource, *, t: float = 1.0, d=0.0, block_size: int | None = None, budget=None,
+                 client=None, product: str = "auto", check_symmetry: bool | None = None):
+        if product not in PRODUCTS:
+            raise InputError(f"product must be one of {PRODUCTS}, got {product!r}")
+        self.source = source
+        self.n = source.n
+        self.t = float(t)
+        self.d = d
+        self.client = active_client(client)
+        self.workers = n_workers(self.client)
+        if budget is None:
+            budget = config.get("memory.budget")
+        self.budget = config.parse_bytes(budget) if budget is not None else None
+        in_memory = isinstance(source, ArraySource) and B.is_numpy_like(source.array)
+        if product == "auto":
+            product = "direct" if in_memory and self.client is None else "tiles"
+        if product == "matvec" and not callable(getattr(source, "matvec", None)):
+            raise InputError(f"{type(source).__name__} has no matrix-free matvec: use product='tiles' (the default), "
+                             "or give a source with a matvec(V) method such as dlogdet.ntk.NTKSource")
+        if product == "direct" and not isinstance(source, ArraySource):
+            raise InputError(f"product='direct' needs an in-memory array, got {type(source).__name__}; use "
+                             "product='tiles'")
+        self.product = product
+        if check_symmetry is None:
+            check_symmetry = bool(config.get("check.symmetry", True))
+        self.check_symmetry = check_symmetry and not source.symmetric
+        self.check_finite = bool(config.get("check.finite", True))
+        self.matvecs = 0
+        self.passes = 0
+        self.time = 0.0
+        self._checked = False
+        self._futures: list = []
+        self._tiles = None
+        self._source_ref = None
+        if block_size is None:
+            block_size = config.get("block-size") or auto_block_size(self.n, self.workers,
+                                                                     itemsize=source.dtype.itemsize, budget=self.budget)
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+            raise InputError(f"block_size must be a positive integer, got {block_size!r}")
+        self.tiling = Tiling(self.n, min(int(block_size), self.n))
+
+    # ---------------------------------------------------------------------------------------------- public
+
+    def check_block(self, k: int) -> None:
+        """Refuse a block of k columns whose working set exceeds the budget (one tile, V and Y row blocks ×4)."""
+        if self.budget is None or self.product != "tiles":
+            return
+        b = self.tiling.block_size
+        need = 8 * (b * b + 4 * b * k)
+        if need > self.budget:
+            kmax = max(0, (self.budget // 8 - b * b) // (4 * b))
+            raise MemoryBudgetError(f"a product with {k} columns on tiles of {b} needs {need / 2**20:.1f} MiB per "
+                                    f"task, more than the budget of {self.budget / 2**20:.1f} MiB; use at most "
+                                    f"{kmax} columns per block or a smaller block_size", needed=need)
+
+    def max_columns(self) -> int | None:
+        """The widest block a product may take within the budget (None: no limit)."""
+        if self.budget is None or self.product != "tiles":
+            return None
+        b = self.tiling.block_size
+        return max(0, (self.budget // 8 - b * b) // (4 * b))
+
+    def matmat(self, V: np.ndarray) -> np.ndarray:
+        """M·V for V of shape (n, k) (or (n,))."""
+        V = np.asarray(V, dtype=np.float64)
+        vec = V.ndim == 1
+        if vec:
+            V = V[:, None]
+        t0 = time.perf_counter()
+        if self.product == "direct":
+            Y = self._direct(V)
+        elif self.product == "matvec":
+            Y = self.t * np.asarray(self.source.matvec(V.astype(self.source.dtype, copy=False)),
+                                    dtype=np.float64).reshape(V.shape) + self._dv(V)
+        else:
+            Y = self._tiles_product(V)
+        self.time += time.perf_counter() - t0
+        self.matvecs += V.shape[1]
+        self.passes += 1
+        return Y[:, 0] if vec else Y
+
+    __call__ = matmat
+
+    def diagonal(self) -> np.ndarray:
+        """diag(M) (for trace bounds): from the diagonal tiles, or the array's diagonal."""
+        if isinstance(self.source, ArraySource) and B.is_numpy_like(self.source.array) and self.client is None:
+            return self.t * np.diagonal(np.asarray(self.source.array)).astype(np.float64) + self._dvec()
+        self._prepare()
+        g = build_diagonal_graph(self.source, self.tiling, t=self.t, d=self.d, tiles=self._tiles,
+                                 source_ref=self._source_ref)
+        value, _ = execute(g.dsk, g.output_key, [], client=self.client)
+        return np.asarray(value, dtype=np.float64)
+
+    def close(self) -> None:
+        """Release the tiles or source scattered to the cluster."""
+        for f in self._futures:
+            f.release()
+        self._futures, self._tiles, self._source_ref = [], None, None
+
+    def __enter__(self) -> SourceOperator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def summary(self) -> dict:
+        """What the products cost: for a result's diagnostics."""
+        return {"product": self.product, "matvecs": self.matvecs, "passes": self.passes,
+                "product_time": self.time,
+                **({"block_size": self.tiling.block_size, "n_panels": self.tiling.nt,
+                    "n_tiles": self.tiling.tiles_lower()} if self.product == "tiles" else {}),
+                "workers": self.workers,
+                "scheduler": "in-process" if self.product != "tiles" else
+                ("threads" if self.client is None else f"distributed ({self.client.scheduler.address})")}
+
+    # --------------------------------------------------------------------------------------------- private
+
+    def _dvec(self):
+        return np.asarray(self.d, dtype=np.float64) if np.ndim(self.d) else float(self.d)
+
+    def _dv(self, V):
+        d = self._dvec()
+        return (d[:, None] if np.ndim(d) else d) * V
+
+    def _direct(self, V):
+        a = self.source.array
+        if not self._checked:
+            self._check_in_memory(np.asarray(a))
+            self._checked = True
+        return self.t * (np.asarray(a) @ V.astype(a.dtype, copy=False)).astype(np.float64) + self._dv(V)
+
+    def _check_in_memory(self, a):
+        """Finiteness and symmetry of an in-memory matrix, tile pair by tile pair (the engine's checks)."""
+        rtol = math.sqrt(B.eps(a.dtype)) if self.check_symmetry else None
+        if config.get("check.symmetry-rtol") is not None and rtol is not None:
+            rtol = float(config.get("check.symmetry-rtol"))
+        tl = self.tiling
+        for i in range(tl.nt):
+            r0, r1 = tl.bounds(i)
+            for j in range(i + 1):
+                c0, c1 = tl.bounds(j)
+                if i == j:
+                    K.prepare_tile(a[r0:r1, c0:c1], r0=r0, c0=c0, check_finite=self.check_finite,
+                                   symmetry_rtol=rtol, tile_index=(i, j))
+                elif rtol is not None:
+                    K.check_symmetric_pair(a[r0:r1, c0:c1], a[c0:c1, r0:r1], rtol, r0, c0, i, j, self.check_finite)
+                elif self.check_finite:
+                    K.prepare_tile(a[r0:r1, c0:c1], r0=r0, c0=c0, check_finite=True, tile_index=(i, j))
+
+    def _prepare(self):
+        """Scatter what every product reads, once: an in-memory array's lower tiles, or a small source."""
+        if self.client is None or self._futures:
+            return
+        src, tl = self.source, self.tiling
+        if isinstance(src, ArraySource):
+            a = B.to_host(src.array)
+            self._check_in_memory(a)
+            self._checked = True
+            idx = [(i, j) for i in range(tl.nt) for j in range(i + 1)]
+            futures = self.client.scatter([a[slice(*tl.bounds(i)), slice(*tl.bounds(j))] for i, j in idx],
+                                          hash=False, direct=True)
+            self._tiles = dict(zip(idx, futures))
+            self._futures = list(futures)
+        elif not isinstance(src, DaskArraySource):
+            self._futures = self.client.scatter([src], broadcast=True, hash=False)
+            self._source_ref = self._futures[0]
+
+    def _tiles_product(self, V):
+        self.check_block(V.shape[1])
+        self._prepare()
+        first = not self._checked
+        rtol = None
+        if first and self.check_symmetry:
+            r = config.get("check.symmetry-rtol")
+            rtol = float(r) if r is not None else math.sqrt(B.eps(self.source.dtype))
+        g = build_matmat_graph(self.source, self.tiling, V, t=self.t, d=self.d,
+                               check_finite=first and self.check_finite, symmetry_rtol=rtol, tiles=self._tiles,
+                               source_ref=self._source_ref)
+        value, _ = execute(g.dsk, g.output_key, [], client=self.client)
+        self._checked = True
+        return np.asarray(value, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Checks shared by the iterative estimators
+# --------------------------------------------------------------------------------------------------------------
+
+def check_positive(name: str, value, *, allow_zero: bool = False, hint: str = "") -> float:
+    """``value`` as a finite float > 0 (≥ 0 with ``allow_zero``), else an InputError naming the fix."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a real number, got {value!r}{hint}") from None
+    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
+        raise InputError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}{hint}")
+    return f
+
+
+def check_int(name: str, value, low: int, high: int | None = None, hint: str = "") -> int:
+    """``value`` as an int in [low, high], else an InputError naming the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer, got {value!r}{hint}")
+    if value < low or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise InputError(f"{name} must be {rng}, got {value}{hint}")
+    return int(value)
+
+
+def check_shift(t, d, n: int) -> tuple[float, float | np.ndarray]:
+    """t > 0 and d ≥ 0 (a scalar or a length-n vector): the iterative estimators take t·A ⪰ 0 and M = t·A + diag(d)."""
+    t = check_positive("t", t, hint=" (the iterative estimators take t·A positive semi-definite)")
+    if np.ndim(d) == 0:
+        d = check_positive("d (sigma^2, the diagonal shift)", d, allow_zero=True,
+                           hint="; a negative shift can make t·A + d·I indefinite: use method='exact' with "
+                                "assume='sym' for that")
+        return t, d
+    a = np.asarray(d, dtype=np.float64)
+    if a.shape != (n,):
+        raise InputError(f"d must be a scalar or a vector of length n = {n}, got shape {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise InputError("d (sigma^2, the diagonal shift) must be finite and >= 0 everywhere; use method='exact' "
+                         "with assume='sym' for an indefinite matrix")
+    return t, a
+
+
+def spectrum_lower_bound(source: TileSource, t: float, d, given=None) -> float | None:
+    """A lower bound a ≤ λ_min(t·A + diag(d)), or None when none is known.
+
+    ``given`` (the user's ``spectrum_lower=``) wins; otherwise ``min(d)`` plus, for a
+    :class:`dlogdet.KernelSource`, ``t·jitter`` (a covariance kernel is positive semi-definite, so its nugget
+    bounds its spectrum from below). None when that is 0: the estimators then cannot bracket the quadrature and
+    say so.
+    """
+    if given is not None:
+        return check_positive("spectrum_lower", given,
+                              hint=" (a positive lower bound on the smallest eigenvalue of t·A + diag(d))")
+    from .sources import KernelSource
+    a = float(np.min(d)) if np.ndim(d) else float(d)
+    if isinstance(source, KernelSource):
+        a += t * source.jitter
+    return a if a > 0 else None
