@@ -120,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "that was killed resumes from it when started again with the same arguments")
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default=None,
                    help="compute backend of the tiles (default: dask config dlogdet.backend, auto)")
+    p.add_argument("--method", choices=("exact", "slq", "nystrom", "auto"), default="exact",
+                   help="exact (tiled factorization, the default); slq (stochastic Lanczos quadrature with an error "
+                        "bar); nystrom (randomized Nystrom: guaranteed bounds for d > 0); auto (exact when it fits "
+                        "the budget and time, else preconditioned slq)")
+    p.add_argument("--rtol", type=float, default=None, metavar="R",
+                   help="slq/auto: relative tolerance of the error bar (default 0.01)")
+    p.add_argument("--rank", type=_positive_int, default=None, metavar="K",
+                   help="nystrom: rank of the approximation (default min(n, 200)); slq: rank of a Nystrom "
+                        "preconditioner")
+    p.add_argument("--seed", type=int, default=None, help="slq/nystrom: seed of the probes and sketches")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_common(p, argparse.SUPPRESS)
@@ -189,6 +199,35 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_common(k, argparse.SUPPRESS)
     k.set_defaults(func=cmd_ntk, backend=None)
+
+    e = sub.add_parser("extrapolate", help="scaling-law extrapolation of log det from random subsamples",
+                       description="Estimate log det of the matrix of n_total points from exact factorizations of "
+                                   "random subsamples of n_sub points: the fitted scaling law of the leading "
+                                   "log-determinants, read at n_total, with an error bar that includes the model "
+                                   "error. SOURCE-SPEC: a .npy file or zarr directory; "
+                                   "kernel:NAME[:n=N,d=D,lengthscale=L,variance=V,jitter=J,seed=S] (N points "
+                                   "uniform in the unit cube); or ntk:MODEL:DATASET[:n=N,outputs=full|trace,"
+                                   "train_steps=K,seed=S] (the NTK of a model of the zoo on a local data set).")
+    e.add_argument("spec", metavar="SOURCE-SPEC", help="a .npy file or zarr directory, kernel:NAME:..., ntk:MODEL:DATA:...")
+    e.add_argument("--n-total", type=_positive_int, default=None, metavar="N",
+                   help="points of the full data set (default: the points of the source)")
+    e.add_argument("--n-sub", type=_positive_int, required=True, metavar="S", help="points per random subsample")
+    e.add_argument("--subsamples", type=_positive_int, default=1, metavar="K",
+                   help="independent subsamples, each one exact factorization (default 1)")
+    e.add_argument("--window", metavar="N0,N1", default="auto",
+                   help="fit window in points of the subsample, 1 <= N0 < N1 <= S (default auto: held-out validation)")
+    e.add_argument("--order", metavar="Q,R", default="auto",
+                   help="orders q, r of the family (default auto: held-out validation)")
+    e.add_argument("--seed", type=int, default=None, help="seed of the subsamples")
+    e.add_argument("--d", type=float, default=0.0, metavar="D", help="diagonal shift, jitter (default 0)")
+    ew = e.add_mutually_exclusive_group()
+    ew.add_argument("--workers", type=_positive_int, metavar="K",
+                    help="start a local cluster of K worker processes on loopback for this run")
+    ew.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS")
+    e.add_argument("--plot", metavar="PATH", help="save a plot of the curve, the fit and the band (.png or .svg)")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_common(e, argparse.SUPPRESS)
+    e.set_defaults(func=cmd_extrapolate, no_progress=True)
     return parser
 
 
@@ -411,6 +450,16 @@ def format_result(r: Any) -> str:
         rows.append(("inertia", f"{i.positive} positive, {i.negative} negative, {i.zero} zero"))
     if r.status != "ok":
         rows.append(("status", r.status))
+    if r.method != "exact":
+        rows.append(("method", r.method + (f" (auto: {diag['auto']['reason']})" if "auto" in diag else "")))
+    if "error_bar" in diag and r.stderr is not None:
+        rows.append(("error bar", f"± {diag['error_bar']:.6g} ({100 * diag['error_bar'] / abs(r.logdet):.3g}%; "
+                                  f"{diag.get('confidence', 0.95):g} confidence, quadrature bias "
+                                  f"{diag.get('bias_bound', 0.0):.3g} included)"))
+    if r.lower is not None and r.upper is not None:
+        rows.append(("bounds", f"[{r.lower!r}, {r.upper!r}] (guaranteed)"))
+    if "matvecs" in diag:
+        rows.append(("matvecs", f"{diag['matvecs']} in {diag.get('passes', '?')} passes ({diag.get('product')})"))
     if "wall_time" in diag:
         rows.append(("wall time", f"{diag['wall_time']:.3f} s"))
     if "block_size" in diag:
@@ -447,8 +496,22 @@ def cmd_logdet(args: argparse.Namespace) -> int:
         options["backend"] = args.backend
     if args.scratch is not None:
         options["scratch"] = args.scratch
+    method = args.method
+    if method == "exact":
+        given = [f for f, v in (("--rtol", args.rtol), ("--rank", args.rank), ("--seed", args.seed)) if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to --method slq, nystrom or auto, not to exact")
+    else:
+        if args.rtol is not None:
+            if method == "nystrom":
+                raise InputError("--rtol applies to --method slq or auto; nystrom's accuracy is set by --rank")
+            options["rtol"] = args.rtol
+        if args.rank is not None:
+            options["rank" if method == "nystrom" else "precondition"] = args.rank
+        if args.seed is not None:
+            options["seed"] = args.seed
     with _client_for(args) as client, _progress(args) as bar:
-        r = logdet(args.path, assume=args.assume, t=args.t, d=args.d, block_size=args.block_size,
+        r = logdet(args.path, method=method, assume=args.assume, t=args.t, d=args.d, block_size=args.block_size,
                    budget=args.budget, client=client, progress=bar, **options)
     print(r.to_json() if args.json else format_result(r), flush=True)
     return 0
@@ -574,6 +637,138 @@ def cmd_ntk(args: argparse.Namespace) -> int:
               + (f" (loss {history['loss_initial']:.3f} -> {history['loss_final']:.3f}, accuracy "
                  f"{history['accuracy_final']:.2f})" if history is not None else ""), flush=True)
         print(format_result(r), flush=True)
+    return 0
+
+
+def _spec_options(text: str, allowed: dict[str, type]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in allowed:
+            raise InputError(f"cannot read {item!r} in a source spec: use key=value with keys {', '.join(allowed)}")
+        try:
+            out[key] = allowed[key](value)
+        except ValueError:
+            raise InputError(f"cannot read {key}={value!r} in a source spec as {allowed[key].__name__}") from None
+    return out
+
+
+def source_from_spec(spec: str):
+    """A tile source from a SOURCE-SPEC: a path, ``kernel:NAME[:k=v,...]`` or ``ntk:MODEL:DATASET[:k=v,...]``."""
+    from .sources import KERNELS, KernelSource, as_source
+
+    parts = spec.split(":")
+    if parts[0] == "kernel":
+        if len(parts) < 2 or parts[1] not in KERNELS:
+            raise InputError(f"a kernel spec is kernel:NAME[:n=...,d=...] with NAME one of {', '.join(KERNELS)}; "
+                             f"got {spec!r}")
+        o = {"n": 4000, "d": 2, "lengthscale": 0.2, "variance": 1.0, "jitter": 1e-8, "seed": 0}
+        o.update(_spec_options(":".join(parts[2:]), {"n": int, "d": int, "lengthscale": float, "variance": float,
+                                                     "jitter": float, "seed": int}))
+        if o["n"] < 1 or o["d"] < 1:
+            raise InputError(f"a kernel spec needs n >= 1 and d >= 1, got n={o['n']}, d={o['d']}")
+        x = np.random.default_rng(o["seed"]).uniform(size=(o["n"], o["d"]))
+        return KernelSource(x, parts[1], lengthscale=o["lengthscale"], variance=o["variance"], jitter=o["jitter"])
+    if parts[0] == "ntk":
+        from . import ntk
+
+        if len(parts) < 3 or parts[1] not in NTK_MODELS:
+            raise InputError(f"an NTK spec is ntk:MODEL:DATASET[:n=...,outputs=...] with MODEL one of "
+                             f"{', '.join(NTK_MODELS)}; got {spec!r}")
+        o = {"n": 1000, "outputs": "full", "train_steps": 0, "seed": 0}
+        o.update(_spec_options(":".join(parts[3:]), {"n": int, "outputs": str, "train_steps": int, "seed": int}))
+        x, y = ntk.load_dataset(parts[2], o["n"], seed=o["seed"])
+        classes = int(np.max(y)) + 1
+        factory = {"mlp": "mlp", "factorized": "factorized_mlp", "cnn": "cnn1d"}[parts[1]]
+        if parts[1] == "cnn":
+            f, params = getattr(ntk, factory)(outputs=classes, length=x.shape[1], seed=o["seed"])
+        else:
+            f, params = getattr(ntk, factory)((x.shape[1], 512, 512, classes), seed=o["seed"])
+        if o["train_steps"]:
+            params, _ = ntk.train(f, params, x, y, steps=o["train_steps"], seed=o["seed"])
+        return ntk.NTKSource(f, params, x, outputs=o["outputs"])
+    return as_source(spec)
+
+
+def _pair(text: str, what: str):
+    if text == "auto":
+        return "auto"
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--{what} must be 'auto' or two integers such as 10,750; got {text!r}") from None
+    return (a, b)
+
+
+def plot_extrapolation(r: Any, path: str) -> None:
+    """Save a plot of ℓ_k of the subsamples, the fitted curve out to n_total, and the estimate with its band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .estimators.extrapolate import evaluate
+
+    dg = r.diagnostics
+    ell = np.atleast_2d(dg["ell"])
+    ns, N = ell.shape[1], int(dg["n_total"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    k = np.arange(1, ns + 1)
+    for i, c in enumerate(ell):
+        ax.plot(k, c, color="0.6", lw=0.8, label="ℓ_k of the subsamples" if i == 0 else None)
+    grid = np.unique(np.geomspace(max(dg["window"][0], 1), N, 400).round())
+    ax.plot(grid, evaluate(dg["coefficients"], grid), color="C0",
+            label=f"fit: window {tuple(dg['window'])}, order (q, r) = {tuple(dg['order'])}")
+    ax.axvspan(*dg["window"], color="C0", alpha=0.08)
+    lo, hi = dg["band"]
+    ax.errorbar([N], [r.logdet], yerr=[[r.logdet - lo], [hi - r.logdet]], fmt="o", color="C3", capsize=4,
+                label=f"estimate at n = {N}: {r.logdet:.6g} ± {2 * r.stderr:.3g} (2 stderr)")
+    ax.set_xscale("log")
+    ax.set_xlabel("points n")
+    ax.set_ylabel("log det of the first n points")
+    ax.set_title(f"scaling-law extrapolation ({r.status})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def cmd_extrapolate(args: argparse.Namespace) -> int:
+    """``dlogdet extrapolate SOURCE-SPEC --n-sub S [--n-total N]``: subsample, factor, fit, print (and plot)."""
+    from .api import extrapolate
+
+    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
+        raise InputError(f"--plot must name a .png or .svg file, got {args.plot!r}")
+    window, order = _pair(args.window, "window"), _pair(args.order, "order")
+    src = source_from_spec(args.spec)
+    with _client_for(args) as client:
+        r = extrapolate(src, args.n_total, n_sub=args.n_sub, window=window, order=order,
+                        subsamples=args.subsamples, seed=args.seed, d=args.d, client=client)
+    if args.plot:
+        plot_extrapolation(r, args.plot)
+    dg = r.diagnostics
+    if args.json:
+        out = r.to_dict()
+        for key in ("ell", "points", "candidates"):
+            out["diagnostics"].pop(key, None)
+        print(json.dumps(out), flush=True)
+    else:
+        lo, hi = dg["band"]
+        comp = dg["components"]
+        print(_summary([
+            ("logdet (estimate)", repr(r.logdet)),
+            ("stderr", f"{r.stderr:.6g} ({100 * r.stderr / abs(r.logdet):.3g}%): stat {comp['stat']:.3g}, "
+                       f"validation {comp['validation']:.3g}, selection {comp['selection']:.3g}, "
+                       f"law {comp['law']:.3g}"),
+            ("band (± 2 stderr)", f"[{lo!r}, {hi!r}]"),
+            ("status", r.status),
+            ("n_total", f"{dg['n_total']} points ({r.n} rows), ratio {dg['extrapolation_ratio']:.3g}"),
+            ("subsamples", f"{dg['subsamples']} x {dg['n_sub']} points"),
+            ("window, order", f"{tuple(dg['window'])}, (q, r) = {tuple(dg['order'])}"),
+            ("curvature t", f"{dg['curvature_t']:.2f} (slope change {dg['slope_change']:.2f})"),
+            ("wall time", f"{dg['wall_time']:.3f} s"),
+        ] + ([("plot", args.plot)] if args.plot else [])), flush=True)
     return 0
 
 

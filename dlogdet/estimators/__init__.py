@@ -13,6 +13,10 @@ from ..errors import InputError
 
 REGISTRY: dict[str, str] = {
     "exact": "dlogdet.estimators.exact:run",
+    "extrapolate": "dlogdet.estimators.extrapolate:run",
+    "slq": "dlogdet.estimators.slq:run",
+    "nystrom": "dlogdet.estimators.nystrom:run",
+    "auto": "dlogdet.estimators.auto:run",
 }
 
 
