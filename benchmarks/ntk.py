@@ -1,7 +1,8 @@
 """NTK tile sources: throughput and memory per tile, float32 vs float64 formation, end-to-end log-determinant.
 
-    python benchmarks/ntk.py [--tile 200] [--tile-full 20] [--cap 60] [--repeat 1]
+    python benchmarks/ntk.py [--tile 200] [--tile-full 20] [--tile-cnn 200] [--cap 30] [--repeat 1]
                              [--f32-n 300] [--f32-n-full 40] [--e2e-n 300] [--workers 2] [--skip ...]
+                             [--nt-python PYTHON [--nt-pythonpath DIRS] [--nt-tile 1000] [--nt-sizes ...]]
 
 Sections (all in one process; within a section the contenders run back to back, round by round, and every ratio
 is taken within a round, then its median over rounds is printed):
@@ -12,8 +13,9 @@ is taken within a round, then its median over rounds is printed):
    respect to the whole ``ravel_pytree``-flattened parameter vector, J (N*O, P), then K = J Jᵀ (traced: the
    per-output products summed over O). Every contender is called once on the same tile shape before it is timed
    (warm-up: JIT compilation is excluded from the times). A contender whose time (or Jacobian memory) on the full
-   tile is bounded above ``--cap`` seconds (max of the fit below and a quadratic extrapolation) (or a quarter of the machine's memory) is not run there: it is timed
-   on two smaller tiles, the time fitted as a*N + b*N^2 (N = points) and extrapolated; such rows say "est.".
+   tile is bounded above ``--cap`` seconds (max of the fit below and a power-law extrapolation with the probes'
+   exponent, clipped to [2, 3]) (or a quarter of the machine's memory) is not run there: it is timed on two
+   smaller tiles, the time fitted as a*N + b*N^2 (N = points) and extrapolated; such rows say "est.".
 2. Memory per tile: peak RSS growth over the RSS just before the call (psutil, sampled every 10 ms in a thread)
    during the timed call of section 1, as a multiple of the tile's bytes (float64). An estimated row reports the
    memory of its largest measured tile, as a multiple of that tile's bytes.
@@ -25,6 +27,12 @@ is taken within a round, then its median over rounds is printed):
    on the workers, inside the factorization's tasks) and once on the same matrix saved to a .npy file
    (factorization only, memory-mapped on the workers); tile time = first - second. The issue's size is
    ``--e2e-n 2000`` (m = 20,000).
+5. neural-tangents (only with ``--nt-python``): its structured derivatives (``empirical_ntk_fn``,
+   implementation 3) against ours on the same MLP, weights and points: one traced tile of --nt-tile points and
+   one full tile of --nt-tile/10 points, for each of --nt-sizes. neural-tangents does not import with current
+   JAX, so it runs in its own environment (e.g. its GitHub head on jax 0.5.3): benchmarks/nt_peer.py is run by
+   that Python once per round, interleaved with ours, and times its calls itself after a warm-up; the tiles are
+   compared entry by entry (a cross-check of both).
 """
 
 from __future__ import annotations
@@ -145,44 +153,40 @@ def tile_section(label, f, params, x, outputs, n_pts, args, rows):
         if name in args.skip:
             continue
         src = srcs[name]
-        # probe on two small tiles (warm-up each shape first), fit a*N + b*N^2, extrapolate to n_pts
-        n1 = max(1, min(n_pts, args.probe if outputs == "trace" else max(1, args.probe // 10)))
-        n2 = min(n_pts, 2 * n1)
-        probes = []
-        for k in sorted({n1, n2}):
+        # a ladder of diagonal tiles of k = n1, 2 n1, 4 n1, ... points up to n_pts (each shape called once to
+        # compile, then timed with its memory): climb while the next rung, predicted from the last rung with the
+        # last two rungs' exponent (clipped to [2, 3]: a tile has N^2 entries), costs at most cap/2 for its two
+        # calls and its Jacobians fit in a quarter of RAM. Small probes alone mislead: CNN1D's vmap(jacrev) looked
+        # quadratic from 10 and 20 points and then took minutes on 200.
+        k = max(1, min(n_pts, args.probe if outputs == "trace" else max(1, args.probe // 10)))
+        probes, expo, stop = [], 2.0, ""
+        while True:
             src.tile(0, k * per, 0, k * per)                          # warm-up (compilation)
-            t, _ = timed(lambda: src.tile(0, k * per, 0, k * per))
-            probes.append((k, t))
-        if len(probes) == 2:
-            (k1, t1), (k2, t2) = probes
-            A = np.array([[k1, k1 ** 2], [k2, k2 ** 2]], dtype=float)
-            a, b = np.linalg.solve(A, [t1, t2])
-            if a < 0 or b < 0:                                     # noise: fall back to the steeper of the two laws
-                est = max(t2 * n_pts / k2, t2 * (n_pts / k2) ** 2) if b < 0 or a < 0 else 0
-            else:
-                est = a * n_pts + b * n_pts ** 2
-        else:
-            est = probes[0][1]
-        too_big = _jac_bytes(name, src, n_pts, O, P) > mem_cap
-        # run it only if even a quadratic extrapolation from the larger probe stays under the cap (the fit from
-        # two small tiles underestimates superlinear costs: CNN1D's jacrev, fitted < 60 s, took 133 s)
-        bound = max(est, probes[-1][1] * (n_pts / probes[-1][0]) ** 2)
-        if bound > args.cap or too_big:
-            k, _ = probes[-1]
-            src.tile(0, k * per, 0, k * per)
             with RSSPeak() as mem:
-                src.tile(0, k * per, 0, k * per)
-            why = (f"est. from {probes[0][0]} and {probes[-1][0]} points" +
-                   (f"; its Jacobians, ~{_jac_bytes(name, src, n_pts, O, P) / 2**30:.1f} GiB, exceed 1/4 of RAM"
-                    if too_big else ""))
-            res[name] = dict(times=[est], est=True, mem=mem.growth / ((k * per) ** 2 * 8), why=why,
-                             mem_tile=k * per)
-            print(f"  {name:15s} not run on the full tile (fitted {est:.3f} s, quadratic bound {bound:.1f} s, cap "
-                  f"{args.cap:g} s, or memory): {why}",
+                t, _ = timed(lambda: src.tile(0, k * per, 0, k * per))
+            probes.append((k, t, mem.growth))
+            if len(probes) >= 2 and probes[-2][1] > 0 and t > 0:
+                expo = float(np.clip(np.log(t / probes[-2][1]) / np.log(k / probes[-2][0]), 2, 3))
+            if k >= n_pts:
+                break
+            k_next = min(n_pts, 2 * k)
+            if _jac_bytes(name, src, k_next, O, P) > mem_cap:
+                stop = (f"; its Jacobians at {k_next} points, ~{_jac_bytes(name, src, k_next, O, P) / 2**30:.1f} "
+                        f"GiB, exceed 1/4 of RAM")
+                break
+            if 2 * t * (k_next / k) ** expo > args.cap:
+                stop = f"; {k_next} points predicted at {t * (k_next / k) ** expo:.1f} s per call"
+                break
+            k = k_next
+        kl, tl, ml = probes[-1]
+        if kl < n_pts:
+            est = tl * (n_pts / kl) ** expo
+            lo = f"{probes[-2][0]} and " if len(probes) >= 2 else ""
+            why = f"est. from tiles of {lo}{kl} points (exponent {expo:.2f}){stop}"
+            res[name] = dict(times=[est], est=True, mem=ml / ((kl * per) ** 2 * 8), why=why, mem_tile=kl * per)
+            print(f"  {name:15s} not run on the full tile (cap {args.cap:g} s per call, or memory): {why}",
                   flush=True)
             continue
-        if n2 != n_pts:
-            src.tile(0, T, 0, T)                                      # warm-up at the tile's own shape
         res[name] = dict(times=[], est=False, mem=0.0, why="", mem_tile=T)
     # the measured contenders, interleaved round by round
     live = [n for n in res if not res[n]["est"]]
@@ -316,13 +320,69 @@ def e2e_section(args):
     os.rmdir(tmp)
 
 
+# ---- section 5: neural-tangents ----------------------------------------------------------------------------------
+
+def nt_section(args):
+    import subprocess
+    import sys
+
+    from dlogdet.ntk import NTKSource, load_dataset, mlp
+
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nt_peer.py")
+    env = dict(os.environ)
+    if args.nt_pythonpath:
+        env["PYTHONPATH"] = args.nt_pythonpath
+    tmp = tempfile.mkdtemp(prefix="dlogdet-nt-bench-")
+    print(f"\n[neural-tangents] structured derivatives (empirical_ntk_fn, implementation=3) in {args.nt_python}, "
+          f"vs dlogdet structured here; float64, median of {args.repeat} round(s), peer times measured inside its "
+          f"process after a warm-up call", flush=True)
+    for sizes in args.nt_sizes:
+        sizes = tuple(int(v) for v in sizes.split(","))
+        f, params = mlp(sizes, seed=0)
+        if sizes[0] == 40:
+            x, _ = load_dataset("mnist1d", args.nt_tile, seed=0)
+            what = "MNIST-1D"
+        else:
+            x = np.random.default_rng(0).standard_normal((args.nt_tile, sizes[0]))
+            what = "Gaussian"
+        for outputs, n_pts in (("trace", args.nt_tile), ("full", max(1, args.nt_tile // 10))):
+            xs = x[:n_pts]
+            inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+            arrays = {f"W{l}": q["W"] for l, q in enumerate(params)} | {f"b{l}": q["b"] for l, q in enumerate(params)}
+            np.savez(inp, x=xs, beta=f.beta, outputs=int(outputs == "full"), **arrays)
+            src = NTKSource(f, params, xs, outputs=outputs, implementation="structured")
+            T = src.n
+            src.tile(0, T, 0, T)                                       # warm-up: compilation
+            ours, theirs, ratios = [], [], []
+            for _ in range(args.repeat):
+                t, K = timed(lambda: src.tile(0, T, 0, T))
+                proc = subprocess.run([args.nt_python, peer, inp, out], env=env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(f"  the neural-tangents run failed:\n{proc.stderr[-2000:]}")
+                    return
+                res = np.load(out)
+                tp = float(np.median(res["times"]))
+                ours.append(t)
+                theirs.append(tp)
+                ratios.append(tp / t)
+            err = np.abs(res["K"] - K).max() / np.abs(K).max()
+            q = statistics.median(ratios)
+            print(f"  MLP {'-'.join(map(str, sizes))} on {what}, {outputs:5s} tile {T}x{T}: dlogdet "
+                  f"{statistics.median(ours):8.3f} s, neural-tangents {statistics.median(theirs):8.3f} s (jax "
+                  f"{res['jax']}): nt/dlogdet {q:6.2f}x {'(faster: MET)' if q > 1 else '(NOT MET)'}; "
+                  f"max rel. diff. {err:.1e}", flush=True)
+    for name in os.listdir(tmp):
+        os.remove(os.path.join(tmp, name))
+    os.rmdir(tmp)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tile", type=int, default=200, help="points of the traced tile (tile = tile x tile)")
     ap.add_argument("--tile-full", type=int, default=20, help="points of the full-output tile (10x as many rows)")
     ap.add_argument("--tile-cnn", type=int, default=200, help="points of the CNN's traced tile")
     ap.add_argument("--probe", type=int, default=10, help="points of the smaller probe tile (traced; /10 full)")
-    ap.add_argument("--cap", type=float, default=60.0, help="seconds: a slower contender is estimated, not run")
+    ap.add_argument("--cap", type=float, default=30.0, help="seconds per call: a slower contender is estimated, not run")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of the measured contenders in section 1")
     ap.add_argument("--f32-n", type=int, default=300)
     ap.add_argument("--f32-n-full", type=int, default=40)
@@ -332,6 +392,12 @@ def main():
     ap.add_argument("--e2e-rel", type=float, default=1e-6, help="jitter d as a multiple of mean(diag K)")
     ap.add_argument("--block-size", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--nt-python", metavar="PYTHON", default=None,
+                    help="a Python in which neural_tangents imports: run section 5 against it")
+    ap.add_argument("--nt-pythonpath", metavar="DIRS", default=None, help="PYTHONPATH for --nt-python")
+    ap.add_argument("--nt-tile", type=int, default=1000, help="points of section 5's traced tile (full: /10)")
+    ap.add_argument("--nt-sizes", nargs="+", default=["40,512,512,10", "784,512,512,10"],
+                    help="MLP widths of section 5 (input 40: MNIST-1D points; else Gaussian points)")
     ap.add_argument("--skip", nargs="*", default=[],
                     help="sections (tiles, cnn, f32, e2e) or contenders (structured, ntvp, jacobian, "
                          "'jacrev (naive)') to leave out")
@@ -364,6 +430,8 @@ def main():
         f32_section(args)
     if "e2e" not in args.skip:
         e2e_section(args)
+    if args.nt_python and "nt" not in args.skip:
+        nt_section(args)
     print(f"\ntotal wall time {time.perf_counter() - t_all:.1f} s")
 
 
