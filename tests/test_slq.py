@@ -375,3 +375,37 @@ def test_slq_on_a_distributed_client():
     assert abs(r.logdet - exact) <= r.diagnostics["error_bar"]
     assert abs(s.logdet - exact) <= s.diagnostics["error_bar"]
     assert n.lower <= exact <= n.upper
+
+
+# ---------------------------------------------------------------------------------------------------- README
+
+
+def test_readme_estimators_example_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if 'method="nystrom"' in b)
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    rbf, s, p, b, a = ns["rbf"], ns["s"], ns["p"], ns["b"], ns["a"]
+    exact = a.logdet
+    assert a.method == "exact" and a.diagnostics["auto"]["method"] == "exact"
+    assert abs(exact - dlogdet.logdet(rbf).logdet) < 1e-9 * abs(exact)
+    for r in (s, p):
+        assert abs(r.logdet - exact) <= r.diagnostics["error_bar"] <= 0.01 * abs(exact) * 1.05
+    shifted = dlogdet.logdet(rbf, d=1e-2).logdet
+    assert b.lower <= shifted <= b.upper
+
+
+def test_slq_matrix_free_ntk_product():
+    pytest.importorskip("jax")
+    from dlogdet.ntk import NTKSource, mlp
+
+    f, params = mlp((4, 32, 32, 3), seed=0)
+    x = np.random.default_rng(0).standard_normal((80, 4))
+    ntk = NTKSource(f, params, x, outputs="trace")
+    exact = dlogdet.logdet(ntk, d=1e-2).logdet
+    r = dlogdet.logdet(ntk, method="slq", d=1e-2, seed=0, product="matvec", rtol=0.02)
+    assert r.diagnostics["product"] == "matvec" and r.diagnostics["spectrum_lower"] == 1e-2
+    assert abs(r.logdet - exact) <= r.diagnostics["error_bar"] <= 0.02 * abs(exact) * 1.05
