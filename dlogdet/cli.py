@@ -84,6 +84,10 @@ def _add_common(p: argparse.ArgumentParser, default: Any) -> None:
                    help="re-raise errors to show their traceback")
 
 
+CLUSTER_HELP = ("run on a cluster profile: a name (slurm, pbs, gpu-slurm, local-cuda: cluster/NAME.yaml) or a path "
+                "to a profile YAML; 'local' for a local cluster")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``dlogdet`` command (its errors raise :class:`UsageError`)."""
     from .sources import KERNELS
@@ -111,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start a local cluster of K worker processes on loopback for this run")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on the Dask scheduler at ADDRESS, e.g. tcp://10.0.0.1:8786")
+    where.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     p.add_argument("--budget", metavar="SIZE",
                    help="memory budget per worker for tiles, such as 2GiB (default: dask config dlogdet.memory.budget); "
                         "a matrix larger than half the summed budgets runs out of core, from an on-disk tile store")
@@ -193,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     kw.add_argument("--workers", type=_positive_int, metavar="K",
                     help="start a local cluster of K worker processes on loopback for this run")
     kw.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS")
+    kw.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     k.add_argument("--budget", metavar="SIZE", help="memory budget per worker for tiles, such as 2GiB")
     k.add_argument("--scratch", metavar="DIR", help="directory of the tile store of an out-of-core run")
     k.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -224,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     ew.add_argument("--workers", type=_positive_int, metavar="K",
                     help="start a local cluster of K worker processes on loopback for this run")
     ew.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS")
+    ew.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     e.add_argument("--plot", metavar="PATH", help="save a plot of the curve, the fit and the band (.png or .svg)")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _add_common(e, argparse.SUPPRESS)
@@ -389,15 +396,18 @@ def local_client(n_workers: int, dashboard_address: str = "127.0.0.1:0") -> Iter
 
 @contextlib.contextmanager
 def _client_for(args: argparse.Namespace) -> Iterator[Any]:
-    """The client of ``--workers`` / ``--scheduler``, or None (dlogdet's default: active client or threads)."""
+    """The client of ``--workers`` / ``--scheduler`` / ``--cluster``, or None (dlogdet's default: active client or
+    threads)."""
     if args.workers:
         with local_client(args.workers) as client:
             print(f"{PROG}: dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
             yield client
-    elif args.scheduler:
-        from distributed import Client
+    elif args.scheduler or getattr(args, "cluster", None):
+        from .deploy import connect
 
-        with Client(args.scheduler) as client:
+        with connect(args.scheduler or args.cluster) as client:
+            if getattr(args, "cluster", None):
+                print(f"{PROG}: dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
             yield client
     else:
         yield None

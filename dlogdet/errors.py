@@ -35,6 +35,10 @@ class SourceError(InputError):
     """A file or source cannot be opened or read."""
 
 
+class ClusterError(InputError):
+    """A cluster profile, address or deployment that cannot be used (missing, malformed, no GPU, no workers)."""
+
+
 class ExtrapolationError(InputError):
     """A subsample's ℓ_k curve cannot be extrapolated as asked: too short for the order, or not finite (a singular
     subsample)."""

@@ -199,3 +199,6 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
     wall = time.perf_counter() - t0
     memory = accounting.finish() if accounting is not None else {}
     return value, RunStats(wall, peak_managed, peak_rss, f"distributed ({client.scheduler.address})", memory)
+
+
+from .deploy import connect  # noqa: E402  (re-exported: dlogdet.runtime.connect, the documented entry point)

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 import uuid
 
 import numpy as np
@@ -150,7 +151,11 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     # two raw tiles and their difference for a symmetry check
     per_kind = {k: 2 * tb for k in ("potrf", "sytrf", "getrf", "trsm", "trsmrow", "gemm", "syrk")}
     per_kind["symcheck"] = 3 * tb
-    retries = int(config.get("lost-input-retries", 1)) if scattered else 0
+    # a worker lost mid-run can take along results that dask cannot recompute: scattered input tiles (they exist
+    # once), and intermediate tiles whose inputs were already forgotten after their last consumer ran (the
+    # scheduler drops those tasks, so the lost result's future is cancelled). The run then starts over.
+    retries = int(config.get("lost-input-retries", 1)) if client is not None else 0
+    restarts, time_lost, t_start = 0, 0.0, time.perf_counter()
     while True:
         tiles, source_ref, futures = None, None, []
         if scattered:
@@ -181,13 +186,16 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
             if not (isinstance(e, FutureCancelledError) and retries > 0):
                 raise
             retries -= 1
-            log.warning("a worker was lost with input tiles of the in-memory matrix; starting the run over (%s)", e)
+            restarts += 1
+            time_lost = time.perf_counter() - t_start
+            log.warning("a worker was lost with results that cannot be recomputed; starting the run over (%s)", e)
         finally:
             for f in futures:
                 f.release()
 
+    extra = {"restarts": restarts, "time_lost": time_lost} if restarts else {}
     return _result(source, assume, tiling, logp, sign, stats, g, workers=workers, backend=backend, client=client,
-                   t=t, d=d, check_symmetry=check_symmetry, budget=budget, n_tiles=n_tiles, mode="memory")
+                   t=t, d=d, check_symmetry=check_symmetry, budget=budget, n_tiles=n_tiles, mode="memory", **extra)
 
 
 def _result(source, assume, tiling, logp, sign, stats, g, *, workers, backend, client, t, d, check_symmetry, budget,
