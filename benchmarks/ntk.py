@@ -32,7 +32,10 @@ is taken within a round, then its median over rounds is printed):
    one full tile of --nt-tile/10 points, for each of --nt-sizes. neural-tangents does not import with current
    JAX, so it runs in its own environment (e.g. its GitHub head on jax 0.5.3): benchmarks/nt_peer.py is run by
    that Python once per round, interleaved with ours, and times its calls itself after a warm-up; the tiles are
-   compared entry by entry (a cross-check of both).
+   compared entry by entry (a cross-check of both). A peer environment that works (nothing of it is committed):
+       python3.11 -m venv PEER && PEER/bin/pip install "jax[cpu]==0.5.3" frozendict absl-py
+       git clone https://github.com/google/neural-tangents NT      # its GitHub head (the releases need older JAX)
+       python benchmarks/ntk.py --skip tiles cnn f32 e2e --nt-python PEER/bin/python --nt-pythonpath NT
 """
 
 from __future__ import annotations
