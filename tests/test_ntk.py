@@ -233,3 +233,21 @@ def test_x64_is_not_left_on(model):
 def test_import_dlogdet_does_not_import_jax():
     code = "import dlogdet, dlogdet.ntk, sys; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_token_of_a_plain_function_is_the_same_in_another_process():
+    """The token of a source built on a module-level function (no dataclass repr) must not depend on the process
+    (memory addresses): the out-of-core tile store resumes a run only when the tokens agree."""
+    code = ("import numpy as np; from dlogdet.ntk import NTKSource; from tests.test_ntk import generic_f; "
+            "rng = np.random.default_rng(0); "
+            "p = {'A': rng.standard_normal((4, 6)), 's': rng.standard_normal(6), 'B': rng.standard_normal((4, 2))}; "
+            "print(NTKSource(generic_f, p, rng.standard_normal((5, 4))).token())")
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    tokens = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             cwd=root).stdout.strip() for _ in range(2)}
+    assert len(tokens) == 1 and len(next(iter(tokens))) >= 16
+    from dlogdet.ntk.source import model_identity
+
+    assert model_identity(generic_f) != model_identity(failing_f)

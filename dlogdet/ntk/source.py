@@ -46,6 +46,39 @@ def jax_context(x64: bool = True):
         yield jax
 
 
+def _code_digest(code) -> str:
+    """Digest of a code object: its bytecode, names and constants (nested functions' code included)."""
+    import hashlib
+    import types
+
+    h = hashlib.sha256(code.co_code)
+    h.update(repr(code.co_names).encode())
+    for c in code.co_consts:
+        h.update(_code_digest(c).encode() if isinstance(c, types.CodeType) else repr(c).encode())
+    return h.hexdigest()[:16]
+
+
+def model_identity(f) -> str:
+    """What identifies a model across processes: a dataclass's repr (the zoo: its sizes and settings); a
+    function's module, qualified name and code digest (so an edited function is another model); for other
+    callables their repr, unless it holds a memory address, then a digest of their cloudpickle."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(f) and not isinstance(f, type):
+        return repr(f)
+    code = getattr(f, "__code__", None)
+    if code is not None:
+        return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', '?')}:{_code_digest(code)}"
+    r = repr(f)
+    if " at 0x" not in r:
+        return r
+    import hashlib
+
+    import cloudpickle
+
+    return f"{type(f).__module__}.{type(f).__qualname__}:{hashlib.sha256(cloudpickle.dumps(f)).hexdigest()[:16]}"
+
+
 def _leaves(tree):
     import jax
 
@@ -222,13 +255,13 @@ class NTKSource(TileSource):
         self._fns = {}
 
     def token(self) -> str:
-        """Digest of f (its repr: the content of a zoo model; for other callables it names the object), the
-        parameters, the points, the output mode, the implementation and the dtype."""
+        """Digest of f (:func:`model_identity`), the parameters, the points, the output mode, the implementation
+        and the dtype: equal in every process for equal inputs (the tile store's resume relies on it)."""
         import jax
 
         leaves, treedef = jax.tree_util.tree_flatten(self.params)
-        return content_token("ntk", repr(self.f), str(treedef), *leaves, self.x, self.outputs, self.implementation,
-                             str(self.dtype))
+        return content_token("ntk", model_identity(self.f), str(treedef), *leaves, self.x, self.outputs,
+                             self.implementation, str(self.dtype))
 
     def __repr__(self):
         return (f"NTKSource(f={self.f!r}, n={self.n_points}, O={self.n_outputs}, P={self.n_params}, "
