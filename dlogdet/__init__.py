@@ -1,7 +1,7 @@
 """dlogdet: exact, memory-bounded, distributed log-determinants of huge dense matrices, as Dask task graphs."""
 
 from . import config  # noqa: F401  (registers the dlogdet.* defaults in dask.config)
-from .api import extrapolate, logdet
+from .api import extrapolate, logdet, spectrum
 from .errors import (DlogdetError, ExtrapolationError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError,
                      NotSquareError, NotSymmetricError, ScratchSpaceError, SingularMatrixError, SourceError,
                      UnsupportedDtypeError)
@@ -12,7 +12,7 @@ from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, Tile
 __version__ = "0.1.0"
 
 __all__ = [
-    "logdet", "extrapolate", "ExtrapolationError", "LogdetResult", "Inertia", "KernelSource", "TileSource",
+    "logdet", "extrapolate", "spectrum", "ExtrapolationError", "LogdetResult", "Inertia", "KernelSource", "TileSource",
     "ArraySource", "NpySource", "ZarrSource",
     "DaskArraySource", "as_source", "DlogdetError", "InputError", "NotPSDError", "NotSquareError",
     "NotSymmetricError", "NonFiniteError", "SingularMatrixError", "SourceError", "UnsupportedDtypeError",

@@ -131,3 +131,39 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
                                          subsamples=subsamples, seed=seed, rows_per_point=rows_per_point,
                                          ridge=ridge, t=t, d=d, block_size=block_size, budget=budget, client=client,
                                          **options)
+
+
+def spectrum(A, *, n0: int, samples: int = 1, seed=None, nested=(), t: float = 1.0, backend: str | None = None,
+             client=None):
+    r"""Eigenvalues of ``samples`` random n0×n0 principal submatrices of t·A, computed on the cluster, pooled.
+
+    One task per submatrix forms it from the source's tiles on a worker and returns its eigenvalues (NumPy
+    ``eigvalsh``, CuPy's where the backend is ``"cupy"``), and those of its leading blocks of the ``nested`` sizes.
+    The result's :meth:`~dlogdet.spectra.SubmatrixSpectra.pooled` is the empirical law of n0×n0 submatrices, the
+    input of free decompression (:func:`dlogdet.spectra.fit_spectra`, :mod:`dlogdet.freecurve`,
+    ``logdet(A, method="freedecomp", n0=...)``).
+
+    Parameters
+    ----------
+    A : array, path or TileSource
+        Any input of :func:`logdet` (symmetric).
+    n0 : int
+        Submatrix size (2 ≤ n0 ≤ n).
+    samples : int
+        Independent random submatrices (default 1).
+    seed : int or numpy Generator, optional
+    nested : sequence of int
+        Leading-block sizes k < n0 whose eigenvalues are returned too (``.nested[k]``).
+    t : float
+        Scale of A.
+    backend : {"auto", "numpy", "cupy"}, optional
+    client : distributed.Client, optional
+
+    Returns
+    -------
+    dlogdet.spectra.SubmatrixSpectra
+        ``eigenvalues`` (samples × n0), ``points``, ``nested``, ``n``, ``pooled()``, ``diagnostics``.
+    """
+    from .spectra import submatrix_spectra
+    return submatrix_spectra(A, n0=n0, samples=samples, seed=seed, nested=nested, t=t, backend=backend,
+                             client=client)

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "slq": "dlogdet.estimators.slq:run",
     "nystrom": "dlogdet.estimators.nystrom:run",
     "auto": "dlogdet.estimators.auto:run",
+    "freedecomp": "dlogdet.estimators.freedecomp:run",
 }
 
 
