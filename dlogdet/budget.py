@@ -24,6 +24,7 @@ from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
 log = logging.getLogger(__name__)
 
 EVENT = "dlogdet-budget"
+RUN_EVENT = "dlogdet-run"      # a run's shape and budget, announced by the driver when it starts
 SCHEDULER_PLUGIN = "dlogdet-budget"
 WORKER_PLUGIN = "dlogdet-worker"
 
@@ -182,6 +183,11 @@ def _scheduler_peaks(dask_scheduler, run: str) -> dict[str, int]:
     return out
 
 
+def _scheduler_tracked(dask_scheduler, run: str) -> dict[str, int]:
+    p = dask_scheduler.plugins.get(SCHEDULER_PLUGIN)
+    return {} if p is None else {w: p.tracked(run, w) for w in dask_scheduler.workers}
+
+
 def _worker_reset(dask_worker) -> int:
     p = dask_worker.plugins.get(WORKER_PLUGIN)
     return p.reset() if p is not None else 0
@@ -208,10 +214,40 @@ class Accounting:
         except Exception as e:  # e.g. a scheduler without dlogdet installed: accounting is then unavailable
             log.warning("dlogdet memory accounting is unavailable on this cluster: %s", e)
             self.ok = False
+            return
+        self._extensions(plugins)
+
+    def _extensions(self, plugins) -> None:
+        """The scheduler plugins named by ``dlogdet.scheduler-plugins`` ("module:Class"; by default the
+        dashboard page at /dlogdet), each registered once per cluster. Named in config rather than imported,
+        so that this layer does not depend on the faces above it; a failure costs the extension, not the run."""
+        from importlib import import_module
+
+        from . import config
+
+        for spec in config.get("scheduler-plugins", None) or ():
+            try:
+                mod, _, cls = str(spec).partition(":")
+                plugin = getattr(import_module(mod), cls)
+                if getattr(plugin, "name", None) not in plugins:
+                    self.client.register_plugin(plugin(), name=plugin.name)
+            except Exception as e:
+                log.warning("dlogdet could not register the scheduler plugin %r: %s", spec, e)
+
+    def announce(self, **info) -> None:
+        """Tell the scheduler's plugins (the dashboard page) about this run: ``RUN_EVENT`` with ``run`` and ``info``."""
+        try:
+            self.client.log_event(RUN_EVENT, {"run": self.run, **info})
+        except Exception as e:  # a cosmetic message: never fail a run for it
+            log.debug("could not announce run %s to the scheduler: %s", self.run, e)
 
     def names(self) -> dict[str, str]:
         info = self.client.scheduler_info().get("workers", {})
         return {addr: str(w.get("name", addr)) for addr, w in info.items()}
+
+    def tracked_now(self) -> dict[str, int]:
+        """Tracked bytes per worker (by address) at this moment: the memory timeline's samples."""
+        return self.client.run_on_scheduler(_scheduler_tracked, run=self.run) if self.ok else {}
 
     def finish(self) -> dict[str, dict[str, int]]:
         if not self.ok:

@@ -68,6 +68,7 @@ class RunStats:
     peak_rss_bytes: dict
     scheduler: str
     memory: dict = field(default_factory=dict)
+    timeline: dict = field(default_factory=dict)  # panels done and memory over time (dlogdet.timeline)
 
 
 def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
@@ -79,19 +80,21 @@ def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
 
 def execute(dsk: dict, out_key, panel_keys: list, *, client=None, progress: ProgressCallback | None = None,
             tiles_total: int = 0, run: str | None = None, task_bytes: dict[str, int] | None = None,
-            release: list = ()) -> tuple[Any, RunStats]:
+            release: list = (), budget: int | None = None) -> tuple[Any, RunStats]:
     """Compute ``out_key`` of ``dsk`` and report progress as panels finish.
 
     On a cluster, ``task_bytes`` (working-set bytes per task kind) is annotated on every task of run ``run`` for
     the memory accounting of :mod:`dlogdet.budget`. Futures in ``release`` (data the graph was built on) are
     released as soon as the graph is submitted: the scheduler then frees each piece after its last consumer
-    instead of holding it to the end. Returns the value of ``out_key`` and run statistics (wall time, peak
-    memory per worker where known).
+    instead of holding it to the end. ``budget`` (bytes per worker) is announced to the scheduler with the run
+    (the dashboard page draws it). Returns the value of ``out_key`` and run statistics (wall time, peak
+    memory per worker where known, and a compact timeline of panels done and memory per worker).
     """
     client = active_client(client)
     if client is None:
         return _execute_local(dsk, out_key, panel_keys, progress, tiles_total)
-    return _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run, task_bytes, release)
+    return _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run, task_bytes, release,
+                                budget)
 
 
 def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
@@ -100,6 +103,8 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
     from dask.callbacks import Callback
     from threadpoolctl import threadpool_limits
 
+    from .timeline import Timeline
+
     nt = len(panel_keys)
     pset = set(panel_keys)
     done = [0]
@@ -107,14 +112,24 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
     proc = psutil.Process()
     peak = [proc.memory_info().rss]
     stop = threading.Event()
+    timeline = Timeline()
+    timeline.progress(0.0, 0)
+    interval = float(config.get("progress-interval", 0.25))
 
     def sample():
+        last = -interval
         while not stop.wait(0.05):
-            peak[0] = max(peak[0], proc.memory_info().rss)
+            rss = proc.memory_info().rss
+            peak[0] = max(peak[0], rss)
+            now = time.perf_counter() - t0
+            if now - last >= interval:
+                timeline.sample("local", now, rss)
+                last = now
 
     def posttask(key, result, dsk_, state, worker_id):
         if key in pset:
             done[0] += 1
+            timeline.progress(time.perf_counter() - t0, done[0])
             if progress is not None:
                 progress(_progress_for(done[0], nt, tiles_total, t0))
 
@@ -128,15 +143,17 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
         stop.set()
         th.join()
     wall = time.perf_counter() - t0
-    return value, RunStats(wall, {}, {"local": peak[0]}, f"threads ({workers})")
+    timeline.sample("local", wall, peak[0])
+    return value, RunStats(wall, {}, {"local": peak[0]}, f"threads ({workers})", timeline=timeline.to_dict())
 
 
 def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run=None, task_bytes=None,
-                         release=()):
+                         release=(), budget=None):
     import dask
 
     from .budget import Accounting, TaskBytes
     from .graph import BlockCyclic, PanelPriority
+    from .timeline import Timeline
 
     nt = len(panel_keys)
     interval = float(config.get("progress-interval", 0.25))
@@ -152,6 +169,7 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
     accounting = None
     if run is not None and task_bytes is not None:
         accounting = Accounting(client, run)
+        accounting.announce(panels=nt, tiles=tiles_total, budget=budget)
         if accounting.ok:
             annotations["dlogdet"] = TaskBytes(run, task_bytes)
     with dask.annotate(**annotations):
@@ -161,10 +179,12 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
     out, panels = futures[0], futures[1:]
     peak_managed: dict = {}
     peak_rss: dict = {}
+    timeline = Timeline()
 
     def sample():
         try:
             info = client.scheduler_info()
+            tracked = accounting.tracked_now() if accounting is not None else {}
         except Exception:  # the scheduler may be busy or gone; the run's own result reports that
             return
         for addr, w in info.get("workers", {}).items():
@@ -175,13 +195,16 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
                 peak_managed[key] = max(peak_managed.get(key, 0), int(m["managed_bytes"]))
             if "memory" in m:
                 peak_rss[key] = max(peak_rss.get(key, 0), int(m["memory"]))
+            timeline.sample(key, time.perf_counter() - t0, m.get("memory"), tracked.get(addr))
 
     last_done = -1
     try:
         while True:
             done = sum(f.done() for f in panels)
-            if progress is not None and done != last_done:
-                progress(_progress_for(done, nt, tiles_total, t0))
+            if done != last_done:
+                timeline.progress(time.perf_counter() - t0, done)
+                if progress is not None:
+                    progress(_progress_for(done, nt, tiles_total, t0))
                 last_done = done
             sample()
             try:
@@ -191,6 +214,7 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
                 break
             except TimeoutError:
                 continue
+        timeline.progress(time.perf_counter() - t0, nt)
         if progress is not None and last_done != nt:
             progress(_progress_for(nt, nt, tiles_total, t0))
     finally:
@@ -198,7 +222,8 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
             f.release()
     wall = time.perf_counter() - t0
     memory = accounting.finish() if accounting is not None else {}
-    return value, RunStats(wall, peak_managed, peak_rss, f"distributed ({client.scheduler.address})", memory)
+    return value, RunStats(wall, peak_managed, peak_rss, f"distributed ({client.scheduler.address})", memory,
+                           timeline.to_dict())
 
 
 from .deploy import connect  # noqa: E402  (re-exported: dlogdet.runtime.connect, the documented entry point)

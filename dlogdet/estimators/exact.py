@@ -177,7 +177,8 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
                  g.n_tasks)
         try:
             (logp, sign), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client, progress=progress,
-                                          tiles_total=n_tiles, run=g.token, task_bytes=per_kind, release=futures)
+                                          tiles_total=n_tiles, run=g.token, task_bytes=per_kind, release=futures,
+                                          budget=budget)
             break
         except BaseException as e:  # FutureCancelledError derives from asyncio's CancelledError (BaseException)
             # scattered tiles exist once: a worker lost before their first consumer ran takes them along, and
@@ -232,6 +233,8 @@ def _result(source, assume, tiling, logp, sign, stats, g, *, workers, backend, c
         "token": g.token,
         **extra,
     }
+    if stats.timeline:
+        diagnostics["timeline"] = stats.timeline  # panels done and memory per worker over time (dlogdet report)
     return LogdetResult(logdet=logdet, sign=total_sign, method="exact", n=n, dtype=str(source.dtype),
                         log_pivots=logp, pivot_signs=sign, inertia=inertia, assume=assume,
                         status="ok" if total_sign != 0 else "singular", diagnostics=diagnostics)
@@ -301,7 +304,7 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
                     "gemm": per_task * tb, "syrk": per_task * tb, "symcheck": 3 * tb}
         (logp, sign, computed), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client,
                                                 progress=progress, tiles_total=n_tiles, run=token,
-                                                task_bytes=per_kind)
+                                                task_bytes=per_kind, budget=budget)
     finally:
         for f in futures:
             f.release()
