@@ -235,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _add_common(e, argparse.SUPPRESS)
     e.set_defaults(func=cmd_extrapolate, no_progress=True)
+
+    rp = sub.add_parser("report", help="plots of a finished run (the JSON --json printed) as HTML or PNG",
+                        description="Render the plots of a finished run: factorization progress and memory per "
+                                    "worker over time (exact), the scaling-law curve with its band (extrapolate), "
+                                    "spectra (nystrom, freedecomp), to a self-contained HTML page or a PNG.")
+    rp.add_argument("result", metavar="RESULT.json", help="the JSON that a dlogdet command printed with --json")
+    rp.add_argument("-o", "--output", metavar="PATH", required=True, help="the report file: .html or .png")
+    _add_common(rp, argparse.SUPPRESS)
+    rp.set_defaults(func=cmd_report)
     return parser
 
 
@@ -712,33 +721,13 @@ def _pair(text: str, what: str):
 
 
 def plot_extrapolation(r: Any, path: str) -> None:
-    """Save a plot of ℓ_k of the subsamples, the fitted curve out to n_total, and the estimate with its band."""
-    import matplotlib
+    """Save a plot of ℓ_k of the subsamples, the fitted curve out to n_total, and the estimate with its band
+    (:func:`dlogdet.report.plot_extrapolation`)."""
+    from . import report
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .estimators.extrapolate import evaluate
-
-    dg = r.diagnostics
-    ell = np.atleast_2d(dg["ell"])
-    ns, N = ell.shape[1], int(dg["n_total"])
+    plt = report._pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    k = np.arange(1, ns + 1)
-    for i, c in enumerate(ell):
-        ax.plot(k, c, color="0.6", lw=0.8, label="ℓ_k of the subsamples" if i == 0 else None)
-    grid = np.unique(np.geomspace(max(dg["window"][0], 1), N, 400).round())
-    ax.plot(grid, evaluate(dg["coefficients"], grid), color="C0",
-            label=f"fit: window {tuple(dg['window'])}, order (q, r) = {tuple(dg['order'])}")
-    ax.axvspan(*dg["window"], color="C0", alpha=0.08)
-    lo, hi = dg["band"]
-    ax.errorbar([N], [r.logdet], yerr=[[r.logdet - lo], [hi - r.logdet]], fmt="o", color="C3", capsize=4,
-                label=f"estimate at n = {N}: {r.logdet:.6g} ± {2 * r.stderr:.3g} (2 stderr)")
-    ax.set_xscale("log")
-    ax.set_xlabel("points n")
-    ax.set_ylabel("log det of the first n points")
-    ax.set_title(f"scaling-law extrapolation ({r.status})")
-    ax.legend(fontsize=8)
+    report.plot_extrapolation(r, ax)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -759,9 +748,12 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
         plot_extrapolation(r, args.plot)
     dg = r.diagnostics
     if args.json:
+        from .report import compact_curves
+
         out = r.to_dict()
-        for key in ("ell", "points", "candidates"):
+        for key in ("points", "candidates"):
             out["diagnostics"].pop(key, None)
+        out["diagnostics"]["ell"] = compact_curves(dg["ell"])  # ≤ 200 log-spaced k per curve: `dlogdet report`
         print(json.dumps(out), flush=True)
     else:
         lo, hi = dg["band"]
@@ -779,6 +771,15 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
             ("curvature t", f"{dg['curvature_t']:.2f} (slope change {dg['slope_change']:.2f})"),
             ("wall time", f"{dg['wall_time']:.3f} s"),
         ] + ([("plot", args.plot)] if args.plot else [])), flush=True)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``dlogdet report RESULT.json -o PATH``: the plots of a finished run, as HTML (self-contained) or PNG."""
+    from .report import render
+
+    names = render(args.result, args.output)
+    print(f"{args.output}: {', '.join(names)}", flush=True)
     return 0
 
 
