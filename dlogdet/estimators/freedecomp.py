@@ -151,6 +151,7 @@ def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAM
         "selection": selection,
         "atoms": [{"location": a.location, "weight_n0": a.weight, "weight_n": b.weight}
                   for a, b in zip(curve.atoms, at_n)],
+        "atoms_n": [{"location": a.location, "weight": a.weight} for a in at_n],   # with poles the curve adds
         "support": dec.intervals,
         "mass": dec.mass,
         "moments": dec.moments(2),
