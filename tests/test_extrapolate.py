@@ -15,7 +15,8 @@ import pytest
 
 import dlogdet
 from dlogdet.errors import ExtrapolationError, InputError
-from dlogdet.estimators.extrapolate import evaluate, features, fit_curves
+from dlogdet.estimators import extrapolate as xmod
+from dlogdet.estimators.extrapolate import boxcox_fit, evaluate, features, fit_curves, loo_increments
 from dlogdet.sources.subset import SubsetSource
 
 
@@ -123,6 +124,63 @@ def test_family_and_fit_recover_a_planted_curve():
     assert features([3.0], 2, 1).shape == (1, 5)
 
 
+@pytest.mark.parametrize("rpp", [1, 3])
+def test_leave_one_out_curve_is_the_mean_increment_of_each_prefix_point_added_last(rpp):
+    a = spd(24 * rpp, seed=3)
+    L = np.linalg.cholesky(a)
+    loo = loo_increments(L, rpp)
+    ld = lambda idx: np.linalg.slogdet(a[np.ix_(idx, idx)])[1] if idx.size else 0.0
+    rows = lambda pts: np.concatenate([np.arange(rpp * p, rpp * p + rpp) for p in pts]) if len(pts) else \
+        np.array([], dtype=int)
+    for k in (1, 2, 7, 24):
+        pre = np.arange(k)
+        brute = np.mean([ld(rows(pre)) - ld(rows(np.delete(pre, i))) for i in range(k)])
+        assert abs(loo[k - 1] - brute) < 1e-9 * max(1.0, abs(brute)), (k, loo[k - 1], brute)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3, -0.2])
+def test_boxcox_probe_recovers_a_planted_curvature(gamma):
+    k = np.arange(1, 401, dtype=float)
+    g = np.log(k) if gamma == 0 else (k ** gamma - 1) / gamma
+    delta = 1.5 - 2.0 * g
+    kk = np.arange(401, 5001, dtype=float)
+    gg = np.log(kk) if gamma == 0 else (kk ** gamma - 1) / gamma
+    want = delta.sum() + (1.5 - 2.0 * gg).sum()
+    est, got_gamma = boxcox_fit(delta, 40, 400, 5000, float(delta.sum()))
+    assert got_gamma == pytest.approx(gamma, abs=1e-9) and est == pytest.approx(want, rel=1e-9)
+
+
+def test_band_holds_curvature_beyond_what_the_family_follows():
+    # increments that fall faster than any power law (Box-Cox γ = 0.3, as measured on a trained MLP's NTK): the
+    # issue's family misreads them; the curvature term must put the truth inside the band, family="boxcox" near it
+    rng = np.random.default_rng(0)
+    k = np.arange(1, 3001, dtype=float)
+    mean = 2.0 - 3.0 * (k ** 0.3 - 1) / 0.3
+    truth = mean.sum()
+    hits, errs_issue, errs_bc = 0, [], []
+    for s in range(10):
+        ell = np.cumsum(mean[:300] + rng.normal(0, 3.0, 300))
+        loo = mean[:300] + rng.normal(0, 0.2, 300) / np.sqrt(np.arange(1, 301) / 30)
+        out = fit_curves(ell, 3000, loo=loo)
+        hits += abs(out["estimate"] - truth) <= 2 * out["stderr"]
+        errs_issue.append(abs(out["issue_estimate"] - truth) / abs(truth))
+        bc = fit_curves(ell, 3000, loo=loo, family="boxcox")
+        assert bc["stderr"] == pytest.approx(out["stderr"]) and bc["estimate"] == out["boxcox"]["estimate"]
+        errs_bc.append(abs(bc["estimate"] - truth) / abs(truth))
+    assert hits >= 9
+    assert np.median(errs_bc) < 0.5 * np.median(errs_issue), (errs_bc, errs_issue)
+
+
+def test_in_process_and_engine_factorizations_agree(monkeypatch):
+    src = uniform_kernel(600, 2, "matern32", 0.2)
+    small = dlogdet.extrapolate(src, n_sub=80, seed=4)
+    monkeypatch.setattr(xmod, "LOO_MAX_ROWS", 10)
+    engine = dlogdet.extrapolate(src, n_sub=80, seed=4)
+    assert small.diagnostics["factorization"] == "in-process" and engine.diagnostics["factorization"] == "engine"
+    np.testing.assert_allclose(small.diagnostics["ell"], engine.diagnostics["ell"], rtol=1e-9, atol=1e-9)
+    assert small.diagnostics["boxcox"]["on"] == "loo" and engine.diagnostics["boxcox"]["on"] == "increments"
+
+
 # ------------------------------------------------------------------------------------------- accuracy and honesty
 
 
@@ -217,6 +275,7 @@ def test_given_window_and_order_are_used():
     ({"n_sub": 50, "order": -1}, "non-negative"),
     ({"n_sub": 50, "subsamples": 0}, "subsamples"),
     ({"n_sub": 50, "assume": "sym"}, "assume='spd'"),
+    ({"n_sub": 50, "family": "spline"}, "family must be"),
 ])
 def test_bad_options_name_the_fix(kwargs, match):
     src = uniform_kernel(300, 2, "matern32", 0.3)

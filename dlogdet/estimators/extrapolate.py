@@ -68,6 +68,19 @@ TOP_CANDIDATES = 5
 MIN_START = 10
 #: Smallest number of points in a subsample.
 MIN_SUB = 20
+#: Exponents γ of the Box-Cox curvature probe δ_k = α + β·(k^γ − 1)/γ (γ = 0: α + β ln k, the issue's law).
+#: Why this range: γ < 0 flattens towards a floor (a jitter floor), γ > 0 falls faster than any power law
+#: (measured: γ ≈ 0.3 on the late curve of a trained MLP's NTK, 0 on Matérn kernels' late curves).
+BOXCOX_GAMMAS = tuple(round(-0.5 + 0.05 * i, 2) for i in range(31))
+#: Largest subsample (rows) factored in-process with its inverse factor, which gives the leave-one-out increment
+#: curve (why: two n×n float64 work arrays, 0.5 GiB each at this size); larger ones go through the engine.
+LOO_MAX_ROWS = 8192
+#: Weight of the curvature probe's distance in the band (why: the probe's γ, fitted inside the subsample, trails
+#: the growing curvature beyond it; measured on the full-output NTK, 1 and 4 subsamples: coverage 0.90 and 0.80
+#: with weight 1, see the module docstring).
+CURVATURE_WEIGHT = 1.5
+#: Families of ``family=``: the issue's (default) or the Box-Cox probe's curve as the estimate.
+FAMILIES = ("issue", "boxcox")
 
 
 # ---------------------------------------------------------------------------------------------------- the family
@@ -132,6 +145,57 @@ def _growth(u: float) -> float:
     return u * math.log(u) - u + 1.0
 
 
+def _boxcox_basis(k: np.ndarray, gamma: float) -> np.ndarray:
+    return np.log(k) if gamma == 0 else np.expm1(gamma * np.log(k)) / gamma
+
+
+def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float) -> tuple[float, float]:
+    r"""Box-Cox curvature probe: fit δ_k = α + β·(k^γ − 1)/γ on k ∈ (n0, ns] for every γ of
+    :data:`BOXCOX_GAMMAS` (profile least squares), keep the γ of least residual and return
+    (ℓ_{ns} + Σ_{k=ns+1}^{n_total} δ̂(k), γ). γ = 0 is the plain power law of the issue's family; γ ≠ 0 is
+    curvature in log-log that the family cannot follow."""
+    k = np.arange(n0 + 1, ns + 1, dtype=np.float64)
+    kk = np.arange(ns + 1, n_total + 1, dtype=np.float64)
+    y = delta[n0:ns]
+    best = None
+    for g in BOXCOX_GAMMAS:
+        X = np.stack([np.ones_like(k), _boxcox_basis(k, g)], axis=-1)
+        c, *_ = np.linalg.lstsq(X, y, rcond=None)
+        rss = float(np.sum((y - X @ c) ** 2))
+        if best is None or rss < best[0]:
+            pred = ell_end + float(kk.size * c[0] + c[1] * _boxcox_basis(kk, g).sum()) if kk.size else ell_end
+            best = (rss, pred, g)
+    return best[1], best[2]
+
+
+def loo_increments(L: np.ndarray, rows_per_point: int = 1) -> np.ndarray:
+    r"""Leave-one-out increment curve of one ordering from its Cholesky factor L (lower, rows grouped by point).
+
+    δ̄_k = (1/k)·Σ_{i ≤ k} [ℓ(P_k) − ℓ(P_k ∖ i)] for every prefix P_k of the first k points: the mean increment of
+    adding each of them last, −log det of its diagonal block of K_{P_k}⁻¹. Its expectation is the expected
+    increment E δ_k (P_k ∖ i is a random (k−1)-subset) and it uses only the first k points, like ℓ_k, but its noise
+    is far lower (measured on the full-output NTK, k = 300: sd 0.17 against 2.9 for the single increment). With
+    W = L⁻¹, K_{P_k}⁻¹ = W_kᵀW_k for the leading block W_k of W, so the diagonal blocks of all prefixes are
+    cumulative sums of W's column blocks' Gram matrices: one triangular inversion for the whole curve.
+    """
+    from scipy.linalg import solve_triangular
+
+    m = L.shape[0]
+    O = int(rows_per_point)
+    ns = m // O
+    W = solve_triangular(L, np.eye(m), lower=True, check_finite=False)
+    if O == 1:
+        D = np.cumsum(W * W, axis=0)                      # D[k, i] = [K_{P_(k+1)}^-1]_ii for i <= k
+        D[np.triu_indices(m, 1)] = 1.0
+        return -np.log(D).sum(axis=1) / np.arange(1, m + 1)
+    tot = np.zeros(ns)
+    for i in range(ns):
+        Wi = W[i * O:, i * O:(i + 1) * O].reshape(ns - i, O, O)
+        G = np.cumsum(np.einsum("jab,jac->jbc", Wi, Wi), axis=0)
+        tot[i:] -= np.linalg.slogdet(G)[1]
+    return tot / np.arange(1, ns + 1)
+
+
 # ------------------------------------------------------------------------------------------------ the selection
 
 
@@ -192,7 +256,8 @@ def _curvature(delta: np.ndarray, a: int, b: int) -> tuple[float, float]:
     return t, float(change)
 
 
-def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float = 0.0) -> dict[str, Any]:
+def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float = 0.0, loo=None,
+               family: str = "issue") -> dict[str, Any]:
     """Extrapolate ℓ_k curves of one or more random subsamples to ``n_total`` points.
 
     Parameters
@@ -207,13 +272,20 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         Terms of the family; an integer k means q = r = k.
     ridge : float
         Penalty on the correction coefficients bᵢ, cᵢ (0: none).
+    loo : array_like, optional
+        Leave-one-out increment curves (:func:`loo_increments`), same shape as ``ell``: the low-noise curve on which
+        the Box-Cox curvature probe is fitted (default: the raw increments of ``ell``).
+    family : "issue" or "boxcox"
+        Which curve gives the estimate: the issue's family (chosen by validation) or the Box-Cox probe's. The band
+        holds the distance between the two either way.
 
     Returns
     -------
     dict
-        ``estimate``, ``stderr``, ``components`` (σ_stat, σ_val, σ_sel, σ_law), ``window``, ``order``,
+        ``estimate``, ``stderr``, ``components`` (σ_stat, σ_val, σ_sel, σ_law, σ_curv), ``window``, ``order``,
         ``coefficients`` (a0, a1, b, c), ``curvature_t``, ``upper_monotone``, ``law_rejected``, ``validated``,
-        ``candidates`` (one row per candidate tried) and ``ell_mean``.
+        ``candidates`` (one row per candidate tried), ``boxcox`` (γ, estimate, window of the probe), ``family``
+        and ``ell_mean``.
     """
     ell = np.atleast_2d(np.asarray(ell, dtype=np.float64))
     if ell.ndim != 2 or ell.shape[1] < 2:
@@ -223,6 +295,12 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         raise ExtrapolationError(f"the ℓ_k curve is not finite from k = {bad} on (a singular subsample): add a "
                                  "diagonal shift d= (jitter) or use a smaller n_sub")
     S, ns = ell.shape
+    if family not in FAMILIES:
+        raise InputError(f"family must be one of {FAMILIES}, got {family!r}")
+    if loo is not None:
+        loo = np.atleast_2d(np.asarray(loo, dtype=np.float64))
+        if loo.shape != ell.shape or not np.all(np.isfinite(loo)):
+            raise ExtrapolationError(f"loo curves must be finite with the shape of ell {ell.shape}, got {loo.shape}")
     N = int(n_total)
     if N < ns:
         raise InputError(f"n_total = {N} is smaller than the subsample (n_s = {ns}); give n_total >= n_sub")
@@ -304,7 +382,22 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     # kernels before their jitter floor)
     w_law = min(max(abs(t_curv) - 1.0, 0.0), 1.0) * min(max((slope_change - 0.5) / 0.5, 0.0), 1.0)
     s_law = w_law * max(abs(estimate - falling), abs(upper - estimate)) / 2.0
-    stderr = math.sqrt(s_stat2 + best["model"] ** 2 + s_sel ** 2 + s_law ** 2)
+    # curvature beyond the window: the Box-Cox probe on the (leave-one-out) increments; the distance between its
+    # extrapolation and the family's is model risk that the held-out validation cannot see (measured: the
+    # full-output NTK's increments bend from γ ≈ 0.25 in the subsample to 0.3-0.4 beyond it, the family read 11%
+    # too high with a band covering 65% of runs; Matérn kernels show γ ≈ 0.1 transients that fade)
+    b0 = max(MIN_START, int(round(0.1 * ns)))
+    if ns - b0 >= 10 and N > ns:
+        y = (loo.mean(axis=0) if loo is not None else d)
+        bc_est, bc_gamma = boxcox_fit(y, b0, ns, N, ell_end)
+        bc_est = min(bc_est, upper)
+    else:
+        bc_est, bc_gamma = estimate, 0.0
+    s_curv = CURVATURE_WEIGHT * abs(bc_est - estimate)
+    issue_estimate = estimate
+    if family == "boxcox":
+        estimate = bc_est
+    stderr = math.sqrt(s_stat2 + best["model"] ** 2 + s_sel ** 2 + s_law ** 2 + s_curv ** 2)
 
     coef = fit.coef
     a0 = ell_end - float(features([ns], fit.q, fit.r)[0] @ coef)
@@ -312,7 +405,11 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         "estimate": float(estimate),
         "stderr": float(stderr),
         "components": {"stat": math.sqrt(s_stat2), "validation": best["model"], "selection": s_sel,
-                       "law": s_law},
+                       "law": s_law, "curvature": s_curv},
+        "family": family,
+        "boxcox": {"gamma": float(bc_gamma), "estimate": float(bc_est), "window": (b0, ns),
+                   "on": "loo" if loo is not None else "increments"},
+        "issue_estimate": float(issue_estimate),
         "window": (fit.n0, fit.n1),
         "order": (fit.q, fit.r),
         "coefficients": {"a0": a0, "a1": float(coef[0]), "b": [float(v) for v in coef[1:2 + fit.q]],
@@ -340,10 +437,26 @@ def rows_per_point_of(source: TileSource) -> int:
     return 1
 
 
+def _factor_in_process(sub: SubsetSource, t: float, d_sub) -> np.ndarray | None:
+    """Cholesky factor of t·S + diag(d) for a small subsample S (float64, LAPACK); None where it is not positive
+    definite (the engine then names the failing row)."""
+    from scipy.linalg import LinAlgError, cholesky
+
+    a = np.array(sub.dense(), dtype=np.float64) * t
+    a[np.diag_indices_from(a)] += d_sub
+    if not np.all(np.isfinite(a)):
+        return None
+    try:
+        L = cholesky(a, lower=True, overwrite_a=True, check_finite=False)
+    except LinAlgError:
+        return None
+    return L if np.all(np.diagonal(L) > 0) else None
+
+
 def run(source: TileSource, n_total: int | None = None, *, n_sub: int, window="auto", order="auto",
         subsamples: int = 1, seed=None, rows_per_point: int | None = None, ridge: float = 0.0,
-        assume: str = "spd", t: float = 1.0, d=0.0, block_size: int | None = None, budget=None, client=None,
-        **options) -> LogdetResult:
+        family: str = "issue", assume: str = "spd", t: float = 1.0, d=0.0, block_size: int | None = None,
+        budget=None, client=None, **options) -> LogdetResult:
     r"""log det of ``n_total`` points extrapolated from ``subsamples`` exact factorizations of n_sub random points.
 
     See :func:`dlogdet.extrapolate` for the parameters. ``options`` go to the exact engine (``backend``,
@@ -370,6 +483,8 @@ def run(source: TileSource, n_total: int | None = None, *, n_sub: int, window="a
         raise InputError(f"subsamples must be a positive integer, got {subsamples!r}")
     _parse_window(window, n_sub)          # refuse bad options before any work
     _parse_order(order)
+    if family not in FAMILIES:
+        raise InputError(f"family must be one of {FAMILIES}, got {family!r}")
     if np.ndim(d) not in (0, 1):
         raise InputError("d must be a scalar or a vector with one entry per row")
     if np.ndim(d) == 1 and np.shape(d)[0] != source.n:
@@ -377,11 +492,24 @@ def run(source: TileSource, n_total: int | None = None, *, n_sub: int, window="a
 
     exact = _get_estimator("exact")
     rng = np.random.default_rng(seed)
-    curves, points, factor_times = [], [], []
+    curves, loos, points, factor_times = [], [], [], []
+    # small subsamples are factored in-process (LAPACK), which also gives the leave-one-out curve; a cluster
+    # (client=) or a larger subsample goes through the engine, and the curvature probe uses the raw increments
+    in_process = client is None and n_sub * rpp <= LOO_MAX_ROWS
     for s in range(int(subsamples)):
         pts = rng.choice(n_points, size=n_sub, replace=False)
         sub = SubsetSource(source, pts, rows_per_point=rpp)
         d_sub = d if np.ndim(d) == 0 else np.asarray(d, dtype=np.float64)[sub.parent_rows(np.arange(sub.n))]
+        if in_process:
+            tf = time.perf_counter()
+            L = _factor_in_process(sub, t, d_sub)
+            if L is not None:
+                lp = 2.0 * np.log(np.diagonal(L)).reshape(n_sub, rpp).sum(axis=1)
+                curves.append(np.cumsum(lp))
+                loos.append(loo_increments(L, rpp))
+                points.append(pts)
+                factor_times.append(time.perf_counter() - tf)
+                continue
         try:
             r = exact(sub, assume="spd", t=t, d=d_sub, block_size=block_size, budget=budget, client=client,
                       **options)
@@ -394,7 +522,9 @@ def run(source: TileSource, n_total: int | None = None, *, n_sub: int, window="a
         curves.append(np.cumsum(lp))
         points.append(pts)
         factor_times.append(float(r.diagnostics.get("wall_time", math.nan)))
-    fit = fit_curves(np.array(curves), int(n_total), window=window, order=order, ridge=ridge)
+    loo = np.array(loos) if len(loos) == len(curves) else None
+    fit = fit_curves(np.array(curves), int(n_total), window=window, order=order, ridge=ridge, loo=loo,
+                     family=family)
     est, se = fit["estimate"], fit["stderr"]
     status = "scaling-law-rejected" if fit["law_rejected"] else ("ok" if fit["validated"] else "unvalidated")
     diagnostics = {
@@ -411,6 +541,7 @@ def run(source: TileSource, n_total: int | None = None, *, n_sub: int, window="a
         "ell": np.array(curves),
         "points": np.array(points),
         "ridge": ridge,
+        "factorization": "in-process" if in_process else "engine",
         "t": t,
         "d": d if np.ndim(d) == 0 else "vector",
         **{k: v for k, v in fit.items() if k not in ("estimate", "stderr", "ell_mean")},
