@@ -60,7 +60,8 @@ def freealg_run(eigs, n0, n, degrees, shift, x_grid, hi):
     try:
         af = freealg.AlgebraicForm(np.asarray(eigs), n=n0)
         af.fit(deg_m=degrees[1], deg_z=degrees[0])
-        x = np.concatenate([np.geomspace(1e-6 * hi, 1e-2 * hi, 400, endpoint=False), np.linspace(1e-2 * hi, 1.5 * hi, 8000)])
+        x = np.concatenate([np.geomspace(1e-6 * hi, 1e-2 * hi, 400, endpoint=False),
+                            np.linspace(1e-2 * hi, 1.5 * hi, 8000)])
         r = af.decompress(n, x=x)
         rho = np.real(np.asarray(r[0] if isinstance(r, tuple) else r, dtype=complex)).ravel()
         rho = np.where(np.isfinite(rho), np.maximum(rho, 0.0), 0.0)
@@ -106,7 +107,8 @@ def case_mp(quick):
     x = np.linspace(0.0, 3.2, 4000)
     tv_ours = tv(dec.density, lambda v: F.marchenko_pastur_density(v, ratio), 0.0, 3.2)
     peer = freealg_run(sp.pooled(), n0, n, (1, 2), 0.0, x, dec.intervals[-1][1])
-    extra = f"\n{'':<28} TV(ours, MP({ratio})) = {100 * tv_ours:.3f}%   stderr = {r.stderr:.3g}   degrees {r.diagnostics['degrees']}"
+    extra = (f"\n{'':<28} TV(ours, MP({ratio})) = {100 * tv_ours:.3f}%   stderr = {r.stderr:.3g}   "
+             f"degrees {r.diagnostics['degrees']}")
     if "density" in peer:
         tv_peer = 0.5 * np.trapezoid(np.abs(peer["density"] - F.marchenko_pastur_density(x, ratio)), x)
         extra += f"   TV(freealg) = {100 * tv_peer:.3f}%"

@@ -156,7 +156,8 @@ def evolve_atom_weight(w0: float, t: float) -> float:
     return 1.0 - (1.0 - w0) * math.exp(-t)
 
 
-def detect_atoms(eigs, n0: int, *, rtol: float | None = None, min_weight: float = 0.01) -> tuple[list[Atom], np.ndarray]:
+def detect_atoms(eigs, n0: int, *, rtol: float | None = None,
+                 min_weight: float = 0.01) -> tuple[list[Atom], np.ndarray]:
     """Atoms of a pooled submatrix spectrum and its bulk.
 
     An atom is a cluster of ≥ max(3, ``min_weight``·N) eigenvalues within ``rtol``·max|λ| of each other (default
@@ -711,7 +712,8 @@ def plot_decompression(curve: SpectralCurve, sizes: Sequence[int] = (), *, full_
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     lam = curve.eigenvalues
-    ax.hist(lam, bins=bins, density=True, alpha=0.35, color="tab:blue", label=f"submatrix eigenvalues (n0 = {curve.n0})")
+    ax.hist(lam, bins=bins, density=True, alpha=0.35, color="tab:blue",
+            label=f"submatrix eigenvalues (n0 = {curve.n0})")
     for k, n in enumerate([curve.n0, *sizes]):
         dec = curve.decompress(n, nodes=128)
         label = (f"fitted curve {curve.degrees}, n0 = {curve.n0}" if n == curve.n0 else f"decompressed, n = {n}")

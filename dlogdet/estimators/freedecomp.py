@@ -120,7 +120,8 @@ def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAM
         try:
             ck = FC.fit_curve(ek.ravel(), k, degrees=curve.degrees, scale=curve.scale_kind, atoms=atoms)
             pred = ck.decompress(n0, nodes=128).mean_log(shift)
-            obs = float(np.mean(np.log(spectra.pooled() + shift))) if np.min(spectra.pooled()) + shift > 0 else -math.inf
+            pooled = spectra.pooled()
+            obs = float(np.mean(np.log(pooled + shift))) if np.min(pooled) + shift > 0 else -math.inf
             if math.isfinite(pred) and math.isfinite(obs):
                 checks.append({"k": k, "error_mean_log": pred - obs, "t_check": math.log(n0 / k)})
         except (FC.CurveFitError, FC.SpectrumError) as e:
