@@ -49,15 +49,15 @@ ESTIMATE_SPACING = 5
 
 
 def _t_quantile(confidence: float, dof: int) -> float:
-    from scipy.stats import t as student_t
+    from scipy.special import stdtrit   # scipy.special, not scipy.stats: an import of 0.02 s instead of 1 s
 
-    return float(student_t.ppf(0.5 + confidence / 2, max(dof, 1)))
+    return float(stdtrit(max(dof, 1), 0.5 + confidence / 2))
 
 
 def _z_quantile(confidence: float) -> float:
-    from scipy.stats import norm
+    from scipy.special import ndtri
 
-    return float(norm.ppf(0.5 + confidence / 2))
+    return float(ndtri(0.5 + confidence / 2))
 
 
 class _Block:
@@ -146,7 +146,9 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         enough samples for a Student-t interval, few enough to keep a pass cheap). Later blocks take as many
         probes as the sampling error says are still needed, up to 8 blocks' worth (and the budget's widest block).
     min_probes, max_probes : int
-        Probes before stopping is considered (default: one block) and the cap (default 512).
+        Probes before stopping is considered (default: two blocks, 32; measured: a stop after the first 16, when
+        their spread happened to be small, missed the true error in 2 of 70 benchmark runs, by up to 1.8× the bar)
+        and the cap (default 512).
     min_steps, max_steps : int
         Lanczos steps before the first quadrature check (default 10) and the cap per probe (default 400: an RBF
         kernel with a 1e-3 nugget needs 100–200 without a preconditioner).
@@ -183,7 +185,8 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         raise InputError(f"confidence must be in (0, 1), got {confidence}")
     block = check_int("block", block, 1, hint=" (probes per block)")
     max_probes = check_int("max_probes", max_probes, 2)
-    min_probes = check_int("min_probes", block if min_probes is None else min_probes, 2, max_probes)
+    min_probes = check_int("min_probes", min(2 * block, max_probes) if min_probes is None else min_probes, 2,
+                           max_probes)
     max_steps = check_int("max_steps", max_steps, 1)
     min_steps = check_int("min_steps", min_steps, 1)
     max_steps = min(max_steps, n)
