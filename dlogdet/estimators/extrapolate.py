@@ -94,6 +94,9 @@ BOXCOX_GAMMAS = tuple(round(-0.5 + 0.05 * i, 2) for i in range(31))
 #: Largest subsample (rows) factored in-process with its inverse factor, which gives the leave-one-out increment
 #: curve (why: two n×n float64 work arrays, 0.5 GiB each at this size); larger ones go through the engine.
 LOO_MAX_ROWS = 8192
+#: In-process factorizations up to this many rows run on one BLAS thread (why: measured on a loaded 2-core
+#: machine, a 750-row Cholesky took 0.58-1.1 s on two OpenBLAS threads and 0.08-0.2 s on one; larger ones use all).
+SINGLE_THREAD_ROWS = 4096
 #: Weight of the curvature probe's distance in the band (why: the probe's γ, fitted inside the subsample, trails
 #: the growing curvature beyond it; measured on the full-output NTK, 1 and 4 subsamples: coverage 0.90 and 0.80
 #: with weight 1, see the module docstring).
@@ -460,13 +463,15 @@ def _factor_in_process(sub: SubsetSource, t: float, d_sub) -> np.ndarray | None:
     """Cholesky factor of t·S + diag(d) for a small subsample S (float64, LAPACK); None where it is not positive
     definite (the engine then names the failing row)."""
     from scipy.linalg import LinAlgError, cholesky
+    from threadpoolctl import threadpool_limits
 
-    a = np.array(sub.dense(), dtype=np.float64) * t
+    a = np.array(sub.dense(), dtype=np.float64) * t          # the source's tiles, with its own threading
     a[np.diag_indices_from(a)] += d_sub
     if not np.all(np.isfinite(a)):
         return None
     try:
-        L = cholesky(a, lower=True, overwrite_a=True, check_finite=False)
+        with threadpool_limits(1 if sub.n <= SINGLE_THREAD_ROWS else None):
+            L = cholesky(a, lower=True, overwrite_a=True, check_finite=False)
     except LinAlgError:
         return None
     return L if np.all(np.diagonal(L) > 0) else None
@@ -525,7 +530,10 @@ def run(source: TileSource, n_total: int | None = None, *, n_sub: int, window="a
             if L is not None:
                 lp = 2.0 * np.log(np.diagonal(L)).reshape(n_sub, rpp).sum(axis=1)
                 curves.append(np.cumsum(lp))
-                loos.append(loo_increments(L, rpp))
+                from threadpoolctl import threadpool_limits
+
+                with threadpool_limits(1 if sub.n <= SINGLE_THREAD_ROWS else None):
+                    loos.append(loo_increments(L, rpp))
                 points.append(pts)
                 factor_times.append(time.perf_counter() - tf)
                 continue
