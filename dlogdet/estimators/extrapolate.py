@@ -163,6 +163,17 @@ def _predict(fit: _Fit, n_anchor: int, ell_anchor: float, targets) -> tuple[np.n
     return ell_anchor + g @ fit.coef, np.sqrt(np.maximum(np.einsum("ti,ij,tj->t", g, fit.cov, g), 0.0))
 
 
+def _floored(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float) -> float:
+    """ℓ̂(n_total) of a fit with every extrapolated increment raised to ``floor`` (a known lower bound: log of the
+    smallest eigenvalue of the shift, per point)."""
+    out, step = ell_end, 1 << 20
+    for a in range(ns + 1, n_total + 1, step):
+        k = np.arange(a, min(a + step, n_total + 1), dtype=np.float64)
+        inc = (features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)) @ fit.coef
+        out += float(np.maximum(inc, floor).sum())
+    return out
+
+
 def _growth(u: float) -> float:
     return u * math.log(u) - u + 1.0
 
@@ -171,10 +182,11 @@ def _boxcox_basis(k: np.ndarray, gamma: float) -> np.ndarray:
     return np.log(k) if gamma == 0 else np.expm1(gamma * np.log(k)) / gamma
 
 
-def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float) -> tuple[float, float]:
+def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float,
+               floor: float | None = None) -> tuple[float, float]:
     r"""Box-Cox curvature probe: fit δ_k = α + β·(k^γ − 1)/γ on k ∈ (n0, ns] for every γ of
     :data:`BOXCOX_GAMMAS` (profile least squares), keep the γ of least residual and return
-    (ℓ_{ns} + Σ_{k=ns+1}^{n_total} δ̂(k), γ). γ = 0 is the plain power law of the issue's family; γ ≠ 0 is
+    (ℓ_{ns} + Σ_{k=ns+1}^{n_total} max(δ̂(k), floor), γ). γ = 0 is the plain power law of the issue's family; γ ≠ 0 is
     curvature in log-log that the family cannot follow."""
     k = np.arange(n0 + 1, ns + 1, dtype=np.float64)
     kk = np.arange(ns + 1, n_total + 1, dtype=np.float64)
@@ -185,7 +197,8 @@ def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float
         c, *_ = np.linalg.lstsq(X, y, rcond=None)
         rss = float(np.sum((y - X @ c) ** 2))
         if best is None or rss < best[0]:
-            pred = ell_end + float(kk.size * c[0] + c[1] * _boxcox_basis(kk, g).sum()) if kk.size else ell_end
+            inc = c[0] + c[1] * _boxcox_basis(kk, g)
+            pred = ell_end + float((inc if floor is None else np.maximum(inc, floor)).sum())
             best = (rss, pred, g)
     return best[1], best[2]
 
@@ -279,7 +292,7 @@ def _curvature(delta: np.ndarray, a: int, b: int) -> tuple[float, float]:
 
 
 def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float = 0.0, loo=None,
-               family: str = "issue") -> dict[str, Any]:
+               family: str = "issue", floor: float | None = None) -> dict[str, Any]:
     """Extrapolate ℓ_k curves of one or more random subsamples to ``n_total`` points.
 
     Parameters
@@ -300,6 +313,9 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     family : "issue" or "boxcox"
         Which curve gives the estimate: the issue's family (chosen by validation) or the Box-Cox probe's. The band
         holds the distance between the two either way.
+    floor : float, optional
+        A lower bound of every increment (per point): rpp·log σ² when the matrix is ⪰ σ²·I (a jitter or a shift d).
+        Extrapolated increments are raised to it (an RBF kernel's increments fall onto its jitter floor).
 
     Returns
     -------
@@ -398,6 +414,10 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     lin, *_ = np.linalg.lstsq(np.stack([np.ones_like(kk), kk], axis=-1), d[a:], rcond=None)
     kf_sum = (N * (N + 1) - ns * (ns + 1)) / 2.0
     falling = ell_end + lin[0] * (N - ns) + lin[1] * kf_sum
+    if floor is not None:
+        estimate = _floored(fit, ns, N, ell_end, floor)
+        kf = np.arange(ns + 1, N + 1, dtype=np.float64)
+        falling = ell_end + float(np.maximum(lin[0] + lin[1] * kf, floor).sum())
     estimate = min(estimate, upper)
     # weight of the law's failure: significant (|t| from 1 to 2) and large (the local log-log slope changing by
     # 50% to 100% across the window; measured: 0.15-0.3 typical, at most 1.0, for Matérn kernels, 1.8-2.6 for RBF
@@ -411,7 +431,7 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     b0 = max(MIN_START, int(round(0.1 * ns)))
     if ns - b0 >= 10 and N > ns:
         y = (loo.mean(axis=0) if loo is not None else d)
-        bc_est, bc_gamma = boxcox_fit(y, b0, ns, N, ell_end)
+        bc_est, bc_gamma = boxcox_fit(y, b0, ns, N, ell_end, floor)
         bc_est = min(bc_est, upper)
     else:
         bc_est, bc_gamma = estimate, 0.0
@@ -443,6 +463,7 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         "upper_monotone": float(upper),
         "falling_bracket": float(falling),
         "validated": bool(best["validated"]),
+        "floor": floor,
         "per_subsample": per_sub,
         "candidates": [{k: v for k, v in c.items() if k != "_fit"} for c in cands],
         "ell_mean": np.cumsum(d),
@@ -550,8 +571,11 @@ def run(source: TileSource, n_total: int | None = None, *, n_sub: int, window="a
         points.append(pts)
         factor_times.append(float(r.diagnostics.get("wall_time", math.nan)))
     loo = np.array(loos) if len(loos) == len(curves) else None
+    # t·A + d·I ⪰ (t·jitter + min d)·I for a kernel source with a jitter: no increment falls below its log
+    shift = t * float(getattr(source, "jitter", 0.0) or 0.0) + float(np.min(d))
+    floor = rpp * math.log(shift) if shift > 0 else None
     fit = fit_curves(np.array(curves), int(n_total), window=window, order=order, ridge=ridge, loo=loo,
-                     family=family)
+                     family=family, floor=floor)
     est, se = fit["estimate"], fit["stderr"]
     status = "scaling-law-rejected" if fit["law_rejected"] else ("ok" if fit["validated"] else "unvalidated")
     diagnostics = {
