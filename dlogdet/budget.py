@@ -198,6 +198,40 @@ def _worker_peak(dask_worker) -> tuple[int, int]:
     return (p.peak, p.base) if p is not None else (0, 0)
 
 
+_EXTENDED: set[str] = set()  # schedulers (by address) that have this process's extensions
+
+
+def register_extensions(client, plugins=None) -> None:
+    """Register the scheduler plugins named by ``dlogdet.scheduler-plugins`` ("module:Class"; by default the
+    dashboard page at /dlogdet) on ``client``'s scheduler, once per scheduler. Named in config rather than
+    imported, so that this layer does not depend on the faces above it; a failure costs the extension, not the
+    run."""
+    from importlib import import_module
+
+    from . import config
+
+    specs = config.get("scheduler-plugins", None) or ()
+    addr = getattr(client.scheduler, "address", None)
+    key = f"{addr}|{','.join(map(str, specs))}"
+    if not specs or (plugins is None and key in _EXTENDED):  # a fresh listing (an exact run's) checks again
+        return
+    try:
+        if plugins is None:
+            plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins))
+    except Exception as e:
+        log.warning("dlogdet could not list the scheduler's plugins: %s", e)
+        return
+    for spec in specs:
+        try:
+            mod, _, cls = str(spec).partition(":")
+            plugin = getattr(import_module(mod), cls)
+            if getattr(plugin, "name", None) not in plugins:
+                client.register_plugin(plugin(), name=plugin.name)
+        except Exception as e:
+            log.warning("dlogdet could not register the scheduler plugin %r: %s", spec, e)
+    _EXTENDED.add(key)
+
+
 class Accounting:
     """Registers the plugins on a client (once), and reads a run's peaks per worker."""
 
@@ -215,24 +249,7 @@ class Accounting:
             log.warning("dlogdet memory accounting is unavailable on this cluster: %s", e)
             self.ok = False
             return
-        self._extensions(plugins)
-
-    def _extensions(self, plugins) -> None:
-        """The scheduler plugins named by ``dlogdet.scheduler-plugins`` ("module:Class"; by default the
-        dashboard page at /dlogdet), each registered once per cluster. Named in config rather than imported,
-        so that this layer does not depend on the faces above it; a failure costs the extension, not the run."""
-        from importlib import import_module
-
-        from . import config
-
-        for spec in config.get("scheduler-plugins", None) or ():
-            try:
-                mod, _, cls = str(spec).partition(":")
-                plugin = getattr(import_module(mod), cls)
-                if getattr(plugin, "name", None) not in plugins:
-                    self.client.register_plugin(plugin(), name=plugin.name)
-            except Exception as e:
-                log.warning("dlogdet could not register the scheduler plugin %r: %s", spec, e)
+        register_extensions(client, plugins)
 
     def announce(self, **info) -> None:
         """Tell the scheduler's plugins (the dashboard page) about this run: ``RUN_EVENT`` with ``run`` and ``info``."""

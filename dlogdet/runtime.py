@@ -151,7 +151,7 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
                          release=(), budget=None):
     import dask
 
-    from .budget import Accounting, TaskBytes
+    from .budget import Accounting, TaskBytes, register_extensions
     from .graph import BlockCyclic, PanelPriority
     from .timeline import Timeline
 
@@ -172,6 +172,8 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
         accounting.announce(panels=nt, tiles=tiles_total, budget=budget)
         if accounting.ok:
             annotations["dlogdet"] = TaskBytes(run, task_bytes)
+    else:  # products, spectra: no accounting, but the cluster still gets the dashboard page
+        register_extensions(client)
     with dask.annotate(**annotations):
         futures = client.get(dsk, [out_key, *panel_keys], sync=False)
     for f in release:

@@ -292,3 +292,22 @@ def test_page_in_a_headless_browser(client, browser, tmp_path):
     assert f"panels {nt}/{nt}" in final["header"] and "finished" in final["header"]
     for p in (shot_mid, shot):
         assert p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+@pytest.mark.cluster
+def test_runs_without_a_factorization_add_the_page_too():
+    # spectra and products run no accounting, but the cluster they used serves the page all the same
+    import dlogdet
+    from distributed import Client, LocalCluster
+
+    from dlogdet import dashboard
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as c:
+        sp = dlogdet.spectrum(_source(300), n0=100, seed=0, client=c)
+        assert sp.eigenvalues.shape == (1, 100)
+        assert "dlogdet-dashboard" in c.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins))
+        with urllib.request.urlopen(dashboard.url(c), timeout=30) as resp:
+            assert resp.status == 200 and "Bokeh.safely" in resp.read().decode()
+        snap = dashboard.snapshot(c)
+        assert snap["run"] is None and [m["limit_kind"] for m in snap["memory"]] == ["memory limit"]
