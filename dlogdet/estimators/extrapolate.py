@@ -50,6 +50,11 @@ What this module adds to the published fit (whose error moved from 2.5% to 53% w
   :data:`LOO_MAX_ROWS` rows are therefore factored in-process (LAPACK, with the factor kept); larger ones, or runs
   on a cluster (``client=``), go through the engine and the probe uses the raw increments.
 
+- **A known floor.** t·A + d·I ⪰ (t·jitter + d)·I for a kernel source with a jitter (or any shift d > 0), so no
+  increment falls below rpp·log(t·jitter + d): every extrapolated increment (family, probe, falling bracket) is
+  raised to that floor. An RBF kernel whose increments reach the jitter floor between n_s and n went from 65-75%
+  to 2.5% median error (its band stays wide: the law is still rejected).
+
 The honesty of the band (estimate ± 2·stderr) is measured in ``tests/test_extrapolate.py`` and
 ``benchmarks/extrapolate.py``.
 """
