@@ -142,8 +142,8 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     probe : {"rademacher", "gaussian"}
         Rademacher (±1) probes have the smaller variance (2Σ_{i≠j} f_ij² against 2‖f‖_F²), the default.
     block : int
-        Probes of the first block: one pass over the tiles per Lanczos step serves all of them (default 16:
-        enough samples for a Student-t interval, few enough to keep a pass cheap). Later blocks take as many
+        Probes per block: one pass over the tiles per Lanczos step serves all of them (default 16; the first
+        block holds ``min_probes`` of them, 32 by default). Later blocks take as many
         probes as the sampling error says are still needed, up to 8 blocks' worth (and the budget's widest block).
     min_probes, max_probes : int
         Probes before stopping is considered (default: two blocks, 32; measured: a stop after the first 16, when
@@ -232,7 +232,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         status = "ok"
         reorths = 0
         widest = op.max_columns()
-        k = block
+        k = max(block, min_probes)      # the first min_probes probes in one pass per Lanczos step
         while True:
             k = min(k, max_probes - sum(x.size for x in mids))
             if widest is not None:
