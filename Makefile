@@ -5,7 +5,7 @@ VENV = .venv
 VPY = $(VENV)/bin/python
 PYTEST_ARGS =
 
-.PHONY: venv venv-dev demo test test-fast bench clean
+.PHONY: venv venv-dev demo test test-slow bench clean
 
 venv: $(VENV)/.stamp-base
 
@@ -26,11 +26,12 @@ $(VENV)/.stamp-dev: pyproject.toml
 demo: venv
 	$(VENV)/bin/dlogdet demo
 
+# the default run leaves out the tests marked slow (long validations, notebooks); CI runs both
 test: venv-dev
-	$(VPY) -m pytest $(PYTEST_ARGS)
-
-test-fast: venv-dev
 	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: venv-dev
+	$(VPY) -m pytest -m slow $(PYTEST_ARGS)
 
 bench: venv
 	$(VPY) benchmarks/exact.py
