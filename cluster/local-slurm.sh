@@ -56,6 +56,7 @@ write_conf() {
     (( cpus < 4 )) && cpus=4
     mem=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
     mkdir -p "$DIR"/{state,spool,log,run,munge}
+    chmod 0755 "$DIR"      # munged runs as user munge and must reach its socket folder (mktemp makes 0700)
     cat >"$CONF" <<EOF
 # written by dlogdet's cluster/local-slurm.sh: a single-node cluster on loopback
 ClusterName=dlogdet-local
