@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--order", metavar="Q,R", default="auto",
                    help="orders q, r of the family (default auto: held-out validation)")
     e.add_argument("--seed", type=int, default=None, help="seed of the subsamples")
+    e.add_argument("--family", choices=("issue", "boxcox"), default="issue",
+                   help="curve that gives the estimate: the issue's family (default) or the Box-Cox curvature "
+                        "probe's (same band)")
     e.add_argument("--d", type=float, default=0.0, metavar="D", help="diagonal shift, jitter (default 0)")
     ew = e.add_mutually_exclusive_group()
     ew.add_argument("--workers", type=_positive_int, metavar="K",
@@ -743,7 +746,7 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
     src = source_from_spec(args.spec)
     with _client_for(args) as client:
         r = extrapolate(src, args.n_total, n_sub=args.n_sub, window=window, order=order,
-                        subsamples=args.subsamples, seed=args.seed, d=args.d, client=client)
+                        subsamples=args.subsamples, seed=args.seed, d=args.d, client=client, family=args.family)
     if args.plot:
         plot_extrapolation(r, args.plot)
     dg = r.diagnostics
@@ -762,13 +765,15 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
             ("logdet (estimate)", repr(r.logdet)),
             ("stderr", f"{r.stderr:.6g} ({100 * r.stderr / abs(r.logdet):.3g}%): stat {comp['stat']:.3g}, "
                        f"validation {comp['validation']:.3g}, selection {comp['selection']:.3g}, "
-                       f"law {comp['law']:.3g}"),
+                       f"law {comp['law']:.3g}, curvature {comp['curvature']:.3g}"),
             ("band (± 2 stderr)", f"[{lo!r}, {hi!r}]"),
             ("status", r.status),
             ("n_total", f"{dg['n_total']} points ({r.n} rows), ratio {dg['extrapolation_ratio']:.3g}"),
             ("subsamples", f"{dg['subsamples']} x {dg['n_sub']} points"),
             ("window, order", f"{tuple(dg['window'])}, (q, r) = {tuple(dg['order'])}"),
             ("curvature t", f"{dg['curvature_t']:.2f} (slope change {dg['slope_change']:.2f})"),
+            ("Box-Cox probe", f"gamma {dg['boxcox']['gamma']:.2f}, estimate {dg['boxcox']['estimate']!r} "
+                              f"(family {dg['family']})"),
             ("wall time", f"{dg['wall_time']:.3f} s"),
         ] + ([("plot", args.plot)] if args.plot else [])), flush=True)
     return 0

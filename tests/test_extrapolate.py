@@ -340,9 +340,10 @@ def test_cli_extrapolate_json_and_plot(tmp_path, capsys):
     assert out["method"] == "extrapolate" and out["diagnostics"]["n_sub"] == 60 and out["stderr"] > 0
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["extrapolate", "kernel:matern12:n=500,d=2,lengthscale=0.2", "--n-sub", "80", "--window", "10,80",
-                 "--order", "0,1", "--plot", str(svg)]) == 0
+                 "--order", "0,1", "--family", "boxcox", "--plot", str(svg)]) == 0
     text = capsys.readouterr().out
     assert "logdet (estimate)" in text and "(10, 80), (q, r) = (0, 1)" in text
+    assert "Box-Cox probe" in text and "(family boxcox)" in text
     assert b"<svg" in svg.read_bytes()[:400]
 
 
