@@ -109,6 +109,29 @@ def test_spectra_of_nystrom_and_a_direct_plot(tmp_path):
         report.plot_spectra()
 
 
+def test_report_of_a_freedecomp_run_draws_the_decompressed_density(tmp_path):
+    """From the JSON alone: freedecomp's result carries ρₙ on the bulk, which the report draws beside the
+    submatrix spectrum. A Wishart XᵀX/m (n = 400, m = 1000) decompressed from n₀ = 100: Marchenko–Pastur(0.4),
+    so the recorded density integrates to ≈ 1 over [(1−√0.4)², (1+√0.4)²]."""
+    import json
+
+    X = np.random.default_rng(0).standard_normal((1000, 400))
+    r = dlogdet.logdet(X.T @ X / 1000, method="freedecomp", n0=100, seed=0)
+    d = json.loads(r.to_json())
+    x, rho = np.asarray(d["diagnostics"]["density"]["x"]), np.asarray(d["diagnostics"]["density"]["density"])
+    assert 0 < x.size <= 256 and np.all(np.diff(x) >= 0) and np.all(rho >= 0)
+    lo, hi = (1 - 0.4 ** 0.5) ** 2, (1 + 0.4 ** 0.5) ** 2
+    assert x[0] > lo - 0.1 and x[-1] < hi + 0.1
+    assert abs(np.trapezoid(rho, x) - 1.0) < 0.05
+    assert [t for t, _ in report.panels(d)] == ["spectra"]
+    fig = report._pyplot().figure()
+    ax = fig.add_subplot()
+    report.panels(d)[0][1](ax)
+    assert "decompressed" in [t.get_text() for t in ax.get_legend().get_texts()]
+    report._pyplot().close(fig)
+    assert report.render(d, tmp_path / "f.png") == ["spectra"]
+
+
 def test_report_refuses_what_it_cannot_draw(tmp_path, exact, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("not json at all")

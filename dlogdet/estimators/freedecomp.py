@@ -160,6 +160,7 @@ def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAM
         "nested_checks": checks,
         "components": {"stat": s_stat, "model": s_model},
         "submatrix_eigenvalues": spectra.eigenvalues,
+        "density": _density_samples(dec),
         "spectra": spectra.diagnostics,
         "seed": seed if seed is None or isinstance(seed, (int, np.integer)) else repr(seed),
     }
@@ -167,3 +168,16 @@ def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAM
              logdet, stderr)
     return LogdetResult(logdet=logdet, sign=sign, method="freedecomp", n=int(n_total), dtype=str(source.dtype),
                         stderr=stderr, assume=assume, status=status, diagnostics=diagnostics)
+
+
+def _density_samples(dec, points: int = 256) -> dict:
+    """ρₙ on at most ``points`` of the bulk's quadrature nodes, in order (for plots of a finished run, e.g.
+    ``dlogdet report``): ``{"x": [...], "density": [...]}``."""
+    x = np.asarray(dec.nodes, dtype=float)
+    rho = np.asarray(dec.density_at_nodes, dtype=float)
+    order = np.argsort(x)
+    x, rho = x[order], rho[order]
+    if x.size > points:
+        keep = np.unique(np.linspace(0, x.size - 1, points).round().astype(int))
+        x, rho = x[keep], rho[keep]
+    return {"x": x.tolist(), "density": rho.tolist()}
