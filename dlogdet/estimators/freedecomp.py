@@ -2,8 +2,9 @@ r"""Free decompression: log det of an n×n matrix from the spectra of random n�
 
 The pooled eigenvalues of ``samples`` random n₀×n₀ principal submatrices (one task each on the cluster,
 :mod:`dlogdet.spectra`) are fitted by an algebraic spectral curve P(z, m) = 0 (:mod:`dlogdet.freecurve`: least
-squares on contours with the moment constraints μ₀ = 1, μ₁, μ₂; atoms split off and composed in exactly;
-degrees chosen by decompressing nested n₀/2 and n₀/4 blocks back to n₀). The curve is evolved in closed form to
+squares on contours — log-scale rays for a positive spectrum — reweighted to the relative error of m, with the
+moment constraints μ₀ = 1, μ₁, μ₂; atoms as poles of m; degrees chosen by decompressing nested n₀/2 and n₀/4
+blocks back to n₀ and by the fit at n₀). The curve is evolved in closed form to
 t = log(n/n₀), and
 
     log det(t·A + σ²I) ≈ n·∫ log(λ + σ²) ρₙ(λ) dλ + n·Σₖ wₖ(t)·log(aₖ + σ²),
@@ -59,7 +60,7 @@ def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAM
     degrees : "auto" or (d_z, d_m)
         Degrees of the bulk curve (default: chosen by decompressing nested blocks).
     scale : {"auto", "linear", "log"}
-        Contours and quadrature on a linear or a log scale (auto: log when the bulk spans > 3 decades).
+        Contours and quadrature on a linear or a log scale (auto: log for a positive spectrum).
     n_total : int, optional
         Size at which to read the law (default n, the order of A).
     atoms : bool
