@@ -76,6 +76,30 @@ _positive_int = _int_at_least(1)
 _order = _int_at_least(2)
 
 
+def _degrees(text: str):
+    """An argparse type: ``auto`` or ``DZ,DM`` (the degrees of a free-decompression curve)."""
+    if text == "auto":
+        return "auto"
+    try:
+        dz, dm = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or two integers DZ,DM such as 1,3, got {text!r}") from None
+    return (dz, dm)
+
+
+def _add_freedecomp_args(p: argparse.ArgumentParser, plot_help: str, required: bool = False) -> None:
+    pre = "" if required else "freedecomp: "
+    p.add_argument("--n0", type=_int_at_least(2), metavar="N", required=required,
+                   help=pre + "submatrix size (e.g. n // 8; required)")
+    p.add_argument("--samples", type=_positive_int, default=None, metavar="K",
+                   help=pre + "random submatrices (default 4)")
+    p.add_argument("--degrees", type=_degrees, default=None, metavar="DZ,DM",
+                   help=pre + "degrees of the curve (default auto: chosen by decompressing nested blocks)")
+    p.add_argument("--scale", choices=("auto", "linear", "log"), default=None,
+                   help=pre + "contours on a linear or log scale (default auto: log for a positive spectrum)")
+    p.add_argument("--plot", metavar="PATH", help=plot_help)
+
+
 def _add_common(p: argparse.ArgumentParser, default: Any) -> None:
     # on the subcommands the defaults are SUPPRESS, so that `dlogdet --debug logdet ...` is not overwritten
     p.add_argument("-v", "--verbose", action="count", default=default,
@@ -125,20 +149,46 @@ def build_parser() -> argparse.ArgumentParser:
                         "that was killed resumes from it when started again with the same arguments")
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default=None,
                    help="compute backend of the tiles (default: dask config dlogdet.backend, auto)")
-    p.add_argument("--method", choices=("exact", "slq", "nystrom", "auto"), default="exact",
+    p.add_argument("--method", choices=("exact", "slq", "nystrom", "freedecomp", "auto"), default="exact",
                    help="exact (tiled factorization, the default); slq (stochastic Lanczos quadrature with an error "
-                        "bar); nystrom (randomized Nystrom: guaranteed bounds for d > 0); auto (exact when it fits "
-                        "the budget and time, else preconditioned slq)")
+                        "bar); nystrom (randomized Nystrom: guaranteed bounds for d > 0); freedecomp (free "
+                        "decompression of random --n0 x --n0 submatrix spectra, a scalar --d); auto (exact when it "
+                        "fits the budget and time, else preconditioned slq)")
     p.add_argument("--rtol", type=float, default=None, metavar="R",
                    help="slq/auto: relative tolerance of the error bar (default 0.01)")
     p.add_argument("--rank", type=_positive_int, default=None, metavar="K",
                    help="nystrom: rank of the approximation (default min(n, 200)); slq: rank of a Nystrom "
                         "preconditioner")
-    p.add_argument("--seed", type=int, default=None, help="slq/nystrom: seed of the probes and sketches")
+    p.add_argument("--seed", type=int, default=None,
+                   help="slq/nystrom: seed of the probes and sketches; freedecomp: of the submatrices")
+    _add_freedecomp_args(p, plot_help="freedecomp: save the submatrix histogram, the fitted and the decompressed "
+                                      "densities (.png, .svg or .pdf)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_common(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_logdet)
+
+    sp = sub.add_parser("spectrum", help="spectrum of a large matrix by free decompression of small submatrices",
+                        description="Eigenvalues of random n0 x n0 principal submatrices (one task each, on the "
+                                    "cluster), an algebraic spectral curve fitted to them and decompressed to the "
+                                    "size of the matrix (or --sizes): support, atoms, moments and mean log.")
+    sp.add_argument("path", metavar="PATH", help="a .npy file (memory-mapped tile by tile) or a zarr directory")
+    sp.add_argument("--sizes", metavar="N[,N...]", default=None,
+                    help="sizes at which to read the law (default: the order of the matrix)")
+    sp.add_argument("--t", type=float, default=1.0, metavar="T", help="scale of A (default 1)")
+    sp.add_argument("--seed", type=int, default=None, help="seed of the submatrices")
+    _add_freedecomp_args(sp, plot_help="save the submatrix histogram, the fitted and the decompressed densities "
+                                       "(.png, .svg or .pdf)", required=True)
+    spw = sp.add_mutually_exclusive_group()
+    spw.add_argument("--workers", type=_positive_int, metavar="K",
+                     help="start a local cluster of K worker processes on loopback for this run")
+    spw.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS")
+    spw.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
+    sp.add_argument("--backend", choices=("auto", "numpy", "cupy"), default=None,
+                    help="where the submatrix eigenvalues are computed (default: dask config dlogdet.backend)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_common(sp, argparse.SUPPRESS)
+    sp.set_defaults(func=cmd_spectrum, no_progress=True)
 
     q = sub.add_parser("demo", help="compare with numpy.linalg.slogdet on a kernel matrix, on a local cluster",
                        description="Start a local cluster on loopback, compute the log-determinant of a "
@@ -480,6 +530,15 @@ def format_result(r: Any) -> str:
                                   f"{diag.get('bias_bound', 0.0):.3g} included)"))
     if r.lower is not None and r.upper is not None:
         rows.append(("bounds", f"[{r.lower!r}, {r.upper!r}] (guaranteed)"))
+    if r.method == "freedecomp" and "degrees" in diag:
+        if r.stderr is not None:
+            rows.append(("stderr", f"{r.stderr:.6g} ({100 * r.stderr / abs(r.logdet):.3g}%)"
+                         if math.isfinite(r.logdet) and r.logdet != 0 else f"{r.stderr:.6g}"))
+        rows.append(("submatrices", f"{diag['samples']} x n0 = {diag['n0']}, decompressed to n = {diag['n_total']}"))
+        rows.append(("curve", f"degrees {tuple(diag['degrees'])}, {diag['scale']} scale"))
+        rows.append(("support", ", ".join(f"[{a:.6g}, {b:.6g}]" for a, b in diag["support"])))
+        if diag.get("atoms_n"):
+            rows.append(("atoms", ", ".join(f"{a['weight']:.4f} at {a['location']:.6g}" for a in diag["atoms_n"])))
     if "matvecs" in diag:
         rows.append(("matvecs", f"{diag['matvecs']} in {diag.get('passes', '?')} passes ({diag.get('product')})"))
     if "wall_time" in diag:
@@ -519,7 +578,20 @@ def cmd_logdet(args: argparse.Namespace) -> int:
     if args.scratch is not None:
         options["scratch"] = args.scratch
     method = args.method
-    if method == "exact":
+    fd = [f for f, v in (("--n0", args.n0), ("--samples", args.samples), ("--degrees", args.degrees),
+                         ("--scale", args.scale), ("--plot", args.plot)) if v is not None]
+    if method == "freedecomp":
+        if args.rtol is not None or args.rank is not None:
+            raise InputError("--rtol and --rank do not apply to --method freedecomp; its accuracy is set by --n0 "
+                             "and --samples")
+        if args.n0 is None:
+            raise InputError("--method freedecomp needs --n0 N (the submatrix size, e.g. n // 8)")
+        for key in ("n0", "samples", "degrees", "scale", "seed"):
+            if getattr(args, key) is not None:
+                options[key] = getattr(args, key)
+    elif fd:
+        raise InputError(f"{', '.join(fd)}: only for --method freedecomp")
+    elif method == "exact":
         given = [f for f, v in (("--rtol", args.rtol), ("--rank", args.rank), ("--seed", args.seed)) if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} apply to --method slq, nystrom or auto, not to exact")
@@ -535,7 +607,70 @@ def cmd_logdet(args: argparse.Namespace) -> int:
     with _client_for(args) as client, _progress(args) as bar:
         r = logdet(args.path, method=method, assume=args.assume, t=args.t, d=args.d, block_size=args.block_size,
                    budget=args.budget, client=client, progress=bar, **options)
+    if method == "freedecomp" and args.plot:
+        _plot_freedecomp(r.diagnostics["submatrix_eigenvalues"], r.diagnostics["n0"], r.diagnostics["degrees"],
+                         r.diagnostics["scale"], [r.diagnostics["n_total"]], args.plot)
     print(r.to_json() if args.json else format_result(r), flush=True)
+    return 0
+
+
+def _plot_freedecomp(eigs, n0: int, degrees, scale: str, sizes, path: str) -> None:
+    from .freecurve import fit_curve, plot_decompression
+
+    cur = fit_curve(np.ravel(eigs), int(n0), degrees=tuple(degrees), scale=scale)
+    plot_decompression(cur, sizes=[int(v) for v in sizes if v > n0], path=path)
+
+
+def cmd_spectrum(args: argparse.Namespace) -> int:
+    """``dlogdet spectrum PATH --n0 N``: submatrix spectra, the fitted curve and the law at the matrix's size."""
+    from .api import spectrum
+    from .spectra import fit_spectra
+
+    samples = 4 if args.samples is None else args.samples
+    degrees = "auto" if args.degrees is None else args.degrees
+    auto = degrees == "auto"
+    nested = tuple(k for k in (args.n0 // 4, args.n0 // 2) if k >= 40) if auto else ()
+    t0 = time.perf_counter()
+    with _client_for(args) as client:
+        sp = spectrum(args.path, n0=args.n0, samples=samples, seed=args.seed, nested=nested, t=args.t,
+                      backend=args.backend, client=client)
+    sizes = [sp.n] if args.sizes is None else [int(v) for v in str(args.sizes).split(",")]
+    cur, selection = fit_spectra(sp, n_target=max(sizes), degrees=degrees, scale=args.scale or "auto")
+    laws = []
+    for n in sizes:
+        dec = cur.decompress(n)
+        laws.append({"n": n, "support": [list(map(float, iv)) for iv in dec.intervals],
+                     "atoms": [{"location": a.location, "weight": a.weight} for a in dec.atoms],
+                     "mass": dec.mass, "moments": [float(v) for v in dec.moments(2)],
+                     "mean_log": dec.mean_log() if dec.intervals[0][0] > 0 else None})
+    if args.plot:
+        from .freecurve import plot_decompression
+
+        plot_decompression(cur, sizes=[n for n in sizes if n > cur.n0], path=args.plot)
+    out = {"n": sp.n, "n0": cur.n0, "samples": sp.samples, "degrees": list(cur.degrees), "scale": cur.scale_kind,
+           "fit_residual": cur.residual, "atoms_n0": [{"location": a.location, "weight": a.weight}
+                                                      for a in cur.atoms],
+           "selection": [{"degrees": list(r["degrees"]), "score": r["score"], "chosen": r.get("chosen", False)}
+                         for r in selection],
+           "laws": laws, "wall_time": time.perf_counter() - t0}
+    if args.json:
+        print(json.dumps(out, default=float), flush=True)
+        return 0
+    rows: list[tuple[str, Any]] = [
+        ("submatrices", f"{sp.samples} x {cur.n0} of n = {sp.n} (eigenvalues in [{sp.pooled()[0]:.6g}, "
+                        f"{sp.pooled()[-1]:.6g}])"),
+        ("curve", f"degrees {cur.degrees}, {cur.scale_kind} scale, fit residual {cur.residual:.2g}"),
+    ]
+    for law in laws:
+        bulks = ", ".join(f"[{a:.6g}, {b:.6g}]" for a, b in law["support"])
+        atoms = ", ".join(f"{a['weight']:.4f} at {a['location']:.6g}" for a in law["atoms"]) or "none"
+        ml = "" if law["mean_log"] is None else f", mean log {law['mean_log']:.6g}"
+        rows.append((f"n = {law['n']}", f"bulks {bulks}; atoms {atoms}; mean {law['moments'][1]:.6g}"
+                                        f"{ml}"))
+    rows.append(("wall time", f"{out['wall_time']:.3f} s"))
+    if args.plot:
+        rows.append(("plot", args.plot))
+    print(_summary(rows), flush=True)
     return 0
 
 

@@ -268,3 +268,36 @@ def test_readme_freedecomp_example_runs():
     r, A = ns["r"], ns["A"]
     ref = np.linalg.slogdet(A)[1]
     assert r.method == "freedecomp" and abs(r.logdet - ref) <= 0.01 * abs(ref)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def test_cli_logdet_freedecomp_and_spectrum(tmp_path, capsys):
+    import json
+
+    from dlogdet import cli
+
+    X = np.random.default_rng(0).standard_normal((5000, 2000))
+    A = X.T @ X / 5000
+    path = tmp_path / "w.npy"
+    np.save(path, A)
+    ref = np.linalg.slogdet(A)[1]
+    rc = cli.main(["logdet", str(path), "--method", "freedecomp", "--n0", "250", "--seed", "0", "--json",
+                   "--plot", str(tmp_path / "fd.png")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["method"] == "freedecomp" and abs(out["logdet"] - ref) <= 3 * out["stderr"]
+    assert (tmp_path / "fd.png").stat().st_size > 5000
+    rc = cli.main(["spectrum", str(path), "--n0", "250", "--seed", "0", "--degrees", "1,2", "--json"])
+    sp = json.loads(capsys.readouterr().out)
+    (law,) = sp["laws"]
+    (a, b), = law["support"]
+    assert rc == 0 and sp["degrees"] == [1, 2] and law["n"] == 2000
+    assert abs(a - (1 - math.sqrt(0.4)) ** 2) < 0.02 and abs(b - (1 + math.sqrt(0.4)) ** 2) < 0.05
+    rc = cli.main(["spectrum", str(path), "--n0", "250", "--seed", "0", "--degrees", "1,2"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "n = 2000" in text and "bulks [" in text
+    assert cli.main(["logdet", str(path), "--method", "freedecomp"]) != 0
+    assert "needs --n0" in capsys.readouterr().err
+    assert cli.main(["logdet", str(path), "--n0", "100"]) != 0
+    assert "only for --method freedecomp" in capsys.readouterr().err
