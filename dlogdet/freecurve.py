@@ -346,9 +346,18 @@ class Decompressed:
         return self.integrate(lambda x: np.log(x + shift))
 
     def cdf(self, x) -> np.ndarray:
-        """P(λ ≤ x), from the quadrature (bulk) and the atoms."""
+        """P(λ ≤ x), from the quadrature (bulk) and the atoms: within a bulk linear through the nodes at the midpoints
+        of their weights, from 0 at its left edge to its mass at its right edge (a step at each node would be off by
+        up to a node's weight, 1/256 of the bulk, at every x)."""
         x = np.atleast_1d(np.asarray(x, dtype=np.float64))
-        out = np.array([np.sum(self.weights[self.nodes <= v]) for v in x])
+        out = np.zeros_like(x)
+        for a, b in self.intervals:
+            sel = (self.nodes >= a) & (self.nodes <= b)
+            xs, ws = self.nodes[sel], self.weights[sel]
+            o = np.argsort(xs)
+            xs, ws = xs[o], ws[o]
+            c = np.cumsum(ws)
+            out += np.interp(x, np.concatenate([[a], xs, [b]]), np.concatenate([[0.0], c - 0.5 * ws, [c[-1]]]))
         for a in self.atoms:
             out = out + a.weight * (x >= a.location)
         return out
