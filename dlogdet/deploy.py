@@ -46,7 +46,8 @@ from .errors import ClusterError
 log = logging.getLogger(__name__)
 
 KINDS = ("local", "slurm", "pbs", "local-cuda")
-PROFILE_KEYS = {"kind", "cluster", "scale", "adapt", "wait", "timeout", "gpu", "security", "description", "name", "path"}
+PROFILE_KEYS = {"kind", "cluster", "scale", "adapt", "wait", "timeout", "gpu", "security", "description", "name",
+                "path"}
 DEFAULT_TIMEOUT = 300.0
 
 

@@ -246,8 +246,65 @@ def factorized_mlp(sizes=(40, 512, 512, 10), k=64, activation: str = "relu", see
 POOLS = ("avg", "flatten")
 
 
+class _Convolutional:
+    """Sizes, shapes and layer rules of a 1-D convolutional stack (``_conv_pairs()``: (C_in, C_out) of each
+    convolution, all of length ``length``) followed by pooling and a dense head (``hidden``, ``outputs``)."""
+
+    length: int
+    pool: str
+    hidden: tuple
+    outputs: int
+    kernel: int
+
+    def _conv_pairs(self) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    @property
+    def n_conv(self) -> int:
+        return len(self._conv_pairs())
+
+    @property
+    def head_sizes(self) -> tuple[int, ...]:
+        d = self._conv_pairs()[-1][1] * (self.length if self.pool == "flatten" else 1)
+        return (d, *self.hidden, self.outputs)
+
+    @property
+    def n_layers(self) -> int:
+        return self.n_conv + len(self.head_sizes) - 1
+
+    @property
+    def n_outputs(self) -> int:
+        return self.outputs
+
+    @property
+    def n_features(self) -> int:
+        return self._conv_pairs()[0][0] * self.length
+
+    def param_shapes(self) -> list[dict[str, tuple]]:
+        conv = [{"W": (b, a, self.kernel), "b": (b,)} for a, b in self._conv_pairs()]
+        hs = self.head_sizes
+        return conv + [{"W": (a, b), "b": (b,)} for a, b in zip(hs[:-1], hs[1:])]
+
+    def perturbation_shapes(self) -> list[tuple]:
+        return [(b, self.length) for _, b in self._conv_pairs()] + [(b,) for b in self.head_sizes[1:]]
+
+    def layer_rules(self) -> list[tuple[str, int]]:
+        return ([("conv", a * self.kernel) for a, _ in self._conv_pairs()]
+                + [("dense", a) for a in self.head_sizes[:-1]])
+
+    def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
+        """N(0, 1) weights and biases as NumPy arrays (deterministic given ``seed``)."""
+        rng = np.random.default_rng(seed)
+        return [{"W": rng.standard_normal(s["W"]).astype(dtype), "b": rng.standard_normal(s["b"]).astype(dtype)}
+                for s in self.param_shapes()]
+
+    def __call__(self, params, x):
+        out, _ = self.forward(params, x, inputs=False)
+        return out
+
+
 @dataclass(frozen=True)
-class CNN1D:
+class CNN1D(_Convolutional):
     r"""Small 1-D convolutional network (signals such as MNIST-1D's 40 samples), NTK parameterization.
 
     Convolutions z = conv(h, W)/√(C_in·kernel) + β·b ('SAME' padding, stride 1, ``jax.lax.conv_general_dilated``,
@@ -285,49 +342,8 @@ class CNN1D:
                         ("outputs", int(self.outputs)), ("length", int(self.length)), ("beta", float(self.beta))):
             object.__setattr__(self, name, v)
 
-    @property
-    def n_conv(self) -> int:
-        return len(self.channels) - 1
-
-    @property
-    def head_sizes(self) -> tuple[int, ...]:
-        d = self.channels[-1] * (self.length if self.pool == "flatten" else 1)
-        return (d, *self.hidden, self.outputs)
-
-    @property
-    def n_layers(self) -> int:
-        return self.n_conv + len(self.head_sizes) - 1
-
-    @property
-    def n_outputs(self) -> int:
-        return self.outputs
-
-    @property
-    def n_features(self) -> int:
-        return self.channels[0] * self.length
-
-    def param_shapes(self) -> list[dict[str, tuple]]:
-        conv = [{"W": (b, a, self.kernel), "b": (b,)} for a, b in zip(self.channels[:-1], self.channels[1:])]
-        hs = self.head_sizes
-        return conv + [{"W": (a, b), "b": (b,)} for a, b in zip(hs[:-1], hs[1:])]
-
-    def perturbation_shapes(self) -> list[tuple]:
-        hs = self.head_sizes
-        return [(c, self.length) for c in self.channels[1:]] + [(b,) for b in hs[1:]]
-
-    def layer_rules(self) -> list[tuple[str, int]]:
-        return ([("conv", a * self.kernel) for a in self.channels[:-1]]
-                + [("dense", a) for a in self.head_sizes[:-1]])
-
-    def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
-        """N(0, 1) weights and biases as NumPy arrays (deterministic given ``seed``)."""
-        rng = np.random.default_rng(seed)
-        return [{"W": rng.standard_normal(s["W"]).astype(dtype), "b": rng.standard_normal(s["b"]).astype(dtype)}
-                for s in self.param_shapes()]
-
-    def __call__(self, params, x):
-        out, _ = self.forward(params, x, inputs=False)
-        return out
+    def _conv_pairs(self) -> list[tuple[int, int]]:
+        return list(zip(self.channels[:-1], self.channels[1:]))
 
     def forward(self, params, x, perturbations=None, inputs: bool = True):
         """(output, layer inputs): a convolution's are its patches (n, C_in·kernel, length), channel-major like
@@ -374,7 +390,7 @@ def cnn1d(channels=(1, 16, 16), kernel: int = 5, hidden=(64,), outputs: int = 10
 
 
 @dataclass(frozen=True)
-class ResNet1D:
+class ResNet1D(_Convolutional):
     r"""Small 1-D residual network (He et al. 2016's basic block, for signals such as MNIST-1D's), NTK
     parameterization.
 
@@ -417,50 +433,8 @@ class ResNet1D:
                         ("beta", float(self.beta)), ("alpha", float(self.alpha))):
             object.__setattr__(self, name, v)
 
-    @property
-    def n_conv(self) -> int:
-        return 1 + 2 * self.blocks
-
-    @property
-    def head_sizes(self) -> tuple[int, ...]:
-        d = self.width * (self.length if self.pool == "flatten" else 1)
-        return (d, *self.hidden, self.outputs)
-
-    @property
-    def n_layers(self) -> int:
-        return self.n_conv + len(self.head_sizes) - 1
-
-    @property
-    def n_outputs(self) -> int:
-        return self.outputs
-
-    @property
-    def n_features(self) -> int:
-        return self.in_channels * self.length
-
-    def _conv_in(self) -> list[int]:
-        return [self.in_channels] + [self.width] * (2 * self.blocks)
-
-    def param_shapes(self) -> list[dict[str, tuple]]:
-        conv = [{"W": (self.width, a, self.kernel), "b": (self.width,)} for a in self._conv_in()]
-        hs = self.head_sizes
-        return conv + [{"W": (a, b), "b": (b,)} for a, b in zip(hs[:-1], hs[1:])]
-
-    def perturbation_shapes(self) -> list[tuple]:
-        return [(self.width, self.length)] * self.n_conv + [(b,) for b in self.head_sizes[1:]]
-
-    def layer_rules(self) -> list[tuple[str, int]]:
-        return [("conv", a * self.kernel) for a in self._conv_in()] + [("dense", a) for a in self.head_sizes[:-1]]
-
-    def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
-        """N(0, 1) weights and biases as NumPy arrays (deterministic given ``seed``)."""
-        rng = np.random.default_rng(seed)
-        return [{"W": rng.standard_normal(s["W"]).astype(dtype), "b": rng.standard_normal(s["b"]).astype(dtype)}
-                for s in self.param_shapes()]
-
-    def __call__(self, params, x):
-        out, _ = self.forward(params, x, inputs=False)
-        return out
+    def _conv_pairs(self) -> list[tuple[int, int]]:
+        return [(self.in_channels, self.width)] + [(self.width, self.width)] * (2 * self.blocks)
 
     def forward(self, params, x, perturbations=None, inputs: bool = True):
         """(output, layer inputs) as :meth:`CNN1D.forward`; ``perturbations[l]`` is added to z_l."""
