@@ -157,7 +157,12 @@ def test_a_run_adds_the_page_and_fills_the_grid(client):
     import dlogdet
     from dlogdet import dashboard
 
-    r = dlogdet.logdet(_source(1200), client=client, block_size=200, budget="64MiB")
+    import dask
+
+    # samples every 20 ms (default 250 ms): on an idle machine this run can finish between two default samples,
+    # and the timeline's tracked bytes below must have seen the run
+    with dask.config.set({"dlogdet.progress-interval": 0.02}):
+        r = dlogdet.logdet(_source(1200), client=client, block_size=200, budget="64MiB")
     # the run registered the plugin by itself, and the page is served by the scheduler
     assert "dlogdet-dashboard" in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins))
     url = dashboard.url(client)
