@@ -112,6 +112,18 @@ CLUSTER_HELP = ("run on a cluster profile: a name (slurm, pbs, gpu-slurm, local-
                 "to a profile YAML; 'local' for a local cluster")
 
 
+def _add_where(p: argparse.ArgumentParser) -> None:
+    """Where a command runs: --workers K, --scheduler ADDRESS or --cluster NAME (one of them; default: the active
+    client or threads in this process)."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="K",
+                       help="start a local cluster of K worker processes on loopback for this run")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.1:8786) or of a scheduler "
+                            "file (.json)")
+    where.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``dlogdet`` command (its errors raise :class:`UsageError`)."""
     from .sources import KERNELS
@@ -134,12 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tile size (default: chosen from n, the workers and --budget)")
     p.add_argument("--t", type=float, default=1.0, metavar="T", help="scale of A (default 1)")
     p.add_argument("--d", type=float, default=0.0, metavar="D", help="diagonal shift, jitter (default 0)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, metavar="K",
-                       help="start a local cluster of K worker processes on loopback for this run")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="run on the Dask scheduler at ADDRESS, e.g. tcp://10.0.0.1:8786")
-    where.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
+    _add_where(p)
     p.add_argument("--budget", metavar="SIZE",
                    help="memory budget per worker for tiles, such as 2GiB (default: dask config dlogdet.memory.budget); "
                         "a matrix larger than half the summed budgets runs out of core, from an on-disk tile store")
@@ -244,11 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and training (default 0)")
     k.add_argument("--d", type=float, default=0.0, metavar="D", help="diagonal shift, jitter (default 0)")
     k.add_argument("--block-size", type=_positive_int, metavar="N", help="tile size (default: automatic)")
-    kw = k.add_mutually_exclusive_group()
-    kw.add_argument("--workers", type=_positive_int, metavar="K",
-                    help="start a local cluster of K worker processes on loopback for this run")
-    kw.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS")
-    kw.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
+    _add_where(k)
     k.add_argument("--budget", metavar="SIZE", help="memory budget per worker for tiles, such as 2GiB")
     k.add_argument("--scratch", metavar="DIR", help="directory of the tile store of an out-of-core run")
     k.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -279,11 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="curve that gives the estimate: the issue's family (default) or the Box-Cox curvature "
                         "probe's (same band)")
     e.add_argument("--d", type=float, default=0.0, metavar="D", help="diagonal shift, jitter (default 0)")
-    ew = e.add_mutually_exclusive_group()
-    ew.add_argument("--workers", type=_positive_int, metavar="K",
-                    help="start a local cluster of K worker processes on loopback for this run")
-    ew.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS")
-    ew.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
+    _add_where(e)
     e.add_argument("--plot", metavar="PATH", help="save a plot of the curve, the fit and the band (.png or .svg)")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _add_common(e, argparse.SUPPRESS)
