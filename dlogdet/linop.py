@@ -8,8 +8,13 @@ Three ways to compute a product (``product=``):
   its tiles are reused by every product.
 * ``"direct"``: one BLAS product in this process, for an in-memory NumPy array without a client (the tiles of
   such an array would be views of it anyway; one GEMM is faster than a graph of them).
-* ``"matvec"``: the source's own matrix-free product ``source.matvec(V)`` (e.g. the NTK's J(JᵀV)); no tile is
-  formed.
+* ``"matvec"``: the source's own matrix-free product (e.g. the NTK's J(JᵀV)); no tile is formed. Without a
+  client, ``source.matvec(V)`` in this process. With a distributed client, a source that offers
+  ``matvec_plan(V, *, parts, max_bytes)`` (the protocol of :class:`dlogdet.ntk.source.MatvecPlan`: per batch of
+  columns, pull tasks over chunks of the source's data, a sum of their partials, push tasks giving row blocks)
+  runs on the cluster: the source is broadcast to the workers once per operator, and each product is a small
+  graph (:func:`dlogdet.matvec.build_plan_graph`) of pull tasks → a binary tree of sums → push tasks → the block, so that a
+  task holds one chunk's work for one batch of columns; a source without a plan still runs ``matvec`` here.
 
 ``"auto"`` takes ``"direct"`` where it applies and ``"tiles"`` otherwise (the matrix-free NTK product is
 slower than structured tiles for the models of the zoo, DESIGN.md §3: ask for it explicitly).
@@ -28,7 +33,7 @@ from . import config
 from . import kernels as K
 from .errors import InputError, MemoryBudgetError
 from .graph import Tiling, auto_block_size
-from .matvec import build_diagonal_graph, build_matmat_graph
+from .matvec import build_diagonal_graph, build_matmat_graph, build_plan_graph
 from .runtime import active_client, execute, n_workers
 from .sources import ArraySource, DaskArraySource, TileSource
 
@@ -48,6 +53,10 @@ class SourceOperator:
         Block products so far (each reads every lower-triangle tile once on the ``"tiles"`` path).
     product : str
         The path in use: ``"tiles"``, ``"direct"`` or ``"matvec"``.
+    remote : bool
+        ``"matvec"`` products run on the cluster (a client and a source with ``matvec_plan``).
+    remote_tasks : int
+        Tasks of the matrix-free products run on the cluster so far.
     """
 
     def __init__(self, source: TileSource, *, t: float = 1.0, d=0.0, block_size: int | None = None, budget=None,
@@ -84,6 +93,10 @@ class SourceOperator:
         self._futures: list = []
         self._tiles = None
         self._source_ref = None
+        has_plan = callable(getattr(source, "matvec_plan", None))
+        self.remote = product == "matvec" and self.client is not None and has_plan
+        self.remote_tasks = 0
+        self._plan = {}
         if block_size is None:
             block_size = config.get("block-size") or auto_block_size(self.n, self.workers,
                                                                      itemsize=source.dtype.itemsize, budget=self.budget)
@@ -122,8 +135,9 @@ class SourceOperator:
         if self.product == "direct":
             Y = self._direct(V)
         elif self.product == "matvec":
-            Y = self.t * np.asarray(self.source.matvec(V.astype(self.source.dtype, copy=False)),
-                                    dtype=np.float64).reshape(V.shape) + self._dv(V)
+            W = V.astype(self.source.dtype, copy=False)
+            KV = self._remote_matvec(W) if self.remote else self.source.matvec(W)
+            Y = self.t * np.asarray(KV, dtype=np.float64).reshape(V.shape) + self._dv(V)
         else:
             Y = self._tiles_product(V)
         self.time += time.perf_counter() - t0
@@ -161,8 +175,9 @@ class SourceOperator:
                 "product_time": self.time,
                 **({"block_size": self.tiling.block_size, "n_panels": self.tiling.nt,
                     "n_tiles": self.tiling.tiles_lower()} if self.product == "tiles" else {}),
+                **({"matvec_tasks": self.remote_tasks, **self._plan} if self.remote else {}),
                 "workers": self.workers,
-                "scheduler": "in-process" if self.product != "tiles" else
+                "scheduler": "in-process" if self.product != "tiles" and not self.remote else
                 ("threads" if self.client is None else f"distributed ({self.client.scheduler.address})")}
 
     # --------------------------------------------------------------------------------------------- private
@@ -200,11 +215,12 @@ class SourceOperator:
                     K.prepare_tile(a[r0:r1, c0:c1], r0=r0, c0=c0, check_finite=True, tile_index=(i, j))
 
     def _prepare(self):
-        """Scatter what every product reads, once: an in-memory array's lower tiles, or a small source."""
+        """Scatter what every product reads, once: an in-memory array's lower tiles, or a small source (to every
+        worker: the tiles or the matrix-free product's tasks read it)."""
         if self.client is None or self._futures:
             return
         src, tl = self.source, self.tiling
-        if isinstance(src, ArraySource):
+        if isinstance(src, ArraySource) and not self.remote:
             a = B.to_host(src.array)
             self._check_in_memory(a)
             self._checked = True
@@ -213,9 +229,28 @@ class SourceOperator:
                                           hash=False, direct=True)
             self._tiles = dict(zip(idx, futures))
             self._futures = list(futures)
-        elif not isinstance(src, DaskArraySource):
+        elif self.remote or not isinstance(src, DaskArraySource):
             self._futures = self.client.scatter([src], broadcast=True, hash=False)
             self._source_ref = self._futures[0]
+
+    def _remote_matvec(self, V):
+        """source·V on the cluster, from the source's :meth:`matvec_plan` (the source scattered once).
+
+        Chunks are aimed at one per thread of the cluster (more where the data needs them). With a budget, a task
+        may take half of it: a sum task holds three partials, and a push's input arrives while another runs.
+        """
+        if V.shape[1] == 0:
+            return np.zeros(V.shape)
+        self._prepare()
+        threads = sum(self.client.nthreads().values()) or self.workers
+        plan = self.source.matvec_plan(V, parts=threads,
+                                       max_bytes=None if self.budget is None else self.budget // 2)
+        g = build_plan_graph(plan, self._source_ref)
+        value, _ = execute(g.dsk, g.output_key, [], client=self.client)
+        self.remote_tasks += g.n_tasks
+        self._plan = {"matvec_chunk": plan.chunk, "matvec_column_batches": len(plan.columns),
+                      "matvec_task_bytes": plan.task_bytes}
+        return value
 
     def _tiles_product(self, V):
         self.check_block(V.shape[1])

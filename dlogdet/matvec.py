@@ -15,6 +15,9 @@ per product (half the tiles of the full matrix), and the widest object any task 
 ``("matout-<tok>",)``           Y, gathered
 ==============================  ===================================================================
 
+The matrix-free product of a source that offers a plan (the NTK's pull over chunks of points, a tree of sums,
+push per chunk: :class:`dlogdet.ntk.source.MatvecPlan`) is a graph too, :func:`build_plan_graph`.
+
 Graphs are built here and computed by :mod:`dlogdet.linop`.
 """
 
@@ -171,3 +174,56 @@ def build_diagonal_graph(source: TileSource, tiling: Tiling, *, t: float = 1.0, 
     out = (f"matout-{token}",)
     dsk[out] = (concat_rows, *rows)
     return ProductGraph(dsk, out, len(rows) + 1, token)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The matrix-free product as a graph (a source's matvec_plan, e.g. the NTK's pull / sum / push)
+# --------------------------------------------------------------------------------------------------------------
+
+def concat_columns(*blocks):
+    return np.concatenate(blocks, axis=1)
+
+
+def build_plan_graph(plan, source_ref, *, token: str | None = None) -> ProductGraph:
+    """The graph of a matrix-free product from its plan (:class:`dlogdet.ntk.source.MatvecPlan`).
+
+    ==============================  ===================================================================
+    ``("mfpull-<tok>", g, j)``      partial of column batch g over chunk j: ``fn(source, *args)``
+    ``("mfsum-<tok>", g, l, i)``    sum of two partials (level l of a binary tree)
+    ``("mfpush-<tok>", g, j)``      row block j of the product's columns of batch g, from the total
+    ``("mfcols-<tok>", g)``         the columns of batch g, rows stacked
+    ``("mfout-<tok>",)``            the product, columns side by side
+    ==============================  ===================================================================
+
+    ``source_ref`` is what the tasks receive as the source: a future of it on every worker (or the source
+    itself, which then travels in every task). A binary tree keeps a sum task at three partials (two in, one
+    out; the in-process loop holds two) and its depth at log₂ of the chunks.
+    """
+    token = token or uuid.uuid4().hex
+    dsk: dict = {}
+    blocks = []
+    for g in range(len(plan.columns)):
+        level = []
+        for j, (fn, args) in enumerate(plan.pulls[g]):
+            key = (f"mfpull-{token}", g, j)
+            dsk[key] = (fn, source_ref, *args)
+            level.append(key)
+        depth = 0
+        while len(level) > 1:
+            nxt = []
+            for i in range(0, len(level) - 1, 2):
+                key = (f"mfsum-{token}", g, depth, i // 2)
+                dsk[key] = (plan.add, level[i], level[i + 1])
+                nxt.append(key)
+            level = nxt + level[len(level) - len(level) % 2:]      # an odd one out moves up a level
+            depth += 1
+        rows = []
+        for j, (fn, args) in enumerate(plan.pushes[g]):
+            key = (f"mfpush-{token}", g, j)
+            dsk[key] = (fn, source_ref, level[0], *args)
+            rows.append(key)
+        dsk[(f"mfcols-{token}", g)] = (concat_rows, *rows)
+        blocks.append((f"mfcols-{token}", g))
+    out = (f"mfout-{token}",)
+    dsk[out] = (concat_columns, *blocks)
+    return ProductGraph(dsk, out, len(dsk), token)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -24,6 +26,44 @@ IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 #: tile's points take at most this many bytes, NTK-vector products above (why: the Jacobians are the only
 #: memory Jacobian contraction needs beyond the tile, and 1 GiB leaves room on a worker of a few GiB).
 JACOBIAN_BYTES = 1 << 30
+
+#: The working set one task of the matrix-free product may take by default, as :meth:`NTKSource.matvec_plan`
+#: estimates it (chunks shrink and column batches narrow to fit). Why 256 MiB: room for a few tasks on a worker
+#: of a few GiB, and the fastest plans measured below fit in it (the slowest did not).
+MATVEC_BYTES = 1 << 28
+
+#: Points per chunk of the matrix-free product unless the caller or the memory bound says otherwise.
+MATVEC_CHUNK = 512
+
+#: Cotangents per call the product aims at (a column takes one, O for ``"trace"``): as many columns per batch as
+#: this allows, at least one. Measured on this project's 2-core CPU (another job on the other core; seconds per
+#: column, n = 2000, float64, interleaved rounds, best of 3–4), points per chunk × columns per batch:
+#:
+#: ============================  =========================================================================
+#: MLP 40→512→512→10, "full"      1024 × 1: 0.141, 512 × 1: 0.113, 256 × 1: 0.115, 1024 × 4: 0.115,
+#:                                512 × 4: 0.099, 256 × 4: 0.096, 512 × 16: 0.115, 256 × 16: 0.132
+#: MLP 40→512→512→10, "trace"     1024 × 1: 1.19, 512 × 1: 1.04, 256 × 1: 1.12, 512 × 2: 1.13
+#: MLP 40→128→128→10, "full"      1024 × 1: 0.013, 512 × 1: 0.014, 512 × 4: 0.008, 512 × 8: 0.008,
+#:                                512 × 16: 0.009, 512 × 32: 0.012
+#: MLP 40→128→128→10, "trace"     1024 × 1: 0.123, 512 × 1: 0.078, 256 × 1: 0.076, 512 × 2: 0.102,
+#:                                512 × 4: 0.116
+#: ============================  =========================================================================
+#:
+#: A batch shares the forward pass that each call reruns (a column alone: up to 1.75× slower per column); past a
+#: few cotangents the wider buffers cost more than the wider matrix products gain, and a ``"trace"`` column
+#: already brings O = 10. So: 512 points (one column at 1024 took 0.93–1.6× as long as at 512), batches of 4
+#: columns for ``"full"``, single columns for ``"trace"`` on these CPUs. A GPU may well prefer wider batches
+#: (not measured): pass ``columns=`` to :meth:`NTKSource.matvec`.
+MATVEC_COTANGENTS = 4
+
+#: Floating-point operations a call (a task on a cluster) should do at least: where
+#: :data:`MATVEC_COTANGENTS` would leave less (small models, small chunks), the batch widens until it does
+#: (within the memory bound). A task on a cluster costs milliseconds of scheduling whatever it computes, about
+#: the time of 1e8 operations here. SLQ on a 4→32→32→3 MLP over 80 points (``"trace"``, 2 workers, 28
+#: products of 128 columns): 13,468 tasks of single columns took 23 s, 196 tasks of 128 columns 4.2 s (the
+#: workers' compiles included; in-process 1.5–1.9 s). The plans measured for :data:`MATVEC_COTANGENTS` stay as
+#: they are: their narrowest calls do 1.9e8 (``"full"``, 4 columns) and 4.8e8 (``"trace"``, 1) operations.
+MATVEC_MIN_FLOPS = 1e8
 
 
 @contextlib.contextmanager
@@ -92,6 +132,51 @@ def _conv_grads(P, D, fan, beta):
     n, O, C, L = D.shape
     gW = np.matmul(D.reshape(n, O * C, L), P.transpose(0, 2, 1)).reshape(n, O, -1) / math.sqrt(fan)
     return np.concatenate([gW, beta * D.sum(axis=-1)], axis=-1)
+
+
+@dataclass
+class MatvecPlan:
+    """A matrix-free product K·V as plain tasks, for any executor: :meth:`NTKSource.matvec` runs them in order,
+    :class:`dlogdet.linop.SourceOperator` as a Dask graph on a cluster (this layer does not import Dask).
+
+    For column batch g (columns ``columns[g] = (c0, c1)`` of V): each ``(fn, args)`` of ``pulls[g]`` gives the
+    partial ``fn(source, *args)`` of one chunk of points (a list of arrays); ``add(a, b)`` sums two partials
+    (a new list; the inputs are left alone); each ``(fn, args)`` of ``pushes[g]`` gives ``fn(source, total,
+    *args)``, the next row block of K·V[:, c0:c1] from the sum of all partials. The functions are module-level
+    (pickled by reference) and take the source as first argument, so that an executor ships the source once
+    and the tasks only their arguments: indices, and the rows of V the pull needs.
+
+    ``chunk`` is the points per chunk, ``task_bytes`` the estimated working set of the widest task.
+    """
+
+    columns: list
+    pulls: list
+    pushes: list
+    add: Callable
+    chunk: int
+    task_bytes: int
+
+
+def _matvec_pull(source, a: int, b: int, W: np.ndarray) -> list:
+    """Jᵀ·W over points a:b (W: their rows of V), as the leaves of a parameter tree with the batch axes first."""
+    pull, _ = source._fn("matvec")
+    with jax_context(source.dtype == np.float64):
+        return [np.asarray(leaf) for leaf in _leaves(pull(source._jparams(), source.x[a:b], W))]
+
+
+def _matvec_push(source, g: list, a: int, b: int) -> np.ndarray:
+    """Rows of J·G (``"trace"``: its output-wise trace) for points a:b, from the leaves of the summed Jᵀ·V."""
+    import jax
+
+    _, push = source._fn("matvec")
+    with jax_context(source.dtype == np.float64):
+        G = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(source.params), g)
+        return np.asarray(push(source._jparams(), source.x[a:b], G))
+
+
+def _matvec_add(s: list, t: list) -> list:
+    """The sum of two partials (new arrays: a task's inputs may be shared)."""
+    return [x + y for x, y in zip(s, t)]
 
 
 class NTKSource(TileSource):
@@ -399,52 +484,200 @@ class NTKSource(TileSource):
                             K = K + (gr.reshape(pr.size, -1) @ gc.reshape(pc.size, -1).T)[ir][:, ic] / O
         return np.ascontiguousarray(K, dtype=self.dtype)
 
+    # ---- the matrix-free product ---------------------------------------------------------------------------------
+
     def _build_matvec(self):
+        """(pull, push), jitted: pull(params, x, W) = Jᵀ·W and push(params, x, G) = J·G for a block of columns.
+
+        The columns are a ``vmap`` axis of one ``vjp`` (pull) and one ``jvp`` (push) at the chunk's points: the
+        forward pass is traced and run once per block, not once per column, and the per-layer products of the
+        columns become one wider matrix product. ``"trace"`` needs O cotangents per column (output o of every
+        point carries the column's entries), so its parameter-shaped results carry two batch axes (column,
+        output), and push keeps output o of the o-th tangent.
+        """
         import jax
         import jax.numpy as jnp
 
         f, n_out, trace = self.f, self.n_outputs, self.outputs == "trace"
 
-        def pull(params, x, v):  # Jᵀ v for v of shape (n, O) ("full") or (O, n, O) (one cotangent per output)
+        def pull(params, x, W):  # W (c·O, k) ("full", rows grouped by point) or (c, k); leaves (k, [O,] *leaf)
             _, pullback = jax.vjp(lambda p: f(p, x), params)
-            return jax.vmap(lambda w: pullback(w)[0])(v) if trace else pullback(v)[0]
 
-        def push(params, x, g):  # J g: (n, O), or (n,) with output o of the o-th tangent ("trace")
+            def back(w):
+                return pullback(w)[0]
+
+            if trace:                                                   # (k, O, c, O): column j on output o
+                eye = jnp.eye(n_out, dtype=W.dtype)
+                return jax.vmap(jax.vmap(back))(W.T[:, None, :, None] * eye[None, :, None, :])
+            return jax.vmap(back)(W.T.reshape(W.shape[1], x.shape[0], n_out))
+
+        def push(params, x, G):  # J·G: (c·O, k) ("full"), or (c, k) with output o of the o-th tangent ("trace")
+            def forward(g):  # the primal is not batched: vmap runs it once for all tangents
+                return jax.jvp(lambda p: f(p, x), (params,), (g,))[1]
+
             if trace:
-                t = jax.vmap(lambda gi: jax.jvp(lambda p: f(p, x), (params,), (gi,))[1])(g)   # (O, n, O)
-                return jnp.einsum("ono->n", t) / n_out
-            return jax.jvp(lambda p: f(p, x), (params,), (g,))[1]
+                return jnp.einsum("koio->ik", jax.vmap(jax.vmap(forward))(G)) / n_out
+            t = jax.vmap(forward)(G)                                    # (k, c, O)
+            return t.reshape(t.shape[0], -1).T
 
         return jax.jit(pull), jax.jit(push)
 
-    def matvec(self, v, *, chunk: int = 1024) -> np.ndarray:
-        """K·v without forming K or J: J(Jᵀv), accumulated over chunks of ``chunk`` points (memory ~ one chunk's
-        forward pass plus two parameter vectors; ``"trace"`` does O such products, one per output).
-
-        ``v`` has shape (m,) or (m, k); the result has the same shape.
-        """
+    def _forward_flops(self) -> float:
+        """Floating-point operations of f's forward pass on one point, by XLA's cost analysis of the lowered
+        function (2P, a dense network's count, where that is not available). A ``vjp`` or ``jvp`` costs about two
+        forward passes per cotangent."""
+        n = self.__dict__.get("_forward_flops_cache")
+        if n is not None:
+            return n
         import jax
 
-        v = np.asarray(v, dtype=self.dtype)
-        if v.shape[0] != self.n:
-            raise InputError(f"v must have {self.n} rows for an NTK of shape {self.shape}, got shape {v.shape}")
-        if v.ndim == 2:
-            return np.stack([self.matvec(v[:, k], chunk=chunk) for k in range(v.shape[1])], axis=1)
-        O, n = self.n_outputs, self.n_points
-        pull, push = self._fn("matvec")
+        try:
+            with jax_context(self.dtype == np.float64):
+                cost = jax.jit(self.f).lower(self._jparams(), self.x[:1]).cost_analysis()
+            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+            n = float(cost["flops"])
+        except Exception:  # no cost analysis on this backend or for this callable: the dense count
+            n = 0.0
+        n = n if n > 0 else 2.0 * self.n_params
+        self._forward_flops_cache = n
+        return n
+
+    def _forward_numbers(self) -> int:
+        """Numbers one point's forward pass creates: the sizes of the values of f's jaxpr on one point that depend
+        on the point (parameter-only values such as a rescaled weight are not per point), sub-jaxprs included.
+
+        An estimate, used to size the product's chunks and column batches: a backward or tangent pass through a
+        chunk of c points holds about c times this per cotangent. It errs on the safe side, as XLA fuses
+        elementwise steps: for a 40→512→512→10 MLP (A = 4126) the task sizes of :meth:`matvec_plan` were 1.5–2.1×
+        the buffers XLA assigned to the compiled pull and push (``memory_analysis()``; 1024 points × 1 column to
+        128 points × 16 columns, ``"full"`` and ``"trace"``).
+        """
+        n = self.__dict__.get("_forward_numbers_cache")
+        if n is not None:
+            return n
+        import jax
+
         with jax_context(self.dtype == np.float64):
-            params = self._jparams()
-            spans = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+            closed = jax.make_jaxpr(self.f)(self._jparams(), self.x[:1])
+
+        def size(v):
+            return int(np.prod(getattr(v.aval, "shape", ()), dtype=np.int64))
+
+        def subjaxprs(eqn):
+            for p in eqn.params.values():
+                for q in (p if isinstance(p, (list, tuple)) else (p,)):
+                    j = getattr(q, "jaxpr", q)
+                    if hasattr(j, "eqns"):
+                        yield j
+
+        def walk(jaxpr, live):  # live: the variables that depend on the point
+            total = 0
+            for eqn in jaxpr.eqns:
+                if not any(not hasattr(v, "val") and v in live for v in eqn.invars):
+                    continue
+                total += sum(size(v) for v in eqn.outvars)
+                live.update(eqn.outvars)
+                for sub in subjaxprs(eqn):  # a nested call: what it creates besides its outputs (counted above)
+                    total += max(0, walk(sub, set(sub.invars)) - sum(size(v) for v in sub.outvars))
+            return total
+
+        jaxpr = closed.jaxpr
+        n = max(walk(jaxpr, set(jaxpr.invars[-1:])), self.x.shape[1] + self.n_outputs)
+        self._forward_numbers_cache = n
+        return n
+
+    def matvec_plan(self, V, *, chunk: int | None = None, parts: int = 1, max_bytes: int | None = None,
+                    columns: int | None = None) -> MatvecPlan:
+        """The product K·V as tasks (:class:`MatvecPlan`): per batch of columns, one pull task per chunk of points,
+        a sum of their cotangents, one push task per chunk.
+
+        Sizes (N points in a chunk, b columns in a batch, A = :meth:`_forward_numbers` per point, P parameters,
+        q = O cotangents per column for ``"trace"``, 1 for ``"full"``): a task holds about
+        N·A + b·q·(N·A + 2P) numbers (the chunk's forward pass once, then per cotangent its backward or tangent
+        pass and two parameter vectors: the partial Jᵀw and the sum it joins, or the tangent and its input).
+        Points per chunk: ``chunk``, shrunk (not below one point) where one column does not fit in ``max_bytes``
+        (:data:`MATVEC_BYTES` by default), unless its parameter vectors alone exceed it (no chunk would fit
+        then). Columns per batch: ``columns``, by default :data:`MATVEC_COTANGENTS` // q, at least one (the
+        widths measured fastest), or more while a call would do less than :data:`MATVEC_MIN_FLOPS` (2 forward
+        passes per point and cotangent, :meth:`_forward_flops`); fewer where ``max_bytes`` says so, rounded down
+        to a power of two. The k columns run
+        as batches of that width, then the binary digits of the rest (k = 27 at width 16: 16 + 8 + 2 + 1): no
+        padded columns, and only a few shapes to compile (1, 2, 4, …) however the active columns of a Lanczos
+        block dwindle. A new width costs a compile (0.45 s for a 4→32→32→3 MLP, a hundred times its product on
+        80 points), a new batch only one more forward pass per chunk.
+
+        Parameters
+        ----------
+        V : array (m, k)
+        chunk : int, optional
+            Points per chunk (at most); default ``min(MATVEC_CHUNK, ⌈n / parts⌉)``.
+        parts : int
+            Chunks to aim for at least (the workers that will run them) when ``chunk`` is not given.
+        max_bytes : int, optional
+            The working set a task may take (default :data:`MATVEC_BYTES`).
+        columns : int, optional
+            Columns per batch (at most).
+        """
+        V = np.asarray(V, dtype=self.dtype)
+        if V.ndim != 2 or V.shape[0] != self.n:
+            raise InputError(f"V must have shape ({self.n}, k) for an NTK of shape {self.shape}, got {V.shape}")
+        n, k, O = self.n_points, V.shape[1], self.n_outputs
+        q = O if self.outputs == "trace" else 1
+        A, P = self._forward_numbers(), self.n_params
+        budget = (MATVEC_BYTES if max_bytes is None else int(max_bytes)) // self.dtype.itemsize
+        c = min(n, int(chunk) if chunk is not None else min(MATVEC_CHUNK, -(-n // max(1, int(parts)))))
+        if c < 1:
+            raise InputError(f"chunk must be >= 1, got {chunk}")
+        if 2 * P * q < budget < c * A * (1 + q) + 2 * P * q:  # one column does not fit: fewer points per chunk
+            c = max(1, (budget - 2 * P * q) // (A * (1 + q)))
+        if columns is None:  # MATVEC_COTANGENTS cotangents, more where a call would do less than MATVEC_MIN_FLOPS
+            want = max(1, MATVEC_COTANGENTS // q, math.ceil(MATVEC_MIN_FLOPS / (2 * self._forward_flops() * c * q)))
+        elif isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
+            raise InputError(f"columns must be a positive integer, got {columns!r}")
+        else:
+            want = int(columns)
+        fit = max(1, min(k, want, (budget - c * A) // (q * (c * A + 2 * P))))
+        cap = 1 << (fit.bit_length() - 1)                     # the widest power of two that fits
+        widths = [cap] * (k // cap) + [1 << i for i in reversed(range(cap.bit_length())) if (k % cap) >> i & 1]
+        edges = np.cumsum([0, *widths]).tolist()
+        spans = [(a, min(a + c, n)) for a in range(0, n, c)]
+        rows = O if self.outputs == "full" else 1              # rows of V per point
+        plan = MatvecPlan(columns=list(zip(edges[:-1], edges[1:])), pulls=[], pushes=[], add=_matvec_add,
+                          chunk=c, task_bytes=self.dtype.itemsize * (c * A + q * max(widths, default=0) *
+                                                                    (c * A + 2 * P)))
+        for c0, c1 in plan.columns:
+            plan.pulls.append([(_matvec_pull, (a, b, np.ascontiguousarray(V[a * rows:b * rows, c0:c1])))
+                               for a, b in spans])
+            plan.pushes.append([(_matvec_push, (a, b)) for a, b in spans])
+        return plan
+
+    def matvec(self, v, *, chunk: int = MATVEC_CHUNK, max_bytes: int | None = None,
+               columns: int | None = None) -> np.ndarray:
+        """K·v without forming K or J: J(Jᵀv), over chunks of ``chunk`` points and batches of ``columns`` columns
+        (:meth:`matvec_plan` sizes both: a step holds at most about ``max_bytes``, one chunk's forward pass and per
+        column its cotangent pass and two parameter vectors, O of each for ``"trace"``).
+
+        ``v`` has shape (m,) or (m, k); the result has the same shape. A block is one pass over the data per
+        batch of columns, not per column (each batch a ``vmap`` of one ``vjp`` and one ``jvp``); it equals the
+        column-by-column product to rounding.
+        """
+        v = np.asarray(v, dtype=self.dtype)
+        if v.ndim not in (1, 2) or v.shape[0] != self.n:
+            raise InputError(f"v must have {self.n} rows for an NTK of shape {self.shape}, got shape {v.shape}")
+        V = v.reshape(self.n, -1)
+        plan = self.matvec_plan(V, chunk=chunk, max_bytes=max_bytes, columns=columns)
+        Y = np.empty(V.shape, dtype=self.dtype)
+        for (c0, c1), pulls, pushes in zip(plan.columns, plan.pulls, plan.pushes):
             g = None
-            for a, b in spans:
-                if self.outputs == "full":
-                    w = v[a * O:b * O].reshape(b - a, O)
-                else:  # cotangent o: v on output o of every point
-                    w = np.einsum("n,op->onp", v[a:b], np.eye(O, dtype=self.dtype))
-                gi = pull(params, self.x[a:b], w)
-                g = gi if g is None else jax.tree_util.tree_map(lambda s, t: s + t, g, gi)
-            out = [np.asarray(push(params, self.x[a:b], g)).reshape(-1) for a, b in spans]
-        return np.concatenate(out).astype(self.dtype, copy=False)
+            for fn, args in pulls:                             # the cotangent sum, accumulated in place
+                part = fn(self, *args)
+                if g is None:
+                    g = [np.array(a) for a in part]
+                else:
+                    for s, a in zip(g, part):
+                        s += a
+            Y[:, c0:c1] = np.concatenate([fn(self, g, *args) for fn, args in pushes], axis=0)
+        return Y.reshape(v.shape)
 
     def tile(self, r0, r1, c0, c1):
         k = self.block(np.arange(r0, r1), np.arange(c0, c1))
