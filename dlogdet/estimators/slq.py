@@ -4,14 +4,26 @@ The error bar is honest about both of its parts:
 
 * **quadrature bias**, per probe: with a lower bound ``a ≤ λ_min(M)`` (the shift d, a kernel's nugget, the
   preconditioned spectrum's 1, or ``spectrum_lower=``) the Gauss rule (an upper bound for log) and the
-  Gauss–Radau rule with a node at a (a lower bound) bracket zᵀ log(M) z; the midpoint is the sample and the
-  half-width its bias bound. Without a bound the bias is *estimated* from the convergence of successive Gauss
-  rules (geometric extrapolation), and the diagnostics say so.
+  Gauss–Radau rule with a node at a (a lower bound) bracket zᵀ log(M) z. Inside the bracket, the Gauss rules'
+  own convergence (the geometric tail of their last decrements, :func:`dlogdet.krylov.gauss_remainder`, times 2)
+  narrows it to [Gauss − 2e, Gauss]: a node far below λ_min leaves Radau lagging far behind Gauss. The midpoint of
+  what is left is the sample and its half-width the bias bound. Without a bound the bias is *estimated* from the
+  convergence of successive Gauss rules alone, and the diagnostics say so.
 * **sampling error**: Student-t quantile × standard error of the probe samples.
 
 ``error_bar = t_{N−1, (1+confidence)/2} · s/√N + mean half-width``; Lanczos runs on each block of probes until
 its mean half-width is below a quarter of the tolerance, and blocks of probes are added until
 ``error_bar ≤ rtol·|logdet| + atol``.
+
+**Deflation** (on by default): the Lanczos vectors of the first block of probes span the dominant eigenvectors
+of M many times over. Rayleigh–Ritz on the union of their Krylov spaces (known from the recurrences, no product
+with M) gives Ritz pairs (θᵢ, yᵢ), and ``G = Σ (log θᵢ − c) yᵢyᵢᵀ`` is a control variate: each sample becomes
+``zᵀ log(M) z − zᵀGz + tr G``, unbiased as long as G does not depend on z. The first block is cross-fitted (its
+probes in 4 groups, each corrected with the control of the other three); later blocks use the control of the
+whole first block. Measured on the trace NTK of an MLP (n = 1500, 32 probes × 30 steps, 20 seeds): RMS error
+0.30% → 0.16%, and 0.50% → 0.19% for a later block of 16 probes, at the same matrix-vector products. Its cost is
+dense linear algebra on the stored Lanczos vectors (SVDs of n × K, K = probes × steps), small beside the passes
+over the tiles of a large matrix, not beside the products with a small in-memory one.
 
 With ``precondition=r``, a rank-r randomized Nyström approximation Ĉ of C = M − aI gives P = Ĉ + aI with
 log det M = log det P + log det(P^{-1/2} M P^{-1/2}); the first term is exact, the second is by SLQ on a
@@ -46,6 +58,11 @@ NODE_MARGIN = 1e-6
 GROWTH = 8
 # Lanczos steps between checks of the estimated (no spectrum bound) bias: equal spacing for the ratio test.
 ESTIMATE_SPACING = 5
+# Most Lanczos vectors of the first block that deflation uses (its SVDs cost O(n·K²)).
+DEFLATE_VECTORS = 1024
+# Factor on the Gauss rules' estimated remainder (krylov.gauss_remainder) that bounds the quadrature bias inside
+# the Gauss / Gauss–Radau bracket.
+GAUSS_SAFETY = 2.0
 
 
 def _t_quantile(confidence: float, dof: int) -> float:
@@ -84,8 +101,14 @@ class _Block:
                 raise InputError(f"the spectrum lower bound {self.node:.6g} lies above a Ritz value "
                                  f"({self.ritz_min:.6g}), so it is not a lower bound of the spectrum of M: is A "
                                  "positive semi-definite? Pass a smaller spectrum_lower=, or use method='exact'")
-            self.mid = 0.5 * (q.gauss + q.radau)
-            self.half = 0.5 * np.maximum(q.gauss - q.radau, 0.0)
+            # the truth lies in [Radau, Gauss]; where the Gauss rules' own convergence says the rest of the way is
+            # at most e, the interval narrows to [Gauss − GAUSS_SAFETY·e, Gauss] (never beyond the bracket). With
+            # a loose node (a nugget far below λ_min) the Radau rule lags far behind: measured on an MLP NTK at 30
+            # steps, Gauss was 0.016% off and Radau 0.44%, so the bracket's midpoint carried a 0.21% bias
+            lo = np.maximum(q.radau, q.gauss - GAUSS_SAFETY * Kr.gauss_remainder(self.lz, np.log))
+            lo = np.minimum(lo, q.gauss)
+            self.mid = 0.5 * (q.gauss + lo)
+            self.half = 0.5 * (q.gauss - lo)
             return
         # no node: Gauss decreases monotonically to the truth (log's even derivatives are negative); estimate the
         # rest of the way from the ratio of the last two decrements over equal spacings
@@ -106,13 +129,15 @@ class _Block:
         self.mid = g - bias
         self.half = bias
 
-    def run(self, target) -> None:
+    def run(self, target, tracker=None) -> None:
         """Lanczos steps until the mean half-width is at most ``target(mean midpoint)`` or the step cap."""
         lz = self.lz
         next_check = self.min_steps
         while True:
             alive = lz.step()
             m = lz.steps
+            if tracker is not None:
+                tracker.step(int(lz.active.sum()), m, self.max_steps)
             if m >= next_check or not alive or m >= self.max_steps:
                 self.evaluate()
                 if not alive or m >= self.max_steps or float(np.mean(self.half)) <= target(float(np.mean(self.mid))):
@@ -123,12 +148,83 @@ class _Block:
                     next_check = m + max(1, m // 12)
 
 
+def _deflate_first(b: _Block, Z: np.ndarray, n: int, defl: dict) -> tuple[np.ndarray, dict]:
+    """The first block's cross-fitted deflated samples, and the (lazy) control for later blocks.
+
+    Kept only when they spread less than the plain samples: a control can add variance (never bias) when the
+    Krylov spaces hold little of the spectrum, e.g. a flat one.
+    """
+    k = Z.shape[1]
+    if k < 4:
+        defl.update(enabled=False, reason="fewer than 4 probes in the first block")
+        return b.mid, defl
+    t0 = time.perf_counter()
+    # the SVDs cost O(n·K²) for K vectors: at most DEFLATE_VECTORS of them, and at most n/2 (beyond, they would
+    # cost more than an exact factorization); the first Lanczos vectors of each probe hold its dominant directions
+    steps = min(int(b.lz.size.max()), min(DEFLATE_VECTORS, n // 2) // k)
+    if steps < 4:
+        defl.update(enabled=False, reason=f"too few Lanczos vectors fit the deflation cap ({steps} per probe)")
+        return b.mid, defl
+    basis = Kr.KrylovBasis.of(b.lz, steps)
+    y, ranks = Kr.deflated_samples(basis, Z, b.mid, n)
+    v0, v1 = float(np.var(b.mid, ddof=1)), float(np.var(y, ddof=1))
+    defl.update(folds=len(ranks), ritz_pairs_per_fold=ranks, krylov_vectors=int(basis.zrows.size), steps_used=steps,
+                variance_plain=v0, variance_deflated=v1, variance_ratio=(v0 / v1) if v1 > 0 else math.inf)
+    if not v1 < v0:
+        defl.update(enabled=False, reason="the deflated samples spread more than the plain ones",
+                    seconds=time.perf_counter() - t0)
+        return b.mid, defl
+    mean = float(np.mean(b.mid))
+    defl["control"] = lambda: Kr.ritz_control(basis, np.arange(k), n, mean)
+    defl["seconds"] = time.perf_counter() - t0
+    return y, defl
+
+
+class _Tracker:
+    """Progress callbacks of an SLQ run (see ``progress`` in :func:`run`).
+
+    The products still expected are those of the running block: its active probes × the steps left to the
+    steps per probe of the blocks before it (``max_steps`` during the first block, so its bar is pessimistic).
+    """
+
+    def __init__(self, progress, op, t0):
+        self.progress = progress
+        self.op = op
+        self.t0 = t0
+        self.steps_guess: int | None = None
+
+    def _emit(self, fraction: float, passes_total: int) -> None:
+        from ..runtime import Progress
+
+        op = self.op
+        per = op.tiling.tiles_lower() if op.product == "tiles" else 0
+        done = per * op.passes if per else op.matvecs
+        total = per * passes_total if per else int(round(op.matvecs / max(fraction, 1e-12)))
+        self.progress(Progress(panels_done=op.passes, panels_total=max(passes_total, op.passes), tiles_done=done,
+                               tiles_total=max(total, done), work_fraction=min(max(fraction, 0.0), 1.0),
+                               elapsed=time.perf_counter() - self.t0))
+
+    def step(self, active: int, steps_done: int, max_steps: int) -> None:
+        if self.progress is None:
+            return
+        left = max((self.steps_guess or max_steps) - steps_done, 0) if active else 0
+        total = self.op.matvecs + active * left
+        self._emit(self.op.matvecs / max(total, 1), self.op.passes + left)
+
+    def block_done(self, mean_steps: float) -> None:
+        self.steps_guess = max(1, int(math.ceil(mean_steps)))
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self._emit(1.0, self.op.passes)
+
+
 def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block_size: int | None = None,
         budget=None, client=None, rtol: float = 0.01, atol: float = 0.0, seed=None, probe: str = "rademacher",
         block: int = 16, min_probes: int | None = None, max_probes: int = 512, min_steps: int = 10,
         max_steps: int = 400, reorth: str = "full", confidence: float = 0.95, precondition: int | None = None,
         power: int = 1, spectrum_lower=None, product: str = "auto", check_symmetry: bool | None = None,
-        progress=None, backend=None, scratch=None, resume=None) -> LogdetResult:
+        deflate: bool | None = None, progress=None, backend=None, scratch=None, resume=None) -> LogdetResult:
     """log det M, M = t·A + diag(d) symmetric positive definite, by stochastic Lanczos quadrature.
 
     See :func:`dlogdet.logdet` for the common parameters and the module doc for the method.
@@ -167,6 +263,15 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         :class:`~dlogdet.KernelSource`), taking t·A ⪰ 0.
     product : {"auto", "tiles", "direct", "matvec"}
         How M·V is computed (:mod:`dlogdet.linop`); ``"matvec"`` uses the source's matrix-free product.
+    deflate : bool, optional
+        Krylov deflation of the samples (module doc). Default: on when ``reorth`` keeps the Lanczos vectors
+        (``"full"``, ``"partial"``), off for ``"none"``. It is also switched off, and the diagnostics say so, when
+        the first block's corrected samples spread more than the plain ones.
+    progress : callable, optional
+        Called with a :class:`dlogdet.runtime.Progress` after every Lanczos step: ``panels`` count the passes
+        over the matrix (block products), ``tiles`` the tile products (the matrix-vector products on the
+        ``"direct"`` and ``"matvec"`` paths), and ``work_fraction`` the products done over the products the
+        error bar is expected to need (an estimate that grows with the blocks the sampling error asks for).
     """
     t0 = time.perf_counter()
     if assume != "spd":
@@ -196,6 +301,11 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
                                  hint=f" (the rank of the Nyström preconditioner must be below n = {n})")
     else:
         precondition = 0
+    if deflate is None:
+        deflate = reorth != "none"
+    elif deflate and reorth == "none":
+        raise InputError("deflate=True needs the Lanczos vectors, which reorth='none' does not keep; use "
+                         "reorth='full' or 'partial', or deflate=False")
     a = spectrum_lower_bound(source, t, d, spectrum_lower)
     rng = np.random.default_rng(seed)
 
@@ -229,6 +339,8 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         mids: list[np.ndarray] = []
         halves: list[np.ndarray] = []
         steps: list[np.ndarray] = []
+        defl: dict = {"enabled": bool(deflate)}
+        tracker = _Tracker(progress, op, t0)
         status = "ok"
         reorths = 0
         widest = op.max_columns()
@@ -245,11 +357,22 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
                 return BIAS_SHARE * (rtol * abs(est) + atol)
 
             b = _Block(matmat, Z, reorth, node, max_steps, min(min_steps, max_steps))
-            b.run(target)
+            b.run(target, tracker)
             reorths += b.lz.reorthogonalizations
-            mids.append(b.mid)
+            sample = b.mid
+            if deflate and not mids:
+                sample, defl = _deflate_first(b, Z, n, defl)
+            elif defl.get("control") is not None:
+                ctl = defl["control"]
+                if callable(ctl):                   # built from the first block on the first later block
+                    ctl = defl["control"] = ctl()
+                    defl["ritz_pairs_later_blocks"] = 0 if ctl is None else ctl.rank
+                if ctl is not None:
+                    sample = b.mid - ctl.quad(Z) + ctl.trace
+            mids.append(sample)
             halves.append(b.half)
             steps.append(b.lz.size.copy())
+            tracker.block_done(float(np.mean(np.concatenate(steps))))
             x = np.concatenate(mids)
             h = np.concatenate(halves)
             N = x.size
@@ -278,6 +401,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
             if goal > bias and N > 1:
                 need = N * ((tq * se) / (goal - bias)) ** 2 - N
                 k = int(min(GROWTH * block, max(block, math.ceil(1.1 * need))))
+        tracker.finish()
         summary = op.summary()
 
     z = _z_quantile(confidence)
@@ -288,11 +412,12 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         "error_bar": bar, "interval": [est - bar, est + bar],
         "sampling_error": tq * se, "sampling_stderr": se, "bias_bound": bias,
         "bias_kind": "estimated from successive Gauss rules (no spectrum lower bound known)" if node is None
-        else "Gauss / Gauss-Radau bracket",
+        else "Gauss / Gauss-Radau bracket, narrowed by the Gauss rules' convergence (x2)",
         "spectrum_lower": a, "radau_node": node,
         "probes": N, "probe": probe, "block": block, "seed": seed,
         "lanczos_steps_mean": float(all_steps.mean()), "lanczos_steps_max": int(all_steps.max()),
         "reorth": reorth, "reorthogonalized_vectors": reorths,
+        "deflation": {k: v for k, v in defl.items() if k != "control"},
         **summary, "t": t, "d": d if np.ndim(d) == 0 else "vector", **pre,
     }
     return LogdetResult(logdet=est, sign=1.0, method="slq", n=n, dtype=str(source.dtype), stderr=bar / z,
