@@ -206,6 +206,11 @@ def test_slq_reports_progress_per_pass():
     seen.clear()
     r = dlogdet.logdet(a, method="slq", d=d, seed=0, progress=seen.append)
     assert seen[-1].tiles_done == r.diagnostics["matvecs"] and seen[-1].work_fraction == 1.0
+    # Nyström: power + 2 passes (range finder, sketch, diagonal)
+    seen.clear()
+    dlogdet.logdet(a, method="nystrom", rank=20, d=d, seed=0, power=1, progress=seen.append)
+    assert [p.panels_done for p in seen] == [1, 2, 3] and {p.panels_total for p in seen} == {3}
+    assert seen[-1].work_fraction == 1.0
 
 
 # --------------------------------------------------------------------------------------------------- kernels

@@ -48,6 +48,9 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     spectrum_lower : float, optional
         The shift a ≤ λ_min(M) of the bounds, if larger than the default ``min(d)`` (+ t·jitter of a
         :class:`~dlogdet.KernelSource`).
+    progress : callable, optional
+        Called with a :class:`dlogdet.runtime.Progress` after each pass over the matrix (``power + 2`` of them:
+        the range finder's, the sketch's, the diagonal's).
 
     Returns
     -------
@@ -77,11 +80,25 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
                         check_symmetry=check_symmetry) as op:
         op.check_block(sketch)
 
+        passes_total = power + 2          # the range finder's passes, the sketch's, and one for the diagonal
+
+        def report(done):
+            if progress is not None:
+                from ..runtime import Progress
+
+                per = op.tiling.tiles_lower() if op.product == "tiles" else sketch
+                progress(Progress(panels_done=done, panels_total=passes_total, tiles_done=per * done,
+                                  tiles_total=per * passes_total, work_fraction=done / passes_total,
+                                  elapsed=time.perf_counter() - t0))
+
         def shifted(V):
-            return op.matmat(V) - a * V
+            out = op.matmat(V) - a * V
+            report(min(op.passes, passes_total - 1))
+            return out
 
         ny = Kr.randomized_nystrom(shifted, n, sketch, power=power, rng=rng)
         diag = op.diagonal()
+        report(passes_total)
         summary = op.summary()
     residual = float(np.sum(diag) - a * n - np.sum(ny.lam))
     lower, upper, upper_trace = Kr.nystrom_logdet_bounds(ny.lam, a, residual, n)
