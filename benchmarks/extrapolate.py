@@ -14,6 +14,7 @@ n = 12,000 from n_s = 750 (target ≤ 3%); the traced NTK of a trained MLP on MN
     python benchmarks/extrapolate.py --quick            # smaller sizes, a couple of minutes
     python benchmarks/extrapolate.py                    # the issue's sizes (exact runs take minutes each)
     python benchmarks/extrapolate.py --cases matern32-2d,ntk-full
+    python benchmarks/extrapolate.py --cases ntk-trace,ntk-full --runs 4 --limit 32   # + the family's model error
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def detkit_fit(ell, n_total):
     return float(fl.eval(np.array([float(n_total)]))[0])
 
 
-def run_case(name, quick, runs, subsamples):
+def run_case(name, quick, runs, subsamples, limit=0):
     make, n, ns, target, qn, qns = CASES[name]
     if quick:
         n, ns = qn, qns
@@ -109,6 +110,16 @@ def run_case(name, quick, runs, subsamples):
         rows[label + ", family=boxcox"] = (np.array(bc), bc_hits / runs, np.array(widths), float(np.median(times)))
         if dk:
             rows["detkit FitLogdet (same curves)"] = (np.array(dk), None, None, None)
+    if limit:
+        # the noise-free limit: the family fitted to `limit` subsample curves at once (≈ the mean curve ℓ_k of
+        # random orderings): what no number of subsamples of this size can improve on, i.e. the model error
+        r = dlogdet.extrapolate(src, n_sub=ns, seed=10_000, subsamples=limit, **opts)
+        e = (r.logdet - ref) / abs(ref)
+        b = (r.diagnostics["boxcox"]["estimate"] - ref) / abs(ref)
+        dkl = detkit_fit(np.mean(np.asarray(r.diagnostics["ell"]), axis=0), n)
+        limit_line = (f"  noise-free limit ({limit} subsamples at once): ours {100 * e:+.2f}% (band ±"
+                      f"{100 * 2 * r.stderr / abs(ref):.2f}%), Box-Cox {100 * b:+.2f}%"
+                      + ("" if dkl is None else f", detkit on the mean curve {100 * (dkl - ref) / abs(ref):+.2f}%"))
     print(f"\n== {name}: n = {n} points ({src.n} rows, {rpp} per point), n_s = {ns}, ratio {n / ns:.1f}; exact "
           f"{ref:.8g} in {t_exact:.1f} s" + (f"; target <= {100 * target:g}%" if target else " (law fails)"))
     for label, (errs, cov, widths, t) in rows.items():
@@ -121,6 +132,8 @@ def run_case(name, quick, runs, subsamples):
         else:
             line += "  band: none reported"
         print(line, flush=True)
+    if limit:
+        print(limit_line, flush=True)
     return n, t_exact, rows
 
 
@@ -130,11 +143,13 @@ def main():
     ap.add_argument("--runs", type=int, default=10, help="seeded extrapolations per case (default 10)")
     ap.add_argument("--subsamples", type=int, default=4, help="subsamples of the second variant (default 4)")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated among {', '.join(CASES)}")
+    ap.add_argument("--limit", type=int, default=0, metavar="K",
+                    help="also fit K subsample curves at once: the noise-free limit of the family (its model error)")
     args = ap.parse_args()
 
     largest = None
     for name in args.cases.split(","):
-        n, t_exact, rows = run_case(name.strip(), args.quick, args.runs, args.subsamples)
+        n, t_exact, rows = run_case(name.strip(), args.quick, args.runs, args.subsamples, args.limit)
         t = rows["ours, 1 subsample"][3]
         if largest is None or t_exact > largest[1]:
             largest = (name, t_exact, t)
