@@ -422,7 +422,8 @@ def ritz_control(basis: KrylovBasis, probe_cols, n: int, estimate: float, *, ran
     if zcols.size == 0:
         return None
     # the SVD of the vectors themselves, not the eigendecomposition of their Gram matrix: that would square the
-    # condition number and drop every direction below √eps (measured: a quarter of the useful Ritz pairs lost);
+    # condition number and drop every direction below √eps (measured on an MLP NTK: 268 Ritz pairs instead of 300,
+    # and an RMS error of 0.199% instead of 0.167%);
     # below 1e-8 the recovered A·W is rounding noise (measured: 1e-10 gave Ritz values of garbage)
     try:
         W, sv, Vt = np.linalg.svd(basis.X[:, zcols], full_matrices=False)
