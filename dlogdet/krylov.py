@@ -299,14 +299,15 @@ def quadrature(lz: Lanczos, f: Callable = np.log, lower: float | None = None) ->
     return Quadrature(gauss, radau, rmin, lz.size.copy())
 
 
-def gauss_remainder(lz: Lanczos, f: Callable = np.log) -> np.ndarray:
+def gauss_remainder(lz: Lanczos, f: Callable = np.log, current: np.ndarray | None = None) -> np.ndarray:
     """Per column, an estimate of how far the m-node Gauss rule still is from ``zᵀ f(A) z``, from its own history.
 
     The Gauss rules of the leading Jacobi matrices T_{m−2s}, T_{m−s}, T_m (s = max(2, m // 5)) decrease for log
     (monotone in m); with decrements d₀, d₁ the geometric tail ``d₁·ρ/(1 − ρ)``, ρ = d₁/d₀, is what is left if the
     convergence rate stays ρ. Gauss rules of analytic functions converge ever faster as the Ritz values settle, so
     this tends to overestimate. ``inf`` where the history is too short or ρ ≥ 0.95 (no estimate); 0 for a column
-    whose Krylov space is invariant (its rule is exact).
+    whose Krylov space is invariant (its rule is exact). ``current``: the m-node Gauss values already computed
+    (:func:`quadrature`'s ``gauss``), so that only the two shorter rules are evaluated.
     """
     k = lz.k
     out = np.full(k, np.inf)
@@ -318,6 +319,9 @@ def gauss_remainder(lz: Lanczos, f: Callable = np.log) -> np.ndarray:
             continue
         vals = []
         for mm in (m - 2 * sp, m - sp, m):
+            if mm == m and current is not None:
+                vals.append(current[cols])
+                continue
             g, _ = _quad(lz.alpha[cols, :mm], lz.beta[cols, : mm - 1], f)
             vals.append(n2[cols] * g)
         d0, d1 = vals[0] - vals[1], vals[1] - vals[2]
