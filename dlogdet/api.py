@@ -72,8 +72,9 @@ def logdet(A, *, method: str = "exact", assume: str = "spd", t: float = 1.0, d=0
 
 
 def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", order="auto", subsamples: int = 1,
-                seed=None, rows_per_point: int | None = None, ridge: float = 0.0, t: float = 1.0, d=0.0,
-                block_size: int | None = None, budget=None, client=None, **options) -> LogdetResult:
+                seed=None, rows_per_point: int | None = None, ridge: float = 0.0, weights=None,
+                family: str = "auto", t: float = 1.0, d=0.0, block_size: int | None = None, budget=None,
+                client=None, **options) -> LogdetResult:
     r"""log det of n points, extrapolated by a scaling law from exact factorizations of random subsamples.
 
     ℓ(n) = a₀ + a₁n + (b₀ + Σᵢ₌₁^q bᵢn⁻ⁱ)·ln n! + Σᵢ₌₁^r cᵢn⁻ⁱ is fitted to ℓ_k = log det of the first k points
@@ -106,6 +107,13 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
         Rows of ``A`` per point (default: O for a full-output NTK, else 1).
     ridge : float
         Penalty on the correction terms bᵢ, cᵢ (smoothness prior; default 0).
+    weights : None, "inverse-variance" or array of n_sub numbers
+        Weights of the least squares on the increments ℓ_k − ℓ_(k−1) (default None: equal weights).
+    family : "auto", "issue" or "boxcox"
+        The curve that gives the estimate: the family above, or the Box-Cox curvature probe δ_k = α + β·(k^γ − 1)/γ
+        (the band holds both either way). "auto" (default) takes the probe where the source reports a rank
+        boundary between n_sub and n_total points (:meth:`~dlogdet.ntk.NTKSource.rank_boundaries`: a layer of a
+        full-output NTK that runs out of new directions there) and the family elsewhere.
     t, d, block_size, budget, client, **options
         As in :func:`logdet`, for the exact factorizations of the subsamples (``assume`` is ``"spd"``: every
         row's log-pivot is needed; add ``d=`` to a semi-definite matrix).
@@ -114,8 +122,8 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     -------
     LogdetResult
         ``method="extrapolate"``, ``logdet`` the estimate, ``stderr`` its honest standard error (the band
-        ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` ``"ok"``, ``"unvalidated"`` or
-        ``"scaling-law-rejected"``, and ``diagnostics`` with ``coefficients``, ``window``, ``order``,
+        ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` ``"ok"``, ``"unvalidated"``,
+        ``"scaling-law-rejected"`` or ``"rank-boundary"`` (``diagnostics["rank_boundaries"]`` lists them), and ``diagnostics`` with ``coefficients``, ``window``, ``order``,
         ``components`` of the stderr, ``ell`` (the ℓ_k curves), ``points`` (the subsamples), ``candidates``,
         ``curvature_t``, ``upper_monotone`` and the wall times.
 
@@ -129,7 +137,8 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     source = as_source(A)
     return estimators.get("extrapolate")(source, n_total, n_sub=n_sub, window=window, order=order,
                                          subsamples=subsamples, seed=seed, rows_per_point=rows_per_point,
-                                         ridge=ridge, t=t, d=d, block_size=block_size, budget=budget, client=client,
+                                         ridge=ridge, weights=weights, family=family, t=t, d=d,
+                                         block_size=block_size, budget=budget, client=client,
                                          **options)
 
 

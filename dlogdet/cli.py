@@ -278,9 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--order", metavar="Q,R", default="auto",
                    help="orders q, r of the family (default auto: held-out validation)")
     e.add_argument("--seed", type=int, default=None, help="seed of the subsamples")
-    e.add_argument("--family", choices=("issue", "boxcox"), default="issue",
-                   help="curve that gives the estimate: the issue's family (default) or the Box-Cox curvature "
-                        "probe's (same band)")
+    e.add_argument("--family", choices=("auto", "issue", "boxcox"), default="auto",
+                   help="curve that gives the estimate: the issue's family, the Box-Cox curvature probe's (same "
+                        "band), or auto (default): the probe where the model has a rank boundary between the "
+                        "subsample and the full set (a full-output NTK's layer), the family elsewhere")
+    e.add_argument("--weights", choices=("inverse-variance",), default=None,
+                   help="weigh the increments of the least squares by their inverse local variance (default: "
+                        "equal weights)")
     e.add_argument("--d", type=float, default=0.0, metavar="D", help="diagonal shift, jitter (default 0)")
     _add_where(e)
     e.add_argument("--plot", metavar="PATH", help="save a plot of the curve, the fit and the band (.png or .svg)")
@@ -880,7 +884,8 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
     src = source_from_spec(args.spec)
     with _client_for(args) as client:
         r = extrapolate(src, args.n_total, n_sub=args.n_sub, window=window, order=order,
-                        subsamples=args.subsamples, seed=args.seed, d=args.d, client=client, family=args.family)
+                        subsamples=args.subsamples, seed=args.seed, d=args.d, client=client, family=args.family,
+                        weights=args.weights)
     if args.plot:
         plot_extrapolation(r, args.plot)
     dg = r.diagnostics
@@ -908,6 +913,8 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
             ("curvature t", f"{dg['curvature_t']:.2f} (slope change {dg['slope_change']:.2f})"),
             ("Box-Cox probe", f"gamma {dg['boxcox']['gamma']:.2f}, estimate {dg['boxcox']['estimate']!r} "
                               f"(family {dg['family']})"),
+        ] + ([("rank boundaries", ", ".join(f"layer {b['layer']} at {b['points']} points"
+                                            for b in dg["rank_boundaries"]))] if dg.get("rank_boundaries") else []) + [
             ("wall time", f"{dg['wall_time']:.3f} s"),
         ] + ([("plot", args.plot)] if args.plot else [])), flush=True)
     return 0

@@ -292,6 +292,10 @@ def test_given_window_and_order_are_used():
     ({"n_sub": 50, "subsamples": 0}, "subsamples"),
     ({"n_sub": 50, "assume": "sym"}, "assume='spd'"),
     ({"n_sub": 50, "family": "spline"}, "family must be"),
+    ({"n_sub": 50, "weights": "uniform"}, "weights must be"),
+    ({"n_sub": 50, "weights": np.ones(49)}, "n_s = 50 finite non-negative"),
+    ({"n_sub": 50, "weights": np.r_[-1.0, np.ones(49)]}, "non-negative"),
+    ({"n_sub": 50, "weights": np.zeros(50)}, "not all zero"),
 ])
 def test_bad_options_name_the_fix(kwargs, match):
     src = uniform_kernel(300, 2, "matern32", 0.3)
@@ -372,3 +376,95 @@ def test_readme_extrapolation_example_runs():
     e, kern = ns["e"], ns["kern"]
     exact = np.linalg.slogdet(kern.dense())[1]
     assert ns["lo"] <= exact <= ns["hi"] and abs(e.logdet - exact) < 0.1 * abs(exact)
+
+
+# ---------------------------------------------------------------------------------------------- weighted fits
+
+
+def test_weights_that_cut_the_window_give_the_fit_on_the_cut_window():
+    # weighted least squares with weights 1 on (a, b] and 0 elsewhere is the unweighted fit on (a, b]: the same
+    # estimate to rounding (the stderr differs only by the small-sample factor of the sandwich)
+    ell = dlogdet.extrapolate(uniform_kernel(400, 2, "matern32", 0.3), n_sub=200, seed=1).diagnostics["ell"][0]
+    w = np.zeros(200)
+    w[60:180] = 1.0                                  # increments k = 61..180, i.e. the window (60, 180)
+    cut = fit_curves(ell, 2000, window=(60, 180), order=(1, 0))
+    weighted = fit_curves(ell, 2000, window=(20, 200), order=(1, 0), weights=w)
+    assert weighted["estimate"] == pytest.approx(cut["estimate"], rel=1e-10)
+    assert weighted["coefficients"]["b"] == pytest.approx(cut["coefficients"]["b"], rel=1e-8)
+    plain = fit_curves(ell, 2000, window=(20, 200), order=(1, 0))
+    assert fit_curves(ell, 2000, window=(20, 200), order=(1, 0), weights=np.ones(200))["estimate"] == \
+        pytest.approx(plain["estimate"], rel=1e-12)
+
+
+def test_inverse_variance_weights_fit_a_heteroscedastic_curve_better():
+    # increments on the family's law (q = r = 0) with noise whose sd grows 30x along the curve: inverse-variance
+    # weights must recover the slope b0 with a smaller error than equal weights, over seeded repetitions
+    k = np.arange(1.0, 601.0)
+    sd = 0.02 * (1.0 + 29.0 * (k / 600.0) ** 2)
+    err_plain, err_w = [], []
+    for seed in range(20):
+        delta = 0.5 - 0.7 * np.log(k) + sd * np.random.default_rng(seed).standard_normal(k.size)
+        ell = np.cumsum(delta)
+        for weights, errs in ((None, err_plain), ("inverse-variance", err_w)):
+            r = fit_curves(ell, 6000, window=(30, 600), order=(0, 0), weights=weights)
+            errs.append(r["coefficients"]["b"][0] + 0.7)
+    assert np.sqrt(np.mean(np.square(err_w))) < 0.8 * np.sqrt(np.mean(np.square(err_plain)))
+    r = fit_curves(ell, 6000, weights="inverse-variance")
+    assert r["weights"] == "inverse-variance" and np.isfinite(r["estimate"])
+
+
+# ------------------------------------------------------------------------------ rank boundaries of an NTK
+
+
+def _layer_jacobian_ranks(f, params, x):
+    """Rank of each layer's block of the full-output Jacobian (rows: point-major, output-minor), by SVD."""
+    import jax
+
+    from dlogdet.ntk.source import jax_context
+
+    with jax_context():
+        J = jax.jacrev(lambda p: f(p, x).reshape(-1))(params)
+    ranks = []
+    for layer in J:
+        block = np.concatenate([np.asarray(v).reshape(x.shape[0] * f.n_outputs, -1) for v in layer.values()], axis=1)
+        s = np.linalg.svd(block, compute_uv=False)
+        ranks.append(int(np.sum(s > s[0] * 1e-10)))
+    return ranks
+
+
+def test_rank_boundaries_are_where_each_layer_runs_out_of_directions():
+    pytest.importorskip("jax")
+    from dlogdet import ntk
+
+    f, params = ntk.mlp((4, 6, 6, 3), activation="tanh", seed=3)   # tanh: no dead units, generic ranks
+    x = np.random.default_rng(0).standard_normal((40, 4))
+    src = ntk.NTKSource(f, params, x, outputs="full")
+    b = src.rank_boundaries()
+    # P = 4·6 + 6 = 30 (10 points of 3 rows), 6·6 + 6 = 42 (14 points); the last layer: 6 + 1 features per output
+    assert [(r["layer"], r["parameters"], r["points"]) for r in b] == [(0, 30, 10), (1, 42, 14), (2, 21, 7)]
+    # the independent check: the rank of each layer's Jacobian block stops growing at exactly those points
+    for n in (3, 5, 7, 9, 12, 16, 30):
+        ranks = _layer_jacobian_ranks(f, params, x[:n])
+        assert ranks == [min(3 * n, 30), min(3 * n, 42), 3 * min(n, 7)], n
+    assert ntk.NTKSource(f, params, x, outputs="trace").rank_boundaries() == []
+
+
+def test_auto_family_takes_the_probe_across_a_rank_boundary(caplog):
+    pytest.importorskip("jax")
+    from dlogdet import ntk
+
+    x, _ = ntk.load_dataset("mnist1d", 120, seed=0)
+    f, params = ntk.mlp((x.shape[1], 8, 8, 4), seed=0)       # boundaries: 41·8/4 -> 82, 72/4 -> 18, last layer 9
+    src = ntk.NTKSource(f, params, x, outputs="full")
+    with caplog.at_level("WARNING", logger="dlogdet"):
+        r = dlogdet.extrapolate(src, n_sub=40, seed=0, d=1e-8)
+    assert r.status == "rank-boundary" and r.diagnostics["family"] == "boxcox"
+    assert [b["points"] for b in r.diagnostics["rank_boundaries"]] == [82]
+    assert "layer 0 (dense, 328 parameters) at 82 points" in caplog.text and "n_sub = 40" in caplog.text
+    assert r.logdet == pytest.approx(r.diagnostics["boxcox"]["estimate"])
+    # past every boundary: the issue's family, no warning; asked for explicitly: that family, status still says it
+    r2 = dlogdet.extrapolate(src, n_sub=90, seed=0, d=1e-8)
+    assert r2.diagnostics["family"] == "issue" and r2.diagnostics["rank_boundaries"] == []
+    assert r2.status != "rank-boundary"
+    r3 = dlogdet.extrapolate(src, n_sub=40, seed=0, d=1e-8, family="issue")
+    assert r3.status == "rank-boundary" and r3.logdet == pytest.approx(r3.diagnostics["issue_estimate"])
