@@ -113,7 +113,8 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
         The curve that gives the estimate: the family above, or the Box-Cox curvature probe δ_k = α + β·(k^γ − 1)/γ
         (the band holds both either way). "auto" (default) takes the probe where the source reports a rank
         boundary between n_sub and n_total points (:meth:`~dlogdet.ntk.NTKSource.rank_boundaries`: a layer of a
-        full-output NTK that runs out of new directions there) and the family elsewhere.
+        full-output NTK that runs out of new directions there, the mark of a network narrow for its data) and the
+        family elsewhere.
     t, d, block_size, budget, client, **options
         As in :func:`logdet`, for the exact factorizations of the subsamples (``assume`` is ``"spd"``: every
         row's log-pivot is needed; add ``d=`` to a semi-definite matrix).
@@ -123,7 +124,8 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     LogdetResult
         ``method="extrapolate"``, ``logdet`` the estimate, ``stderr`` its honest standard error (the band
         ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` ``"ok"``, ``"unvalidated"``,
-        ``"scaling-law-rejected"`` or ``"rank-boundary"`` (``diagnostics["rank_boundaries"]`` lists them), and ``diagnostics`` with ``coefficients``, ``window``, ``order``,
+        ``"scaling-law-rejected"`` or ``"rank-boundary"``, ``diagnostics["family"]`` the family used,
+        ``diagnostics["rank_boundaries"]`` the model's rank boundaries between n_sub and n_total, and ``diagnostics`` with ``coefficients``, ``window``, ``order``,
         ``components`` of the stderr, ``ell`` (the ℓ_k curves), ``points`` (the subsamples), ``candidates``,
         ``curvature_t``, ``upper_monotone`` and the wall times.
 

@@ -455,16 +455,23 @@ def test_auto_family_takes_the_probe_across_a_rank_boundary(caplog):
 
     x, _ = ntk.load_dataset("mnist1d", 120, seed=0)
     f, params = ntk.mlp((x.shape[1], 8, 8, 4), seed=0)       # boundaries: 41·8/4 -> 82, 72/4 -> 18, last layer 9
-    src = ntk.NTKSource(f, params, x, outputs="full")
+    full = ntk.NTKSource(f, params, x, outputs="full")
     with caplog.at_level("WARNING", logger="dlogdet"):
-        r = dlogdet.extrapolate(src, n_sub=40, seed=0, d=1e-8)
+        r = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8)
     assert r.status == "rank-boundary" and r.diagnostics["family"] == "boxcox"
+    assert r.diagnostics["family_asked"] == "auto" and r.logdet == pytest.approx(r.diagnostics["boxcox"]["estimate"])
     assert [b["points"] for b in r.diagnostics["rank_boundaries"]] == [82]
     assert "layer 0 (dense, 328 parameters) at 82 points" in caplog.text and "n_sub = 40" in caplog.text
-    assert r.logdet == pytest.approx(r.diagnostics["boxcox"]["estimate"])
-    # past every boundary: the issue's family, no warning; asked for explicitly: that family, status still says it
-    r2 = dlogdet.extrapolate(src, n_sub=90, seed=0, d=1e-8)
+    # past every boundary: the issue's family, no warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dlogdet"):
+        r2 = dlogdet.extrapolate(full, n_sub=90, seed=0, d=1e-8)
     assert r2.diagnostics["family"] == "issue" and r2.diagnostics["rank_boundaries"] == []
-    assert r2.status != "rank-boundary"
-    r3 = dlogdet.extrapolate(src, n_sub=40, seed=0, d=1e-8, family="issue")
-    assert r3.status == "rank-boundary" and r3.logdet == pytest.approx(r3.diagnostics["issue_estimate"])
+    assert r2.status != "rank-boundary" and "rank boundaries" not in caplog.text
+    # asked for explicitly: that family, and the status still says it
+    r3 = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="issue")
+    assert r3.status == "rank-boundary" and r3.diagnostics["family"] == "issue"
+    assert r3.logdet == pytest.approx(r3.diagnostics["issue_estimate"])
+    # a traced NTK reports no boundary: the issue's family
+    r4 = dlogdet.extrapolate(ntk.NTKSource(f, params, x, outputs="trace"), n_sub=40, seed=0, d=1e-8)
+    assert r4.diagnostics["family"] == "issue" and r4.diagnostics["rank_boundaries"] == []

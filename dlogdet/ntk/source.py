@@ -335,21 +335,19 @@ class NTKSource(TileSource):
 
         Row (i, a) of a full-output NTK is the gradient of output a at point i, and its part in layer l's
         parameters lies in a space of dimension P_l (the layer's parameter count): once n·O ≥ P_l rows, that part
-        of the kernel has no new direction to give, so every later point's log-pivot loses it. A dense last layer
-        z = h·W/√d + β·b gives output a the features (h/√d, β) ⊗ e_a: O parts of rank at most d + 1 each, full at
-        d + 1 points. Measured on full-output NTKs of trained MLPs (40-w-w-10 on MNIST-1D, 1500 points from a
-        300-point subsample): with such a point between the subsample and the full set, the scaling law fitted to
-        ℓ_k read 7-19% too high (width 512: the last layer is full at 513 points; width 128: the first layer at
-        525), against 1.1-3.0% at widths 2048 and 4096, whose boundaries lie beyond 1500 points (see
-        :mod:`dlogdet.estimators.extrapolate`).
+        of the kernel has no new direction to give. A dense last layer z = h·W/√d + β·b gives output a the features
+        (h/√d, β) ⊗ e_a: O parts of rank at most d + 1 each, full at d + 1 points. ``dlogdet.extrapolate`` reports
+        the ones between the subsample and the full set (``diagnostics["rank_boundaries"]``) and then takes the
+        Box-Cox probe: such a boundary marks a network narrow for its data set, whose ℓ_k curve bends beyond the
+        subsample (measured, and why it is a marker rather than the cause: :mod:`dlogdet.estimators.extrapolate`).
 
         Returns
         -------
         list of dict
             One per layer: ``layer`` (index), ``kind`` ("dense" or "conv"), ``parameters`` (P_l) and ``points``
-            (the boundary, in points). Empty for a traced NTK (measured: a traced NTK's last-layer boundary
-            crossed between 300 and 3000 points biased nothing, −1.2% in the noise-free limit) and for a model
-            that does not describe its layers (``param_shapes`` and ``layer_rules``, as the zoo's models do).
+            (the boundary, in points). Empty for a traced NTK (its per-layer spaces are O times larger and its last
+            layer's is d + 1 for the sum of the outputs; not modelled here) and for a model that does not describe
+            its layers (``param_shapes`` and ``layer_rules``, as the zoo's models do).
         """
         f = self.f
         if self.outputs != "full" or not (hasattr(f, "param_shapes") and hasattr(f, "layer_rules")):
