@@ -472,6 +472,7 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
             f"the ℓ_k curve is too short for the order: a fit of order {orders[0] if len(orders) == 1 else 'auto'} "
             f"needs at least {need} points in the window, the subsample has n_s = {ns}"
             + ("" if auto_window else f" and the window {windows[0]} has {windows[0][1] - windows[0][0]}")
+            + ("" if w is None else ", counting only increments of non-zero weight")
             + ": use a larger n_sub, a wider window or a lower order")
     cands.sort(key=lambda c: c["mse"])
     best = cands[0]
