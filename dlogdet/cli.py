@@ -27,6 +27,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError
+from .ntk.registry import MODELS as NTK_REGISTRY, build_model
 from .runtime import Progress
 
 PROG = "dlogdet"
@@ -752,7 +753,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-NTK_MODELS = ("mlp", "factorized", "cnn", "resnet")
+NTK_MODELS = tuple(NTK_REGISTRY)
 
 
 def cmd_ntk(args: argparse.Namespace) -> int:
@@ -760,17 +761,10 @@ def cmd_ntk(args: argparse.Namespace) -> int:
     from . import ntk
     from .api import logdet
 
-    factory = {"mlp": "mlp", "factorized": "factorized_mlp", "cnn": "cnn1d", "resnet": "resnet1d"}[args.model]
-    if not hasattr(ntk, factory):
-        raise InputError(f"model {args.model!r} is not available in this version of dlogdet.ntk")
     if args.train_steps < 0:
         raise InputError(f"--train-steps must be >= 0, got {args.train_steps}")
     x, y = ntk.load_dataset(args.dataset, args.n, seed=args.seed)
-    classes = int(np.max(y)) + 1
-    if args.model in ("cnn", "resnet"):
-        f, params = getattr(ntk, factory)(outputs=classes, length=x.shape[1], seed=args.seed)
-    else:
-        f, params = getattr(ntk, factory)((x.shape[1], 512, 512, classes), seed=args.seed)
+    f, params = build_model(args.model, x.shape[1], int(np.max(y)) + 1, seed=args.seed)
     history = None
     t0 = time.perf_counter()
     if args.train_steps:
@@ -839,12 +833,7 @@ def source_from_spec(spec: str):
         o = {"n": 1000, "outputs": "full", "train_steps": 0, "seed": 0}
         o.update(_spec_options(":".join(parts[3:]), {"n": int, "outputs": str, "train_steps": int, "seed": int}))
         x, y = ntk.load_dataset(parts[2], o["n"], seed=o["seed"])
-        classes = int(np.max(y)) + 1
-        factory = {"mlp": "mlp", "factorized": "factorized_mlp", "cnn": "cnn1d"}[parts[1]]
-        if parts[1] == "cnn":
-            f, params = getattr(ntk, factory)(outputs=classes, length=x.shape[1], seed=o["seed"])
-        else:
-            f, params = getattr(ntk, factory)((x.shape[1], 512, 512, classes), seed=o["seed"])
+        f, params = build_model(parts[1], x.shape[1], int(np.max(y)) + 1, seed=o["seed"])
         if o["train_steps"]:
             params, _ = ntk.train(f, params, x, y, steps=o["train_steps"], seed=o["seed"])
         return ntk.NTKSource(f, params, x, outputs=o["outputs"])
