@@ -98,6 +98,8 @@ def execute(dsk: dict, out_key, panel_keys: list, *, client=None, progress: Prog
 
 
 def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
+    from concurrent.futures import ThreadPoolExecutor
+
     import dask.threaded
     import psutil
     from dask.callbacks import Callback
@@ -136,9 +138,16 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
     workers = n_workers(None)
     th = threading.Thread(target=sample, daemon=True)
     th.start()
+    # our own pool, shut down (running tasks awaited, queued ones cancelled) before BLAS is unpinned: when a task
+    # or a progress callback raises, dask returns while other tasks still run, and those would go on writing the
+    # tile store after the call returned, with multi-threaded BLAS (other rounding than a resumed run's)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="dlogdet")
     try:
         with threadpool_limits(limits=1, user_api="blas"), Callback(posttask=posttask):
-            value = dask.threaded.get(dsk, out_key, num_workers=workers)
+            try:
+                value = dask.threaded.get(dsk, out_key, num_workers=workers, pool=pool)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         stop.set()
         th.join()
