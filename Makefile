@@ -4,6 +4,9 @@ PYTHON = `command -v python3.11 || command -v python3`
 VENV = .venv
 VPY = $(VENV)/bin/python
 PYTEST_ARGS =
+# tests run in parallel processes (pytest-xdist: one per core, at most 4); the ones that share one resource (the
+# local Slurm cluster) are grouped onto one process
+XDIST = -n auto --maxprocesses 4 --dist loadgroup
 
 .PHONY: venv venv-dev demo test test-slow bench clean
 
@@ -28,10 +31,10 @@ demo: venv
 
 # the default run leaves out the tests marked slow (long validations, notebooks); CI runs both
 test: venv-dev
-	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(VPY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: venv-dev
-	$(VPY) -m pytest -m slow $(PYTEST_ARGS)
+	$(VPY) -m pytest -m slow $(XDIST) $(PYTEST_ARGS)
 
 bench: venv
 	$(VPY) benchmarks/exact.py

@@ -4,7 +4,7 @@ from . import config  # noqa: F401  (registers the dlogdet.* defaults in dask.co
 from .api import extrapolate, logdet, spectrum
 from .errors import (DlogdetError, ExtrapolationError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError,
                      NotSquareError, NotSymmetricError, ScratchSpaceError, SingularMatrixError, SourceError,
-                     UnsupportedDtypeError)
+                     UnsupportedDtypeError, WorkerMemoryError)
 from .planner import plan
 from .result import Inertia, LogdetResult
 from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, TileSource, ZarrSource, as_source
@@ -16,5 +16,5 @@ __all__ = [
     "ArraySource", "NpySource", "ZarrSource",
     "DaskArraySource", "as_source", "DlogdetError", "InputError", "NotPSDError", "NotSquareError",
     "NotSymmetricError", "NonFiniteError", "SingularMatrixError", "SourceError", "UnsupportedDtypeError",
-    "MemoryBudgetError", "ScratchSpaceError", "plan", "__version__",
+    "MemoryBudgetError", "ScratchSpaceError", "WorkerMemoryError", "plan", "__version__",
 ]

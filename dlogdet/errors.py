@@ -98,8 +98,20 @@ class MemoryBudgetError(_NeedsBytes):
     """
 
 
+class WorkerMemoryError(MemoryBudgetError):
+    """A worker ran out of memory during a run: its nanny restarted it at its memory limit, or dask kept it paused.
+
+    The message names the worker, its memory limit, what the run held per worker, and the fix (the default
+    ``budget="auto"``, a smaller ``budget=``, or workers with more memory).
+    """
+
+
 class ScratchSpaceError(_NeedsBytes):
-    """The scratch directory of the on-disk tile store lacks the free space the run needs.
+    """The scratch directory of the on-disk tile store cannot hold the run: too little free space at the start, or
+    a file system that filled up, turned read-only or lost the store during the run.
+
+    Finished steps stay on disk: once the cause is fixed, the same call resumes from them (the message says from
+    which step). The command line exits with status 2.
 
     Attributes
     ----------

@@ -119,8 +119,12 @@ def choose_mode(n: int, itemsize: int, budget: int | None, workers: int, assume:
         return mode
     if budget is None:
         return "memory"
-    matrix = n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize
-    return "store" if matrix > 0.5 * budget * workers else "memory"
+    return "store" if matrix_bytes(n, itemsize, assume) > 0.5 * budget * workers else "memory"
+
+
+def matrix_bytes(n: int, itemsize: int, assume: str) -> int:
+    """Bytes of what the factorization reads: the lower triangle (all of it for ``gen``)."""
+    return n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize
 
 
 def task_count(nt: int, assume: str) -> int:

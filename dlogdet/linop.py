@@ -31,6 +31,7 @@ import numpy as np
 from . import backend as B
 from . import config
 from . import kernels as K
+from . import memory
 from .errors import InputError, MemoryBudgetError
 from .graph import Tiling, auto_block_size
 from .matvec import build_diagonal_graph, build_matmat_graph, build_plan_graph
@@ -69,9 +70,7 @@ class SourceOperator:
         self.d = d
         self.client = active_client(client)
         self.workers = n_workers(self.client)
-        if budget is None:
-            budget = config.get("memory.budget")
-        self.budget = config.parse_bytes(budget) if budget is not None else None
+        self.budget = memory.resolve(budget, self.client).bytes
         in_memory = isinstance(source, ArraySource) and B.is_numpy_like(source.array)
         if product == "auto":
             product = "direct" if in_memory and self.client is None else "tiles"

@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import config
+from . import config, memory
 from .errors import InputError, MemoryBudgetError
 from .graph import Tiling, auto_block_size, choose_mode, store_block_size, task_count
 from .sources.base import check_dtype
@@ -128,6 +128,7 @@ class Plan:
     time_io_s: float
     time_total_s: float
     warnings: tuple[str, ...] = field(default=())
+    budget_source: str = "given"           # how the budget was obtained (dlogdet.memory.resolve's words)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field (``rates`` nested, ``warnings`` a list)."""
@@ -433,9 +434,10 @@ def _gpu_cap(b: int, lo: int, gpu_b: int, per_task: int, itemsize: int, given: b
 # --------------------------------------------------------------------------------------------------- the plan
 
 
-def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", block_size: int | None = None,
-         gpus_per_worker: int = 0, gpu_memory=None, rates: Mapping[str, float] | None = None,
-         calibrate: bool = False) -> Plan:
+def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", assume: str = "spd",
+         block_size: int | None = None, gpus_per_worker: int = 0, gpu_memory=None,
+         rates: Mapping[str, float] | None = None, calibrate: bool = False, worker_memory=None,
+         client=None) -> Plan:
     """Dry run of an exact log-determinant: tile size, tasks, memory, disk, flops and time, in closed form.
 
     Mode and tile size are the engine's (module doc): mode :func:`dlogdet.graph.choose_mode` (``"store"``, the
@@ -448,11 +450,13 @@ def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", 
     ----------
     n : int
         Order of the matrix.
-    workers : int
-        Dask workers.
+    workers : int, optional
+        Dask workers (default: those of ``client``).
     budget : int or str
         Memory per worker for tiles, such as ``"80GB"`` (as ``dlogdet.logdet(budget=)``; the worker's own
-        baseline, ``dlogdet.memory.overhead``, is outside it); None reads ``dlogdet.memory.budget``.
+        baseline, ``dlogdet.memory.overhead``, is outside it); None reads ``dlogdet.memory.budget`` (default
+        ``"auto"``: the engine's rule, :mod:`dlogdet.memory`, from ``client``'s workers or from
+        ``worker_memory``).
     dtype : {"float64", "float32"}
     assume : {"spd", "sym", "gen"}
     block_size : int, optional
@@ -468,6 +472,11 @@ def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", 
         GPU, 1e9 B/s).
     calibrate : bool
         Measure the rates here (about a second): a single-threaded 1024² float64 GEMM and a 64 MiB disk round trip.
+    worker_memory : int or str, optional
+        Memory limit of one worker, for ``budget="auto"`` without a cluster.
+    client : distributed.Client, optional
+        Plan for this cluster: its workers, and ``budget="auto"`` from their memory limits and the memory they use
+        now, exactly as ``dlogdet.logdet`` on it would.
 
     Returns
     -------
@@ -484,17 +493,21 @@ def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", 
     """
     t_start = time.perf_counter()
     n = _check_int("n", n, 1)
+    if workers is None:
+        if client is None:
+            raise InputError("give workers= (the number of dask workers) or client= (a cluster to plan for)")
+        from .runtime import n_workers
+        workers = n_workers(client)
     workers = _check_int("workers", workers, 1)
     dt = check_dtype(dtype)
     itemsize = dt.itemsize
     if assume not in ASSUME:
         raise InputError(f"assume must be one of {ASSUME}, got {assume!r}")
-    if budget is None:
-        budget = config.get("memory.budget", None)
-        if budget is None:
-            raise InputError("give a memory budget per worker, such as budget='80GB' (or set dask config "
-                             "dlogdet.memory.budget)")
-    budget_b = config.parse_bytes(budget)
+    resolved = memory.for_plan(budget, worker_memory=worker_memory, client=client)
+    if resolved.bytes is None:
+        raise InputError("give a memory budget per worker, such as budget='80GB', or budget='auto' with "
+                         "worker_memory= (dask config dlogdet.memory.budget is null)")
+    budget_b = resolved.bytes
     gpus = _check_int("gpus_per_worker", gpus_per_worker, 0)
     if gpus and gpu_memory is None:
         raise InputError(f"gpus_per_worker={gpus} needs gpu_memory (device memory of one GPU, such as '80GB')")
@@ -608,6 +621,7 @@ def plan(n: int, *, workers: int, budget, dtype="float64", assume: str = "spd", 
 
     p = Plan(n=n, dtype=dt.name, assume=assume, workers=workers, gpus_per_worker=gpus, slots_per_worker=slots,
              tasks_at_once_per_worker=at_once, store_slots_per_worker=store_slots, budget_bytes=budget_b,
+             budget_source=resolved.source,
              gpu_memory_bytes=gpu_b, overhead_bytes=overhead, tiles_per_task=per_task, block_size=b,
              block_size_limited_by=why, engine_block_size=engine_b, n_panels=nt, n_tiles=n_tiles, n_tasks=n_tasks,
              mode=mode, mode_reason=reason, matrix_bytes=matrix_bytes, tile_bytes=tile_bytes,
@@ -659,7 +673,8 @@ def _format_plan(p: Plan) -> str:
     rows: list[tuple[str, str, str]] = [
         ("matrix", f"n = {p.n:,} {p.dtype}", f"assume {p.assume}: {FACTORIZATION[p.assume]}"),
         ("workers", workers, ""),
-        ("budget", f"{_human_bytes(p.budget_bytes)} / worker", "for tiles; the baseline is outside it"),
+        ("budget", f"{_human_bytes(p.budget_bytes)} / worker", f"for tiles; the baseline is outside it; "
+                                                               f"{p.budget_source}"),
     ]
     if p.gpu_memory_bytes is not None:
         rows.append(("GPU memory", f"{_human_bytes(p.gpu_memory_bytes)} / GPU",

@@ -80,21 +80,24 @@ def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
 
 def execute(dsk: dict, out_key, panel_keys: list, *, client=None, progress: ProgressCallback | None = None,
             tiles_total: int = 0, run: str | None = None, task_bytes: dict[str, int] | None = None,
-            release: list = (), budget: int | None = None) -> tuple[Any, RunStats]:
+            release: list = (), budget: int | None = None, watch: MemoryWatch | None = None
+            ) -> tuple[Any, RunStats]:
     """Compute ``out_key`` of ``dsk`` and report progress as panels finish.
 
     On a cluster, ``task_bytes`` (working-set bytes per task kind) is annotated on every task of run ``run`` for
     the memory accounting of :mod:`dlogdet.budget`. Futures in ``release`` (data the graph was built on) are
     released as soon as the graph is submitted: the scheduler then frees each piece after its last consumer
     instead of holding it to the end. ``budget`` (bytes per worker) is announced to the scheduler with the run
-    (the dashboard page draws it). Returns the value of ``out_key`` and run statistics (wall time, peak
-    memory per worker where known, and a compact timeline of panels done and memory per worker).
+    (the dashboard page draws it); ``watch`` (:class:`MemoryWatch`, with what the run holds per worker) turns a
+    worker lost to memory into a :class:`~dlogdet.errors.WorkerMemoryError`. Returns the value of ``out_key`` and
+    run statistics (wall time, peak memory per worker where known, and a compact timeline of panels done and
+    memory per worker).
     """
     client = active_client(client)
     if client is None:
         return _execute_local(dsk, out_key, panel_keys, progress, tiles_total)
     return _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run, task_bytes, release,
-                                budget)
+                                budget, watch)
 
 
 def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
@@ -156,8 +159,83 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
     return value, RunStats(wall, {}, {"local": peak[0]}, f"threads ({workers})", timeline=timeline.to_dict())
 
 
+class MemoryWatch:
+    """Workers lost to memory during a run, from the samples of its progress loop.
+
+    A worker whose address vanishes after it was seen at or above dask's pause threshold
+    (``distributed.worker.memory.pause`` × its limit), or that stays paused, was out of memory. The run then ends
+    with :class:`~dlogdet.errors.WorkerMemoryError` instead of waiting for data dask lost with the worker (a hang)
+    or a bare ``FutureCancelledError``: at once when the run fails, and after ``grace`` seconds without a
+    finished panel otherwise (dask may recompute what it lost, and a run that goes on is not interrupted).
+    """
+
+    def __init__(self, needed: int | None = None, mode: str | None = None, grace: float = 30.0):
+        import dask
+        self.pause = float(dask.config.get("distributed.worker.memory.pause", 0.8) or 0.8)
+        self.needed, self.mode, self.grace = needed, mode, grace
+        self.workers: dict[str, dict] = {}      # addr -> name, limit, peak memory, paused since
+        self.lost: list[dict] = []
+        self.lost_at: float | None = None
+        self.progress_at = time.perf_counter()
+        self.longest_panel = 0.0
+
+    def observe(self, workers: dict) -> None:
+        now = time.perf_counter()
+        for addr, w in workers.items():
+            rec = self.workers.setdefault(addr, {"name": w.get("name", addr), "limit": int(w.get("memory_limit") or 0),
+                                                 "peak": 0, "paused_since": None})
+            rec["peak"] = max(rec["peak"], int(w.get("metrics", {}).get("memory") or 0))
+            if w.get("status") == "paused":
+                rec["paused_since"] = rec["paused_since"] or now
+            else:
+                rec["paused_since"] = None
+        for addr in set(self.workers) - set(workers):
+            rec = self.workers.pop(addr)
+            if rec["limit"] and (rec["peak"] >= self.pause * rec["limit"] or rec["paused_since"]):
+                self.lost.append(rec)
+                self.lost_at = self.lost_at or now
+
+    def progressed(self) -> None:
+        now = time.perf_counter()
+        self.longest_panel = max(self.longest_panel, now - self.progress_at)
+        self.progress_at = now
+
+    def stuck(self) -> bool:
+        """Lost to memory and no panel since, or every worker paused as long: for ``grace`` seconds or three times
+        the longest wait for a panel so far, whichever is longer."""
+        now = time.perf_counter()
+        grace = max(self.grace, 3.0 * self.longest_panel)
+        if self.lost and now - max(self.lost_at or now, self.progress_at) > grace:
+            return True
+        paused = [w["paused_since"] for w in self.workers.values()]
+        return bool(paused) and all(p is not None and now - max(p, self.progress_at) > grace for p in paused)
+
+    def error(self):
+        """The :class:`~dlogdet.errors.WorkerMemoryError` that says what happened, or None if nothing did."""
+        from .errors import WorkerMemoryError
+
+        if self.lost:
+            w = self.lost[0]
+            what = (f"worker {w['name']} (memory limit {w['limit'] / 2**20:.0f} MiB; last seen using "
+                    f"{w['peak'] / 2**20:.0f} MiB) was restarted by its nanny")
+        else:
+            paused = [w for w in self.workers.values() if w["paused_since"]]
+            if not paused:
+                return None
+            w = paused[0]
+            what = (f"worker {w['name']} (memory limit {w['limit'] / 2**20:.0f} MiB) stayed paused by dask at "
+                    f"{w['peak'] / 2**20:.0f} MiB")
+        held = (f"; the run holds about {self.needed / 2**20:.0f} MiB of tiles per worker"
+                + (" (in memory mode: its share of the matrix)" if self.mode == "memory" else "")
+                if self.needed else "")
+        return WorkerMemoryError(
+            f"{what}{held}, more than the worker can hold beside its own memory. Fix: leave budget= unset (the "
+            f"default 'auto' follows the workers' limits; dask config dlogdet.memory.budget must not be null), give a "
+            f"smaller budget=, or start workers with more memory", needed=self.needed)
+
+
 def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run=None, task_bytes=None,
-                         release=(), budget=None):
+                         release=(), budget=None, watch: MemoryWatch | None = None):
     import dask
 
     from .budget import Accounting, TaskBytes, register_extensions
@@ -198,6 +276,7 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
             tracked = accounting.tracked_now() if accounting is not None else {}
         except Exception:  # the scheduler may be busy or gone; the run's own result reports that
             return
+        watch.observe(info.get("workers", {}))
         for addr, w in info.get("workers", {}).items():
             m = w.get("metrics", {})
             name = w.get("name", addr)
@@ -209,6 +288,7 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
             timeline.sample(key, time.perf_counter() - t0, m.get("memory"), tracked.get(addr))
 
     last_done = -1
+    watch = watch or MemoryWatch()
     try:
         while True:
             done = sum(f.done() for f in panels)
@@ -217,7 +297,10 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
                 if progress is not None:
                     progress(_progress_for(done, nt, tiles_total, t0))
                 last_done = done
+                watch.progressed()
             sample()
+            if watch.stuck():
+                raise watch.error()
             try:
                 # blocks up to `interval` on this future's own client (distributed.wait would look for a
                 # default client and, without one, fail at once: a busy loop that starves the workers)
@@ -225,6 +308,12 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
                 break
             except TimeoutError:
                 continue
+            except BaseException as e:   # FutureCancelledError is a BaseException (asyncio's CancelledError)
+                sample()
+                err = watch.error() if watch.lost else None
+                if err is not None:
+                    raise err from e
+                raise
         timeline.progress(time.perf_counter() - t0, nt)
         if progress is not None and last_done != nt:
             progress(_progress_for(nt, nt, tiles_total, t0))

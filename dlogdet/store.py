@@ -63,15 +63,24 @@ class TileStore:
 
     def save(self, name: str, obj) -> None:
         final = self.path(name)
-        tmp = f"{final}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            if name.endswith(".npy"):
-                np.save(f, np.ascontiguousarray(B.to_host(obj)), allow_pickle=False)
-            elif name.endswith(".npz"):
-                np.savez(f, **obj)
-            else:
-                pickle.dump(obj, f, protocol=5)
-        os.replace(tmp, final)  # atomic: a file that exists is complete
+        tmp = f"{final}{TMP}{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as f:
+                if name.endswith(".npy"):
+                    np.save(f, np.ascontiguousarray(B.to_host(obj)), allow_pickle=False)
+                elif name.endswith(".npz"):
+                    np.savez(f, **obj)
+                else:
+                    pickle.dump(obj, f, protocol=5)
+            os.replace(tmp, final)  # atomic: a file that exists is complete
+        except OSError as e:
+            # a full or failing file system: leave no partial file behind (it would hold the space), and say what
+            # failed; the driver turns this into its one-line message (estimators.exact)
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise StoreWriteError(e.errno, f"{e.strerror or e}", final) from None
 
     def load(self, name: str):
         p = self.path(name)
@@ -110,6 +119,32 @@ class TileStore:
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+#: Infix of a tile's temporary name while it is written (renamed to its final name when complete).
+TMP = ".tmp-"
+
+
+class StoreWriteError(OSError):
+    """A tile could not be written to the store (``errno``, the OS's words, the file): what the worker saw."""
+
+
+def remove_partial(root: str) -> int:
+    """Delete temporary files left by writes that never completed (a killed or failed run); returns bytes freed."""
+    freed = 0
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if TMP in name:
+            p = os.path.join(root, name)
+            try:
+                freed += os.path.getsize(p)
+                os.remove(p)
+            except OSError:
+                pass
+    return freed
 
 
 _SLOTS: dict[int, threading.BoundedSemaphore] = {}

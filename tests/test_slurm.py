@@ -37,13 +37,25 @@ def _slurm_up() -> bool:
 
 
 pytestmark = [pytest.mark.slurm,
+              # one Slurm cluster serves the suite: its tests count jobs, so they run one at a time on one xdist worker
+              pytest.mark.xdist_group("slurm"),
               pytest.mark.skipif(not _slurm_up(), reason="no Slurm cluster answers (cluster/local-slurm.sh start)")]
 
 
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)            # job logs (dlogdet-slurm-logs/) and scheduler files land here
+    # the jobs of an earlier test end asynchronously after its cluster closed: start from an empty queue, so that
+    # counting this test's jobs counts only them (bounded wait)
+    deadline = time.monotonic() + 60
+    while _queued() and time.monotonic() < deadline:
+        time.sleep(0.5)
     return tmp_path
+
+
+def _queued() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=10)
+    return out.stdout.split()
 
 
 def _jobs(name: str) -> list[str]:

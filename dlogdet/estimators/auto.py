@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from .. import config
+from .. import config, memory
 from ..linop import spectrum_lower_bound
 from ..runtime import active_client, n_workers
 from ..sources import TileSource
@@ -36,21 +36,6 @@ log = logging.getLogger(__name__)
 
 EXACT_OPTIONS = ("backend", "progress", "check_symmetry", "scratch", "resume")
 ESTIMATOR_MATVECS = 2000  # products of a typical SLQ run at rtol=1% (16 probes × ~100 steps, or a preconditioner)
-
-
-def _budget_per_worker(budget, client) -> int:
-    if budget is not None:
-        return config.parse_bytes(budget)
-    b = config.get("memory.budget")
-    if b is not None:
-        return config.parse_bytes(b)
-    if client is not None:
-        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
-        limits = [x for x in limits if x]
-        if limits:
-            return int(min(limits) * 0.6)  # leave the worker's baseline and its spill threshold room
-    import psutil
-    return int(psutil.virtual_memory().available * 0.6 / max(1, n_workers(None)))
 
 
 def decide(source: TileSource, *, assume: str, t, d, rtol: float, budget, client, time_limit: float,
@@ -66,7 +51,10 @@ def decide(source: TileSource, *, assume: str, t, d, rtol: float, budget, client
     n = source.n
     workers = n_workers(client)
     try:
-        p = plan(n, workers=workers, budget=_budget_per_worker(budget, client), dtype=str(source.dtype),
+        b = memory.resolve(budget, client).bytes
+        if b is None:   # no budget: plan for the memory the workers have
+            b = memory.resolve(memory.AUTO, client).bytes
+        p = plan(n, workers=workers, budget=b, dtype=str(source.dtype),
                  assume=assume, block_size=block_size)
     except DlogdetError as e:
         return "slq", f"the exact run does not fit: {e}"

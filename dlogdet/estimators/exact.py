@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -15,11 +16,13 @@ import numpy as np
 from .. import backend as B
 from .. import config
 from .. import kernels as K
+from .. import memory
 from ..errors import InputError, MemoryBudgetError, ScratchSpaceError
-from ..graph import Tiling, auto_block_size, build_factor_graph, choose_mode, store_block_size, task_count
+from ..graph import (Tiling, auto_block_size, build_factor_graph, choose_mode, matrix_bytes, store_block_size,
+                     task_count)
 from ..kernels import ASSUME
 from ..result import Inertia, LogdetResult
-from ..runtime import ProgressCallback, active_client, execute, n_workers
+from ..runtime import MemoryWatch, ProgressCallback, active_client, execute, n_workers
 from ..sources import ArraySource, DaskArraySource, TileSource
 
 log = logging.getLogger(__name__)
@@ -101,18 +104,22 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     backend = backend or config.get("backend", "auto")
     if backend not in B.BACKENDS:
         raise InputError(f"backend must be one of {B.BACKENDS}, got {backend!r}")
-    if budget is None:
-        budget = config.get("memory.budget")
-    if budget is not None:
-        budget = config.parse_bytes(budget)
     client = active_client(client)
+    resolved = memory.resolve(budget, client)
+    budget = resolved.bytes
     workers = n_workers(client)
     itemsize = source.dtype.itemsize
     use_store = choose_mode(n, itemsize, budget, workers, assume) == "store"
     if block_size is None:
-        block_size = config.get("block-size") or (
-            store_block_size(n, workers, budget, itemsize) if use_store
-            else auto_block_size(n, workers, itemsize=itemsize, budget=budget))
+        try:
+            block_size = config.get("block-size") or (
+                store_block_size(n, workers, budget, itemsize) if use_store
+                else auto_block_size(n, workers, itemsize=itemsize, budget=budget))
+        except MemoryBudgetError as e:
+            if not resolved.is_auto:
+                raise
+            raise MemoryBudgetError(f"{e}. The budget was set automatically ({resolved.source}): give workers "
+                                    "more memory, or budget= explicitly", needed=e.needed) from None
     block_size = min(_check_block_size(block_size), n)
     if use_store and budget is not None:
         per_task = int(config.get("memory.tiles-per-task", 5))
@@ -139,7 +146,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     if use_store:
         return _run_store(source, assume, tiling, t=t, d=d, backend=backend, rtol=rtol, client=client,
                           progress=progress, budget=budget, scratch=scratch, resume=resume, workers=workers,
-                          check_symmetry=check_symmetry)
+                          check_symmetry=check_symmetry, budget_source=resolved.source)
     scattered = client is not None and isinstance(source, ArraySource)
     if scattered and rtol is not None:
         # an in-memory matrix on a cluster: check it here, before any work or transfer
@@ -155,6 +162,8 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     # once), and intermediate tiles whose inputs were already forgotten after their last consumer ran (the
     # scheduler drops those tasks, so the lost result's future is cancelled). The run then starts over.
     retries = int(config.get("lost-input-retries", 1)) if client is not None else 0
+    # what a worker holds: its share of the matrix, plus a task's output and inputs at a time
+    held = -(-matrix_bytes(n, itemsize, assume) // workers) + 3 * tb
     restarts, time_lost, t_start = 0, 0.0, time.perf_counter()
     while True:
         tiles, source_ref, futures = None, None, []
@@ -178,7 +187,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         try:
             (logp, sign), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client, progress=progress,
                                           tiles_total=n_tiles, run=g.token, task_bytes=per_kind, release=futures,
-                                          budget=budget)
+                                          budget=budget, watch=MemoryWatch(held, "memory"))
             break
         except BaseException as e:  # FutureCancelledError derives from asyncio's CancelledError (BaseException)
             # scattered tiles exist once: a worker lost before their first consumer ran takes them along, and
@@ -195,6 +204,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
                 f.release()
 
     extra = {"restarts": restarts, "time_lost": time_lost} if restarts else {}
+    extra["budget_source"] = resolved.source
     return _result(source, assume, tiling, logp, sign, stats, g, workers=workers, backend=backend, client=client,
                    t=t, d=d, check_symmetry=check_symmetry, budget=budget, n_tiles=n_tiles, mode="memory", **extra)
 
@@ -241,14 +251,32 @@ def _result(source, assume, tiling, logp, sign, stats, g, *, workers, backend, c
 
 
 def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress, budget, scratch, resume, workers,
-               check_symmetry) -> LogdetResult:
-    """The out-of-core run: tiles in ``<scratch>/dlogdet-<token>``, resumed from it when it holds finished steps."""
-    from ..graph import graph_token
-    from ..store import TileStore, build_store_graph, resume_step
-
+               check_symmetry, budget_source) -> LogdetResult:
+    """The out-of-core run: tiles in ``<scratch>/dlogdet-<token>``, resumed from it when it holds finished steps;
+    a scratch directory that fills up, turns read-only or vanishes mid-run ends in one :class:`ScratchSpaceError`
+    that says where the same call resumes."""
     n, itemsize = tiling.n, source.dtype.itemsize
     root = _scratch_root(scratch)
-    os.makedirs(root, exist_ok=True)
+    # free disk: the trailing matrix once, plus one step's factor and panel tiles
+    need = matrix_bytes(n, itemsize, assume) + 2 * tiling.nt * tiling.block_size ** 2 * itemsize
+    try:
+        os.makedirs(root, exist_ok=True)
+        return _run_store_in(source, assume, tiling, root=root, need=need, t=t, d=d, backend=backend, rtol=rtol,
+                             client=client, progress=progress, budget=budget, resume=resume, workers=workers,
+                             check_symmetry=check_symmetry, budget_source=budget_source)
+    except OSError as e:
+        failure = scratch_failure(e, root, tiling.nt, need)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _run_store_in(source, assume, tiling, *, root, need, t, d, backend, rtol, client, progress, budget, resume,
+                  workers, check_symmetry, budget_source) -> LogdetResult:
+    from ..graph import graph_token
+    from ..store import TileStore, build_store_graph, remove_partial, resume_step
+
+    n, itemsize = tiling.n, source.dtype.itemsize
     spilled = None
     if isinstance(source, ArraySource):
         # an in-memory matrix larger than the budgets: the workers read it from disk like any .npy file. The
@@ -273,12 +301,10 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
     start = 0
     if os.path.isdir(store.root):
         if resume:
+            remove_partial(store.root)
             start = resume_step(store, tiling.nt)
         else:
             store.clear()
-    # free disk: the trailing matrix once, plus one step's factor and panel tiles
-    matrix = n * n * itemsize if assume == "gen" else n * (n + 1) // 2 * itemsize
-    need = matrix + 2 * tiling.nt * tile_bytes
     have = _dir_bytes(store.root)
     free = shutil.disk_usage(root).free
     if free + have < need:
@@ -304,18 +330,63 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
                     "gemm": per_task * tb, "syrk": per_task * tb, "symcheck": 3 * tb}
         (logp, sign, computed), stats = execute(g.dsk, g.output_key, g.panel_keys, client=client,
                                                 progress=progress, tiles_total=n_tiles, run=token,
-                                                task_bytes=per_kind, budget=budget)
+                                                task_bytes=per_kind, budget=budget,
+                                                watch=MemoryWatch(store.slots * per_task * tb, "store"))
     finally:
         for f in futures:
             f.release()
     result = _result(source, assume, tiling, logp, sign, stats, g, workers=workers, backend=backend, client=client,
                      t=t, d=d, check_symmetry=check_symmetry, budget=budget, n_tiles=n_tiles, mode="store",
                      scratch=store.root, resumed_from_step=start, tasks_computed=computed,
-                     tiles_per_task=per_task, slots_per_worker=store.slots)
+                     tiles_per_task=per_task, slots_per_worker=store.slots, budget_source=budget_source)
     store.clear()
     if spilled:
         os.remove(spilled)
     return result
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def scratch_failure(e: OSError, root: str, nt: int, need: int) -> ScratchSpaceError | None:
+    """The one-line error of a tile store that failed mid-run (full, not writable, or gone), or None when ``e`` is
+    not about the scratch directory ``root``. Finished steps stay on disk, and the message says where the same call
+    resumes; a store that lost files is removed (the same call starts over)."""
+    from ..store import resume_step, TileStore
+
+    where = os.path.abspath(getattr(e, "filename", None) or "")
+    if where and not where.startswith(os.path.abspath(root) + os.sep) and where != os.path.abspath(root):
+        return None
+    cause = e.strerror or str(e)
+    stores = [os.path.join(root, f) for f in os.listdir(root) if f.startswith("dlogdet-") and
+              os.path.isdir(os.path.join(root, f))] if os.path.isdir(root) else []
+    store = next((s for s in stores if where.startswith(s + os.sep)), None)
+    k = resume_step(TileStore(store), nt) if store else 0
+    kept = f"{k} of {nt} steps are finished and kept in {store}" if store and k else "no step is finished yet"
+    again = (f"then run the same command again: it resumes from step {k}" if k
+             else "then run the same command again")
+    free = shutil.disk_usage(root).free if os.path.isdir(root) else 0
+    short = e.errno is None and free < need - (_dir_bytes(store) if store else 0)   # numpy's short write
+    if e.errno in _FULL or short:
+        more = max(0, need - (_dir_bytes(store) if store else 0) - free)
+        msg = (f"the scratch file system under {root} filled up during the out-of-core run ({cause}): {kept}; the "
+               f"run needs {need} bytes ({need / 2**30:.2f} GiB) in all, {more} bytes ({more / 2**30:.2f} GiB) more "
+               f"than is free now. Free space there or give scratch= a larger file system, {again}")
+    elif e.errno in _DENIED:
+        msg = (f"the scratch directory {root} is not writable ({cause}): {kept}. Fix its permissions or give "
+               f"scratch= a directory you can write, {again}")
+    elif e.errno == errno.ENOENT:
+        # files of the store were deleted under it: what is left cannot be trusted, so it goes, and the same
+        # call starts over instead of resuming into missing tiles
+        if store:
+            shutil.rmtree(store, ignore_errors=True)
+        msg = (f"the tile store under {root} vanished during the run ({cause}: deleted by another process?); what "
+               "was left of it was removed. Keep the scratch directory in place and run the same command again: it "
+               "starts over")
+    else:
+        msg = f"the tile store under {root} failed ({cause}): {kept}; {again}"
+    return ScratchSpaceError(msg, needed=need)
 
 
 def _dir_bytes(path: str) -> int:
