@@ -432,6 +432,7 @@ def _layer_jacobian_ranks(f, params, x):
     return ranks
 
 
+@pytest.mark.slow   # ~16 s: SVDs of every layer's Jacobian block at 7 sizes
 def test_rank_boundaries_are_where_each_layer_runs_out_of_directions():
     pytest.importorskip("jax")
     from dlogdet import ntk

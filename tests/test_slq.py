@@ -124,6 +124,7 @@ def test_slq_prescribed_spectra_within_bar_and_tolerance(name):
     assert D["interval"][0] <= exact <= D["interval"][1]
 
 
+@pytest.mark.slow   # coverage over many seeds: ~20 s for the four spectra
 @pytest.mark.parametrize("name", sorted(SPECTRA))
 def test_slq_error_bar_coverage_prescribed(name):
     a, d, exact, lo = spectrum_case(name, n=200)
@@ -226,6 +227,7 @@ def test_slq_kernels_against_exact_engine(kind):
     assert abs(r.logdet - exact) <= 0.01 * abs(exact)
 
 
+@pytest.mark.slow   # ~20 s: coverage over seeds on a kernel matrix
 def test_slq_kernel_coverage_over_seeds():
     src = kernel(400, "matern32", d=3, jitter=1e-2)
     exact = dlogdet.logdet(src).logdet
@@ -421,6 +423,7 @@ def test_slq_on_a_distributed_client():
 # ---------------------------------------------------------------------------------------------------- README
 
 
+@pytest.mark.slow   # ~11 s: the README's estimator example at its own sizes
 def test_readme_estimators_example_runs():
     import re
     from pathlib import Path

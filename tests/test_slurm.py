@@ -86,6 +86,7 @@ def test_gpu_profile_refused_by_a_slurm_without_gpus(in_tmp):
             pass
 
 
+@pytest.mark.slow   # ~23 s: a job cancelled and replaced by Slurm
 @pytest.mark.timeout(300)
 def test_preempted_job_is_replaced_and_the_run_completes(in_tmp):
     """scancel one of two worker jobs mid-run: adaptive scaling submits a replacement and the result is exact."""
@@ -127,6 +128,7 @@ def test_preempted_job_is_replaced_and_the_run_completes(in_tmp):
           f"replacement job(s) {sorted(after - before)}")
 
 
+@pytest.mark.slow   # ~10 s: a whole batch allocation
 @pytest.mark.timeout(300)
 def test_batch_run_inside_one_allocation(in_tmp):
     """cluster/run.sbatch: scheduler, client and 2 workers as the 4 tasks of one job (SLURMRunner)."""
