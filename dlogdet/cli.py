@@ -608,9 +608,13 @@ def cmd_logdet(args: argparse.Namespace) -> int:
             options["rank" if method == "nystrom" else "precondition"] = args.rank
         if args.seed is not None:
             options["seed"] = args.seed
+    from .estimators import options_of
+
     with _client_for(args) as client, _progress(args) as bar:
+        if bar is not None and "progress" in options_of(method):
+            options["progress"] = bar
         r = logdet(args.path, method=method, assume=args.assume, t=args.t, d=args.d, block_size=args.block_size,
-                   budget=args.budget, client=client, progress=bar, **options)
+                   budget=args.budget, client=client, **options)
     if method == "freedecomp" and args.plot:
         _plot_freedecomp(r.diagnostics["submatrix_eigenvalues"], r.diagnostics["n0"], r.diagnostics["degrees"],
                          r.diagnostics["scale"], [r.diagnostics["n_total"]], args.plot)
