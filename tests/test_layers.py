@@ -19,14 +19,14 @@ PKG = Path(dlogdet.__file__).resolve().parent
 
 # top-level name inside dlogdet (module or sub-package) -> layer
 LAYERS = {
-    "errors": 0, "result": 0, "config": 0,
+    "errors": 0, "result": 0, "config": 0, "status": 0, "diagnostics": 0,
     "backend": 1,
-    "kernels": 2, "krylov": 2, "freecurve": 2,
+    "kernels": 2, "krylov": 2, "freecurve": 2, "scalinglaw": 2,
     "sources": 3, "ntk": 3,
     "graph": 4, "store": 4, "matvec": 4,
     "budget": 5, "runtime": 5, "planner": 5, "linop": 5, "deploy": 5, "spectra": 5, "timeline": 5,
     "estimators": 6,
-    "api": 7, "cli": 7, "__init__": 7, "__main__": 7, "dashboard": 7, "report": 7, "progress": 7,
+    "api": 7, "cli": 7, "__init__": 7, "__main__": 7, "dashboard": 7, "report": 7, "progress": 7, "ui": 7,
 }
 
 
