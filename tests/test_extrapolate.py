@@ -365,6 +365,19 @@ def test_cli_extrapolate_bad_input_exits_2(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
+def test_cli_old_family_spelling_warns_on_stderr(capsys):
+    from dlogdet.cli import main
+
+    args = ["extrapolate", "kernel:matern32:n=300", "--n-sub", "40", "--seed", "0", "--json"]
+    assert main(args + ["--family", "issue"]) == 0
+    cap = capsys.readouterr()
+    old = json.loads(cap.out)
+    assert "dlogdet: warning: family 'issue' is renamed 'scaling-law'" in cap.err
+    assert main(args + ["--family", "scaling-law"]) == 0
+    new = json.loads(capsys.readouterr().out)
+    assert old["logdet"] == new["logdet"] and old["diagnostics"]["family"] == "scaling-law"
+
+
 def test_readme_extrapolation_example_runs():
     import re
     from pathlib import Path
