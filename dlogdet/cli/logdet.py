@@ -37,7 +37,10 @@ def arguments(p: argparse.ArgumentParser) -> None:
                         "that was killed resumes from it when started again with the same arguments")
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default=None,
                    help="compute backend of the tiles (default: dask config dlogdet.backend, auto)")
-    p.add_argument("--method", choices=("exact", "slq", "nystrom", "freedecomp", "auto"), default="exact",
+    from ..estimators import REGISTRY
+
+    # every registered method but extrapolate, which has its own command (it needs --n-sub)
+    p.add_argument("--method", choices=tuple(m for m in REGISTRY if m != "extrapolate"), default="exact",
                    help="exact (tiled factorization, the default); slq (stochastic Lanczos quadrature with an error "
                         "bar); nystrom (randomized Nystrom: guaranteed bounds for d > 0); freedecomp (free "
                         "decompression of random --n0 x --n0 submatrix spectra, a scalar --d); auto (exact when it "
