@@ -19,6 +19,7 @@ probe); and, asked for by name, the same full-output NTK at widths 2048 and 4096
     python benchmarks/extrapolate.py --cases matern32-2d,ntk-full
     python benchmarks/extrapolate.py --cases ntk-trace,ntk-full --runs 4 --limit 32   # + the family's model error
     python benchmarks/extrapolate.py --cases ntk-full,ntk-full-w2048,ntk-full-w4096 --limit 32   # width
+    python benchmarks/extrapolate.py --cases ntk-full,ntk-full-w128 --size 1000,200 --runs 40   # rank boundaries
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ CASES = {
     # the same at widths whose layers' rank boundaries (NTKSource.rank_boundaries) all lie beyond 1500 points
     "ntk-full-w2048": (ntk_case("full", 300, 2048), 1500, 300, 0.01, 500, 100),
     "ntk-full-w4096": (ntk_case("full", 300, 4096), 1500, 300, 0.01, 500, 100),
+    # narrower: its first layer runs out of directions at 525 points, its last at 129
+    "ntk-full-w128": (ntk_case("full", 300, 128), 1500, 300, 0.01, 500, 100),
 }
 #: cases run when --cases is not given (the wide NTKs take minutes each for the exact reference)
 DEFAULT_CASES = [c for c in CASES if "-w" not in c]
@@ -87,10 +90,12 @@ def detkit_fit(ell, n_total):
     return float(fl.eval(np.array([float(n_total)]))[0])
 
 
-def run_case(name, quick, runs, subsamples, limit=0):
+def run_case(name, quick, runs, subsamples, limit=0, size=None):
     make, n, ns, target, qn, qns = CASES[name]
     if quick:
         n, ns = qn, qns
+    if size:
+        n, ns = size
     src, opts = make(n)
     rpp = rows_per_point_of(src)
     t0 = time.perf_counter()
@@ -101,7 +106,7 @@ def run_case(name, quick, runs, subsamples, limit=0):
     crossed = []
     for label, s in (("ours, 1 subsample", 1), (f"ours, {subsamples} subsamples", subsamples)):
         errs, hits, widths, times, dk = [], 0, [], [], []
-        fam = {"issue": [[], 0], "boxcox": [[], 0]}
+        fam = {"scaling-law": [[], 0], "boxcox": [[], 0]}
         for seed in range(runs):
             t0 = time.perf_counter()
             r = dlogdet.extrapolate(src, n_sub=ns, seed=seed, subsamples=s, **opts)
@@ -111,8 +116,9 @@ def run_case(name, quick, runs, subsamples, limit=0):
             hits += lo <= ref <= hi
             widths.append(2 * r.stderr / abs(ref))
             crossed = r.diagnostics["rank_boundaries"]
-            # family="issue" / "boxcox" return the same fit's family or Box-Cox curve with the same stderr
-            for key, v in (("issue", r.diagnostics["issue_estimate"]), ("boxcox", r.diagnostics["boxcox"]["estimate"])):
+            # family="scaling-law" / "boxcox" return the same fit's family or Box-Cox curve with the same stderr
+            for key, v in (("scaling-law", r.diagnostics["scaling_law_estimate"]),
+                           ("boxcox", r.diagnostics["boxcox"]["estimate"])):
                 fam[key][0].append((v - ref) / abs(ref))
                 fam[key][1] += abs(v - ref) <= 2 * r.stderr
             if s == 1:
@@ -129,7 +135,7 @@ def run_case(name, quick, runs, subsamples, limit=0):
         # the noise-free limit: the family fitted to `limit` subsample curves at once (≈ the mean curve ℓ_k of
         # random orderings): what no number of subsamples of this size can improve on, i.e. the model error
         r = dlogdet.extrapolate(src, n_sub=ns, seed=10_000, subsamples=limit, **opts)
-        e = (r.diagnostics["issue_estimate"] - ref) / abs(ref)
+        e = (r.diagnostics["scaling_law_estimate"] - ref) / abs(ref)
         b = (r.diagnostics["boxcox"]["estimate"] - ref) / abs(ref)
         dkl = detkit_fit(np.mean(np.asarray(r.diagnostics["ell"]), axis=0), n)
         limit_line = (f"  noise-free limit ({limit} subsamples at once): family {100 * e:+.2f}% (band ±"
@@ -161,6 +167,8 @@ def main():
     ap.add_argument("--subsamples", type=int, default=4, help="subsamples of the second variant (default 4)")
     ap.add_argument("--cases", default=",".join(DEFAULT_CASES),
                     help=f"comma-separated among {', '.join(CASES)} (default: {', '.join(DEFAULT_CASES)})")
+    ap.add_argument("--size", metavar="N,NS", default=None,
+                    help="points n and subsample n_s instead of the case's (e.g. 1000,200)")
     ap.add_argument("--limit", type=int, default=0, metavar="K",
                     help="also fit K subsample curves at once: the noise-free limit of the family (its model error)")
     args = ap.parse_args()
@@ -169,7 +177,8 @@ def main():
 
     largest = None
     for name in args.cases.split(","):
-        n, t_exact, rows = run_case(name.strip(), args.quick, args.runs, args.subsamples, args.limit)
+        size = tuple(int(v) for v in args.size.split(",")) if args.size else None
+        n, t_exact, rows = run_case(name.strip(), args.quick, args.runs, args.subsamples, args.limit, size)
         t = next(v for k, v in rows.items() if k.startswith("ours, 1 subsample"))[3]
         if largest is None or t_exact > largest[1]:
             largest = (name, t_exact, t)

@@ -7,12 +7,14 @@ from .errors import (DlogdetError, ExtrapolationError, InputError, MemoryBudgetE
                      UnsupportedDtypeError, WorkerMemoryError)
 from .planner import plan
 from .result import Inertia, LogdetResult
+from .status import Status
 from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, TileSource, ZarrSource, as_source
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "logdet", "extrapolate", "spectrum", "ExtrapolationError", "LogdetResult", "Inertia", "KernelSource", "TileSource",
+    "logdet", "extrapolate", "spectrum", "ExtrapolationError", "LogdetResult", "Inertia", "Status", "KernelSource",
+    "TileSource",
     "ArraySource", "NpySource", "ZarrSource",
     "DaskArraySource", "as_source", "DlogdetError", "InputError", "NotPSDError", "NotSquareError",
     "NotSymmetricError", "NonFiniteError", "SingularMatrixError", "SourceError", "UnsupportedDtypeError",

@@ -13,10 +13,11 @@ def logdet(A, *, method: str = "exact", assume: str = "spd", t: float = 1.0, d=0
 
     Parameters
     ----------
-    A : array, path or TileSource
+    A : array, path, source spec or TileSource
         A NumPy/CuPy array; a path to a ``.npy`` file (memory-mapped on the workers, never read whole here) or a
-        zarr directory; a ``zarr.Array``; a dask array; or a :class:`dlogdet.TileSource` such as
-        :class:`dlogdet.KernelSource` whose tiles are generated on the workers.
+        zarr directory; a source spec such as ``"kernel:rbf:n=4000"`` (:mod:`dlogdet.sources.spec`); a
+        ``zarr.Array``; a dask array; or a :class:`dlogdet.TileSource` such as :class:`dlogdet.KernelSource` whose
+        tiles are generated on the workers.
     method : str
         ``"exact"``: the tiled factorization. ``"slq"``: stochastic Lanczos quadrature with an honest error bar
         (``rtol=0.01``, ``seed=``, ``precondition=rank`` for a Nyström preconditioner; ``stderr`` and
@@ -53,7 +54,8 @@ def logdet(A, *, method: str = "exact", assume: str = "spd", t: float = 1.0, d=0
         out of core: ``scratch`` (directory of the tile store, default dask config ``dlogdet.scratch`` or the
         system's temporary directory; on a cluster a file system every worker sees) and ``resume`` (default
         True: a run that finds the tile store of an identical earlier run that failed or was killed continues
-        at its first unfinished step; finished steps are not recomputed).
+        at its first unfinished step; finished steps are not recomputed). An option that ``method`` does not take
+        raises :class:`InputError` naming those it takes (:func:`dlogdet.estimators.check_options`).
 
     Returns
     -------
@@ -109,9 +111,10 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
         Penalty on the correction terms bᵢ, cᵢ (smoothness prior; default 0).
     weights : None, "inverse-variance" or array of n_sub numbers
         Weights of the least squares on the increments ℓ_k − ℓ_(k−1) (default None: equal weights).
-    family : "auto", "issue" or "boxcox"
-        The curve that gives the estimate: the family above, or the Box-Cox curvature probe δ_k = α + β·(k^γ − 1)/γ
-        (the band holds both either way). "auto" (default) takes the probe where the source reports a rank
+    family : "auto", "scaling-law" or "boxcox"
+        The curve that gives the estimate: the scaling-law family above, or the Box-Cox curvature probe
+        δ_k = α + β·(k^γ − 1)/γ (the band holds both either way; ``"issue"``, the family's old name, still works
+        with a deprecation warning). "auto" (default) takes the probe where the source reports a rank
         boundary between n_sub and n_total points (:meth:`~dlogdet.ntk.NTKSource.rank_boundaries`: a layer of a
         full-output NTK that runs out of new directions there, the mark of a network narrow for its data) and the
         family elsewhere.
@@ -123,8 +126,8 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     -------
     LogdetResult
         ``method="extrapolate"``, ``logdet`` the estimate, ``stderr`` its honest standard error (the band
-        ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` ``"ok"``, ``"unvalidated"``,
-        ``"scaling-law-rejected"`` or ``"rank-boundary"``, ``diagnostics["family"]`` the family used,
+        ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` :attr:`~dlogdet.status.Status.OK`,
+        ``UNVALIDATED``, ``SCALING_LAW_REJECTED`` or ``RANK_BOUNDARY``, ``diagnostics["family"]`` the family used,
         ``diagnostics["rank_boundaries"]`` the model's rank boundaries between n_sub and n_total, and ``diagnostics`` with ``coefficients``, ``window``, ``order``,
         ``components`` of the stderr, ``ell`` (the ℓ_k curves), ``points`` (the subsamples), ``candidates``,
         ``curvature_t``, ``upper_monotone`` and the wall times.

@@ -12,7 +12,7 @@ What the page shows, refreshed twice a second while a browser has it open:
   (out of core: its current value is in the tile store), *done* (factored: its diagonal factorization or its
   panel solve finished);
 * the same progress line as the command line's bar (panels done/total, tiles, elapsed, ETA from the flops left,
-  :func:`dlogdet.cli.format_progress`);
+  :func:`dlogdet.ui.format_progress`);
 * each worker's tracked bytes (the :class:`~dlogdet.budget.BudgetPlugin`'s accounting: working sets of its tasks
   plus results it holds) and their peak, against the run's budget (or against the worker's memory limit when the
   run had no budget).
@@ -336,7 +336,7 @@ class Page:
                            sizing_mode="stretch_width")
 
     def update(self) -> None:
-        from .cli import format_bytes, format_progress
+        from .ui import format_bytes, format_progress
 
         snap_board = self.plugin.latest()
         if snap_board is None:

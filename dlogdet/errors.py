@@ -118,3 +118,16 @@ class ScratchSpaceError(_NeedsBytes):
     needed : int or None
         Bytes of free disk the run needs.
     """
+
+
+class DlogdetDeprecationWarning(DeprecationWarning):
+    """An old spelling of a renamed option value or diagnostics key: it still works, the message names the new one
+    (the command line shows these warnings; Python hides DeprecationWarning outside ``__main__`` by default)."""
+
+
+def warn_renamed(old: str, new: str, what: str, stacklevel: int = 3) -> None:
+    """Warn that ``what`` ``old`` is now spelled ``new`` (a :class:`DlogdetDeprecationWarning`)."""
+    import warnings
+
+    warnings.warn(f"{what} {old!r} is renamed {new!r}; the old spelling still works but will be removed",
+                  DlogdetDeprecationWarning, stacklevel=stacklevel)

@@ -32,6 +32,7 @@ from . import backend as B
 from . import config
 from . import kernels as K
 from . import memory
+from .diagnostics import ABSENT, Absent, Diagnostics, record
 from .errors import InputError, MemoryBudgetError
 from .graph import Tiling, auto_block_size
 from .matvec import build_diagonal_graph, build_matmat_graph, build_plan_graph
@@ -41,6 +42,45 @@ from .sources import ArraySource, DaskArraySource, TileSource
 log = logging.getLogger(__name__)
 
 PRODUCTS = ("auto", "tiles", "direct", "matvec")
+
+
+@record
+class ProductDiagnostics(Diagnostics):
+    """What the products with M cost (:meth:`SourceOperator.summary`): the part the matrix-free methods share.
+
+    Attributes
+    ----------
+    product : {"tiles", "direct", "matvec"}
+        How M·V was computed.
+    matvecs, passes : int
+        Matrix-vector products, and passes over the matrix (block products).
+    product_time : float
+        Seconds spent in the products.
+    block_size, n_panels, n_tiles : int
+        The tiling of the ``"tiles"`` products.
+    matvec_tasks, matvec_chunk, matvec_column_batches, matvec_task_bytes : int
+        The cluster graphs of the ``"matvec"`` products (:mod:`dlogdet.matvec`).
+    workers : int
+    scheduler : str
+    t : float
+    d : float or "vector"
+    """
+
+    product: str | Absent = ABSENT
+    matvecs: int | Absent = ABSENT
+    passes: int | Absent = ABSENT
+    product_time: float | Absent = ABSENT
+    block_size: int | Absent = ABSENT
+    n_panels: int | Absent = ABSENT
+    n_tiles: int | Absent = ABSENT
+    matvec_tasks: int | Absent = ABSENT
+    matvec_chunk: int | Absent = ABSENT
+    matvec_column_batches: int | Absent = ABSENT
+    matvec_task_bytes: int | Absent = ABSENT
+    workers: int | Absent = ABSENT
+    scheduler: str | Absent = ABSENT
+    t: float | Absent = ABSENT
+    d: float | str | Absent = ABSENT
 
 
 class SourceOperator:

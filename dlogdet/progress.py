@@ -1,8 +1,8 @@
 """Progress of a factorization in a notebook: the command line's panel-level bar, as an updating cell output.
 
 ``dlogdet.logdet(A, progress=cb)`` calls ``cb`` with a :class:`dlogdet.runtime.Progress` as panels finish. The
-command line draws it with :class:`dlogdet.cli.ProgressBar`; :class:`ProgressDisplay` draws the same object with
-the same text (:func:`dlogdet.cli.format_progress`: bar of the flops done, tiles and panels done/total, elapsed,
+command line draws it with :class:`dlogdet.ui.ProgressBar`; :class:`ProgressDisplay` draws the same object with
+the same text (:func:`dlogdet.ui.format_progress`: bar of the flops done, tiles and panels done/total, elapsed,
 ETA) in a Jupyter output that updates in place, and as plain lines outside Jupyter::
 
     from dlogdet.progress import ProgressDisplay
@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TextIO
 
-from .cli import format_progress
+from .ui.progress import format_progress
 from .runtime import Progress
 
 
@@ -29,7 +29,7 @@ def _in_notebook() -> bool:
 
 
 class ProgressDisplay:
-    """A progress callback drawing :func:`dlogdet.cli.format_progress` in a notebook cell (or on ``stream``).
+    """A progress callback drawing :func:`dlogdet.ui.format_progress` in a notebook cell (or on ``stream``).
 
     Parameters
     ----------

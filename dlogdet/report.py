@@ -6,7 +6,9 @@
 * :func:`plot_spectra` — spectral densities: a submatrix spectrum, a decompressed law, an exact spectrum, the
   leading eigenvalues of a randomized Nyström approximation;
 * :func:`plot_progress` — panels factored over time (and the fraction of the flops they are);
-* :func:`plot_memory` — each worker's tracked bytes over time against the budget, and its RSS growth.
+* :func:`plot_memory` — each worker's tracked bytes over time against the budget, and its RSS growth;
+* :func:`save_extrapolation_plot`, :func:`save_decompression_plot` — one plot of a result to a file (what
+  ``--plot PATH`` of the commands writes).
 
 :func:`render` writes those that a result holds to one self-contained HTML file (PNG images embedded, a table of
 the result) or to one PNG. Matplotlib is imported when a plot is drawn, with the Agg backend when none was
@@ -27,6 +29,7 @@ import numpy as np
 
 from .errors import InputError
 from .graph import panel_work_fraction
+from .scalinglaw import evaluate
 
 MIB = 2.0 ** 20
 # Points kept per ℓ_k curve in a result's JSON (log-spaced in k): enough for a smooth plot on a log axis, small
@@ -122,8 +125,6 @@ def plot_extrapolation(result, ax=None):
 
     ``result``: a LogdetResult of :func:`dlogdet.extrapolate` or its JSON. Returns the matplotlib Axes.
     """
-    from .estimators.extrapolate import evaluate
-
     d = as_dict(result)
     dg = d["diagnostics"]
     missing = [k for k in ("ell", "coefficients", "window", "order", "band", "n_total") if k not in dg]
@@ -298,6 +299,45 @@ def plot_memory(result, ax=None):
     ax.set_title(f"memory per worker ({dg.get('mode', 'memory')} mode)")
     ax.legend(fontsize=7, ncol=2, loc="best")
     return ax
+
+
+def save_figure(draw, path: str | os.PathLike) -> None:
+    """Draw on the Axes of a new figure with ``draw(ax)`` and save it to ``path`` (its suffix picks the format)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        draw(ax)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def save_extrapolation_plot(result, path: str | os.PathLike) -> None:
+    """:func:`plot_extrapolation` of ``result`` saved to ``path`` (.png, .svg)."""
+    save_figure(lambda ax: plot_extrapolation(result, ax), path)
+
+
+def save_decompression(curve, sizes: Sequence[int], path: str | os.PathLike) -> None:
+    """The submatrix histogram, the fitted density at n₀ and the densities decompressed to ``sizes`` (those above
+    n₀) of a :class:`dlogdet.freecurve.SpectralCurve`, saved to ``path`` (.png, .svg, .pdf)."""
+    from .freecurve import plot_decompression
+
+    fig = plot_decompression(curve, sizes=[int(n) for n in sizes if n > curve.n0], path=path)
+    _pyplot().close(fig)
+
+
+def save_decompression_plot(result, path: str | os.PathLike) -> None:
+    """:func:`save_decompression` of a ``method="freedecomp"`` result: its curve refitted from the submatrix
+    eigenvalues it kept, at its degrees and scale, decompressed to its size."""
+    from .freecurve import fit_curve
+
+    dg = as_dict(result)["diagnostics"] if not hasattr(result, "diagnostics") else result.diagnostics
+    if "submatrix_eigenvalues" not in dg:
+        raise InputError("this result holds no submatrix eigenvalues: only method 'freedecomp' results have them")
+    curve = fit_curve(np.ravel(np.asarray(dg["submatrix_eigenvalues"], dtype=np.float64)), int(dg["n0"]),
+                      degrees=tuple(dg["degrees"]), scale=dg["scale"])
+    save_decompression(curve, [int(dg["n_total"])], path)
 
 
 # -------------------------------------------------------------------------------------------------------- report

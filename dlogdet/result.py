@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
+
+from .diagnostics import Diagnostics
+from .status import Status
 
 
 class Inertia(NamedTuple):
@@ -74,10 +76,13 @@ class LogdetResult:
         Counts of positive/negative/zero pivots (``assume="sym"`` and ``"spd"``).
     assume : str or None
         Structure assumed by the exact method (``"spd"``, ``"sym"``, ``"gen"``).
-    status : str
-        ``"ok"``, or a short word explaining a degraded result.
-    diagnostics : Mapping
-        Wall time, block size, tile count, task count, peak bytes per worker where known, jitter, backend...
+    status : Status
+        :attr:`Status.OK`, or the member that says why the number is degraded (its ``cause`` and ``remedy``);
+        a ``str``, so ``r.status == "ok"`` reads as before. A string given here becomes its member.
+    diagnostics : Diagnostics
+        The method's typed diagnostics (:mod:`dlogdet.diagnostics`): wall time, block size, tile count, task
+        count, peak bytes per worker where known, jitter, backend...; also a read-only mapping of the recorded
+        keys. A plain mapping given here becomes the method's type.
     """
 
     logdet: float
@@ -92,8 +97,8 @@ class LogdetResult:
     pivot_signs: np.ndarray | None = None
     inertia: Inertia | None = None
     assume: str | None = None
-    status: str = "ok"
-    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    status: Status = Status.OK
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
 
     def __post_init__(self):
         object.__setattr__(self, "logdet", float(self.logdet))
@@ -102,7 +107,8 @@ class LogdetResult:
         object.__setattr__(self, "pivot_signs", _readonly(self.pivot_signs, np.int8))
         if self.inertia is not None and not isinstance(self.inertia, Inertia):
             object.__setattr__(self, "inertia", Inertia(*self.inertia))
-        object.__setattr__(self, "diagnostics", MappingProxyType(dict(self.diagnostics)))
+        object.__setattr__(self, "status", Status.coerce(self.status))
+        object.__setattr__(self, "diagnostics", Diagnostics.for_method(self.method, self.diagnostics))
 
     def leading_logdets(self) -> np.ndarray:
         """log|det| of the leading k×k principal submatrices, k = 1..n (``cumsum`` of ``log_pivots``)."""
@@ -123,7 +129,7 @@ class LogdetResult:
             "upper": self.upper,
             "assume": self.assume,
             "inertia": self.inertia._asdict() if self.inertia is not None else None,
-            "status": self.status,
+            "status": self.status.value,
             "diagnostics": dict(self.diagnostics),
         }
         if pivots and self.log_pivots is not None:
@@ -131,10 +137,15 @@ class LogdetResult:
             out["pivot_signs"] = self.pivot_signs
         return _jsonable(out)
 
+    def rows(self) -> list[tuple[str, Any]]:
+        """The (label, text) rows that describe this result to a person (what ``dlogdet logdet`` prints); the
+        method's diagnostics choose them (:meth:`dlogdet.diagnostics.Diagnostics.rows`)."""
+        return self.diagnostics.rows(self)
+
     def to_json(self, *, pivots: bool = False, **kwargs) -> str:
         return json.dumps(self.to_dict(pivots=pivots), **kwargs)
 
     def __repr__(self) -> str:
         extra = f" ± {self.stderr:.3g}" if self.stderr is not None else ""
         return (f"LogdetResult(logdet={self.logdet!r}{extra}, sign={self.sign:+.0f}, method={self.method!r}, "
-                f"n={self.n}, dtype={self.dtype!r}, status={self.status!r})")
+                f"n={self.n}, dtype={self.dtype!r}, status={self.status.value!r})")

@@ -159,3 +159,17 @@ def fit_spectra(spectra: SubmatrixSpectra, *, n_target: float | None = None, deg
         return FC.select_curve(pooled, spectra.n0, t_target=t_target, nested=nested or None, scale=scale,
                                atoms=atoms)
     return FC.fit_curve(pooled, spectra.n0, degrees=degrees, scale=scale, atoms=atoms), []
+
+
+def laws(curve, sizes) -> list[dict]:
+    """The law of a fitted curve decompressed to each of ``sizes``, as plain values: ``n``, the bulks' ``support``,
+    the ``atoms`` (location, weight), the ``mass``, the ``moments`` μ₀..μ₂ and the ``mean_log`` (None where the
+    support reaches 0 or below)."""
+    out = []
+    for n in sizes:
+        dec = curve.decompress(n)
+        out.append({"n": n, "support": [list(map(float, iv)) for iv in dec.intervals],
+                    "atoms": [{"location": a.location, "weight": a.weight} for a in dec.atoms],
+                    "mass": dec.mass, "moments": [float(v) for v in dec.moments(2)],
+                    "mean_log": dec.mean_log() if dec.intervals[0][0] > 0 else None})
+    return out

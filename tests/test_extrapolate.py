@@ -152,23 +152,23 @@ def test_boxcox_probe_recovers_a_planted_curvature(gamma):
 
 def test_band_holds_curvature_beyond_what_the_family_follows():
     # increments that fall faster than any power law (Box-Cox γ = 0.3, as measured on a trained MLP's NTK): the
-    # issue's family misreads them; the curvature term must put the truth inside the band, family="boxcox" near it
+    # scaling-law family misreads them; the curvature term must put the truth inside the band, family="boxcox" near it
     rng = np.random.default_rng(0)
     k = np.arange(1, 3001, dtype=float)
     mean = 2.0 - 3.0 * (k ** 0.3 - 1) / 0.3
     truth = mean.sum()
-    hits, errs_issue, errs_bc = 0, [], []
+    hits, errs_law, errs_bc = 0, [], []
     for s in range(10):
         ell = np.cumsum(mean[:300] + rng.normal(0, 3.0, 300))
         loo = mean[:300] + rng.normal(0, 0.2, 300) / np.sqrt(np.arange(1, 301) / 30)
         out = fit_curves(ell, 3000, loo=loo)
         hits += abs(out["estimate"] - truth) <= 2 * out["stderr"]
-        errs_issue.append(abs(out["issue_estimate"] - truth) / abs(truth))
+        errs_law.append(abs(out["scaling_law_estimate"] - truth) / abs(truth))
         bc = fit_curves(ell, 3000, loo=loo, family="boxcox")
         assert bc["stderr"] == pytest.approx(out["stderr"]) and bc["estimate"] == out["boxcox"]["estimate"]
         errs_bc.append(abs(bc["estimate"] - truth) / abs(truth))
     assert hits >= 9
-    assert np.median(errs_bc) < 0.5 * np.median(errs_issue), (errs_bc, errs_issue)
+    assert np.median(errs_bc) < 0.5 * np.median(errs_law), (errs_bc, errs_law)
 
 
 def test_in_process_and_engine_factorizations_agree(monkeypatch):
@@ -229,10 +229,10 @@ def test_floor_raises_extrapolated_increments_to_the_shift():
     kk = np.arange(301, 5001, dtype=float)
     free = fit_curves(ell, 5000, window=(10, 300), order=(0, 0))
     floored = fit_curves(ell, 5000, window=(10, 300), order=(0, 0), floor=-12.0)
-    assert free["issue_estimate"] == pytest.approx(ell[-1] + (1.0 - 2.0 * np.log(kk)).sum(), rel=1e-9)
-    assert floored["issue_estimate"] == pytest.approx(ell[-1] + np.maximum(1.0 - 2.0 * np.log(kk), -12.0).sum(),
+    assert free["scaling_law_estimate"] == pytest.approx(ell[-1] + (1.0 - 2.0 * np.log(kk)).sum(), rel=1e-9)
+    assert floored["scaling_law_estimate"] == pytest.approx(ell[-1] + np.maximum(1.0 - 2.0 * np.log(kk), -12.0).sum(),
                                                       rel=1e-9)
-    assert floored["boxcox"]["estimate"] == pytest.approx(floored["issue_estimate"], rel=1e-9)
+    assert floored["boxcox"]["estimate"] == pytest.approx(floored["scaling_law_estimate"], rel=1e-9)
 
 
 def test_more_subsamples_shrink_the_error_bar():
@@ -365,6 +365,19 @@ def test_cli_extrapolate_bad_input_exits_2(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
+def test_cli_old_family_spelling_warns_on_stderr(capsys):
+    from dlogdet.cli import main
+
+    args = ["extrapolate", "kernel:matern32:n=300", "--n-sub", "40", "--seed", "0", "--json"]
+    assert main(args + ["--family", "issue"]) == 0
+    cap = capsys.readouterr()
+    old = json.loads(cap.out)
+    assert "dlogdet: warning: family 'issue' is renamed 'scaling-law'" in cap.err
+    assert main(args + ["--family", "scaling-law"]) == 0
+    new = json.loads(capsys.readouterr().out)
+    assert old["logdet"] == new["logdet"] and old["diagnostics"]["family"] == "scaling-law"
+
+
 def test_readme_extrapolation_example_runs():
     import re
     from pathlib import Path
@@ -463,16 +476,22 @@ def test_auto_family_takes_the_probe_across_a_rank_boundary(caplog):
     assert r.diagnostics["family_asked"] == "auto" and r.logdet == pytest.approx(r.diagnostics["boxcox"]["estimate"])
     assert [b["points"] for b in r.diagnostics["rank_boundaries"]] == [82]
     assert "layer 0 (dense, 328 parameters) at 82 points" in caplog.text and "n_sub = 40" in caplog.text
-    # past every boundary: the issue's family, no warning
+    # past every boundary: the scaling-law family, no warning
     caplog.clear()
     with caplog.at_level("WARNING", logger="dlogdet"):
         r2 = dlogdet.extrapolate(full, n_sub=90, seed=0, d=1e-8)
-    assert r2.diagnostics["family"] == "issue" and r2.diagnostics["rank_boundaries"] == []
+    assert r2.diagnostics["family"] == "scaling-law" and r2.diagnostics["rank_boundaries"] == []
     assert r2.status != "rank-boundary" and "rank boundaries" not in caplog.text
     # asked for explicitly: that family, and the status still says it
-    r3 = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="issue")
-    assert r3.status == "rank-boundary" and r3.diagnostics["family"] == "issue"
-    assert r3.logdet == pytest.approx(r3.diagnostics["issue_estimate"])
-    # a traced NTK reports no boundary: the issue's family
+    r3 = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="scaling-law")
+    assert r3.status == "rank-boundary" and r3.diagnostics["family"] == "scaling-law"
+    assert r3.logdet == pytest.approx(r3.diagnostics["scaling_law_estimate"])
+    # the old spelling family="issue" (and the key "issue_estimate") still work, with a deprecation warning
+    with pytest.warns(DeprecationWarning, match="'issue' is renamed 'scaling-law'"):
+        old = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="issue")
+    assert old.diagnostics["family"] == "scaling-law" and old.logdet == r3.logdet
+    with pytest.warns(DeprecationWarning, match="'issue_estimate' is renamed 'scaling_law_estimate'"):
+        assert r3.diagnostics["issue_estimate"] == r3.diagnostics["scaling_law_estimate"]
+    # a traced NTK reports no boundary: the scaling-law family
     r4 = dlogdet.extrapolate(ntk.NTKSource(f, params, x, outputs="trace"), n_sub=40, seed=0, d=1e-8)
-    assert r4.diagnostics["family"] == "issue" and r4.diagnostics["rank_boundaries"] == []
+    assert r4.diagnostics["family"] == "scaling-law" and r4.diagnostics["rank_boundaries"] == []

@@ -19,14 +19,14 @@ PKG = Path(dlogdet.__file__).resolve().parent
 
 # top-level name inside dlogdet (module or sub-package) -> layer
 LAYERS = {
-    "errors": 0, "result": 0, "config": 0,
+    "errors": 0, "result": 0, "config": 0, "status": 0, "diagnostics": 0,
     "backend": 1,
-    "kernels": 2, "krylov": 2, "freecurve": 2,
+    "kernels": 2, "krylov": 2, "freecurve": 2, "scalinglaw": 2,
     "sources": 3, "ntk": 3,
     "graph": 4, "store": 4, "matvec": 4,
     "budget": 5, "memory": 5, "runtime": 5, "planner": 5, "linop": 5, "deploy": 5, "spectra": 5, "timeline": 5,
     "estimators": 6,
-    "api": 7, "cli": 7, "__init__": 7, "__main__": 7, "dashboard": 7, "report": 7, "progress": 7,
+    "api": 7, "cli": 7, "__init__": 7, "__main__": 7, "dashboard": 7, "report": 7, "progress": 7, "ui": 7,
 }
 
 
@@ -186,7 +186,12 @@ class Prints(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-@pytest.mark.parametrize("modname", sorted(m for m in MODULES if m not in ("dlogdet.cli", "dlogdet.__main__")))
+def is_cli(modname: str) -> bool:
+    """The command line's modules: the only ones that print (the CLI owns output)."""
+    return modname == "dlogdet.__main__" or modname == "dlogdet.cli" or modname.startswith("dlogdet.cli.")
+
+
+@pytest.mark.parametrize("modname", sorted(m for m in MODULES if not is_cli(m)))
 def test_no_print_in_library(modname):
     v = Prints()
     v.visit(ast.parse(MODULES[modname].read_text()))
@@ -207,3 +212,25 @@ def test_layer_checker_catches_violations(tmp_path):
     v = Imports("dlogdet.kernels")
     v.visit(ast.parse("def f():\n    from .graph import Tiling\n"))
     assert upward_violations("dlogdet.kernels", v.found)
+
+
+FACES = ("cli", "ui", "progress", "dashboard", "__main__")
+
+
+def is_face(modname: str) -> bool:
+    parts = modname.split(".")
+    return len(parts) > 1 and parts[1] in FACES
+
+
+@pytest.mark.parametrize("modname", sorted(MODULES))
+def test_the_library_never_imports_the_faces(modname):
+    # the faces (command line, progress display, dashboard page) import the library and ui; never the other way,
+    # and ui, which draws, never imports the command line
+    targets = [(t, ln) for t, ln, _ in imports_of(modname)]
+    if not is_face(modname):
+        bad = [(t, ln) for t, ln in targets if t.split(".")[:2] in (["dlogdet", "cli"], ["dlogdet", "ui"])]
+        assert not bad, f"{modname} imports the faces: {bad}"
+    if modname.startswith("dlogdet.ui"):
+        assert not [t for t, _ in targets if t.startswith("dlogdet.cli")], f"{modname} imports the command line"
+    if modname in ("dlogdet.progress", "dlogdet.dashboard"):
+        assert not [t for t, _ in targets if t.startswith("dlogdet.cli")], f"{modname} imports the command line"

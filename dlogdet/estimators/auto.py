@@ -10,22 +10,20 @@ Decision guide (what :func:`run` does, in this order; ``diagnostics["auto"]`` re
    (default 60), or no more than the estimator would (≈ 2n²·2000 flops: ~2000 matrix-vector products), exact:
    an exact answer for the same price. With no budget the planner uses the memory the workers have.
 4. **Otherwise**: ``method="slq"`` with a rank-``min(256, n/8)`` Nyström preconditioner when a lower bound of
-   the spectrum is known (d > 0 or a kernel's nugget: the bracketed estimator, whose preconditioner cut the
-   Lanczos steps per probe from 127 to 48 on the 4000-point RBF kernel), plain SLQ without one. ``method="nystrom"`` is never chosen: its
-   bounds are guaranteed but its point estimate is only as good as the spectral decay beyond the sketch
-   (45% off at rank 400 on that kernel); call it directly for the leading spectrum and the bracket.
+   the spectrum is known (d > 0 or a kernel's nugget: the bracketed estimator, whose preconditioner cuts the
+   Lanczos steps per probe by more than half on kernels), plain SLQ without one. ``method="nystrom"`` is never
+   chosen: its bounds are guaranteed but its point estimate is only as good as the spectral decay beyond the
+   sketch (tens of percent off on slowly decaying kernel spectra); call it directly for the leading spectrum and
+   the bracket. The measurements: docs/benchmarks/estimators.md.
 
 Options for the chosen estimator pass through (``seed``, ``precondition``, ``max_steps``, ...), except those of
-the other branch.
+the other branch; an option that neither takes is refused (:func:`dlogdet.estimators.check_options`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-
-import numpy as np
 
 from .. import config, memory
 from ..linop import spectrum_lower_bound
@@ -34,7 +32,8 @@ from ..sources import TileSource
 
 log = logging.getLogger(__name__)
 
-EXACT_OPTIONS = ("backend", "progress", "check_symmetry", "scratch", "resume")
+#: The methods whose options ``run`` takes and passes on (the registry checks options against them).
+PASSES_TO = ("exact", "slq")
 ESTIMATOR_MATVECS = 2000  # products of a typical SLQ run at rtol=1% (16 probes × ~100 steps, or a preconditioner)
 
 
@@ -86,7 +85,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     """
     import dataclasses
 
-    from . import get
+    from . import get, options_of
     from ..linop import check_positive
 
     rtol = check_positive("rtol", rtol, hint=" (the relative tolerance, e.g. rtol=0.01 for 1%)")
@@ -95,17 +94,14 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     method, reason = decide(source, assume=assume, t=t, d=d, rtol=rtol, budget=budget, client=client,
                             time_limit=time_limit, block_size=block_size)
     log.info("auto: %s (%s)", method, reason)
+    opts = {k: v for k, v in options.items() if k in options_of(method)}
     if method == "exact":
-        opts = {k: v for k, v in options.items() if k in EXACT_OPTIONS}
         r = get("exact")(source, assume=assume, t=t, d=d, block_size=block_size, budget=budget, client=client,
                          **opts)
     else:
-        opts = {k: v for k, v in options.items() if k not in ("scratch", "resume", "backend")}
         if "precondition" not in opts and spectrum_lower_bound(source, float(t), d, opts.get("spectrum_lower")) \
                 is not None:
             opts["precondition"] = int(min(256, max(1, source.n // 8)))
         r = get("slq")(source, assume=assume, t=t, d=d, block_size=block_size, budget=budget, client=client,
                        rtol=rtol, **opts)
-    diag = dict(r.diagnostics)
-    diag["auto"] = {"method": method, "reason": reason}
-    return dataclasses.replace(r, diagnostics=diag)
+    return dataclasses.replace(r, diagnostics=r.diagnostics.replace(auto={"method": method, "reason": reason}))

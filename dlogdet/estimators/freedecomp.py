@@ -16,10 +16,9 @@ Uncertainty: stderr² = σ²_stat + σ²_model. σ_stat is the spread of the est
 (same degrees) divided by √samples; σ_model is the error of the same procedure on tasks whose answer is known —
 decompressing the pooled n₀/2 and n₀/4 blocks to n₀ and comparing the mean log with the observed n₀ spectrum — each
 scaled to the real extrapolation by t/t_check (errors of the evolved curve grow with the evolution time), and the
-larger of the two taken. Why both: on NTK spectra the n₀/2 check was 30× smaller than the n₀/4 one and its band
-missed the truth by 11σ (full-output NTK, 3000 of 15,000 rows: +3.0% off with stderr 0.27%; with both checks
-stderr 2.8-3.3% on 4 seeds); the price is a wide band where the small block misleads the other way (two Wisharts,
-one of rank 250: stderr 13% of the log det for an error of 0.14%, against 2.5% with the n₀/2 check alone).
+larger of the two taken. Why both: on heavy-tailed spectra (an NTK) the n₀/2 check alone can be far smaller than
+the real error, and the band then misses the truth; the price is a wide band where the small block misleads the
+other way (docs/benchmarks/freedecomp.md).
 
 Cost: ``samples`` eigendecompressions of n₀×n₀ (plus the nested blocks, 1/8 and 1/64 of that) and the tiles of the
 submatrices; the curve numerics take a second or two.
@@ -30,13 +29,16 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Any
 
 import numpy as np
 
 from .. import freecurve as FC
+from ..diagnostics import ABSENT, Absent, Diagnostics, record
 from ..errors import InputError
 from ..linop import check_int, check_positive
 from ..result import LogdetResult
+from ..status import Status
 from ..sources import TileSource
 from ..spectra import fit_spectra, submatrix_spectra
 
@@ -45,13 +47,80 @@ log = logging.getLogger(__name__)
 #: Default number of submatrices (why: the stderr needs a spread; 4 give it to within ~40% and pool 4n₀
 #: eigenvalues for the fit at 4 eigendecompositions of n₀).
 DEFAULT_SAMPLES = 4
+#: Largest distance of the decompressed law's mass from 1 for an ``ok`` status (why: a curve that loses more than
+#: 1% of the mass has a wrong branch or pole somewhere, and its log det cannot be trusted to that level).
+MASS_TOLERANCE = 0.01
+
+
+@record
+class FreeDecompDiagnostics(Diagnostics, method="freedecomp"):
+    """What ``method="freedecomp"`` reports.
+
+    Attributes
+    ----------
+    eigh_wall_time : float
+        Seconds of the submatrices' eigendecompositions.
+    n0, samples, n_total : int
+        Submatrix size, submatrices, size at which the law is read.
+    t_evolution : float
+        log(n_total / n0), the evolution time of the curve.
+    shift : float
+        σ² = d.
+    degrees : tuple
+        (d_z, d_m) of the fitted curve; ``scale`` its contours' scale and ``fit_residual`` its residual;
+        ``coefficients`` the curve's coefficients; ``selection`` the degrees tried.
+    atoms, atoms_n : list of dict
+        Atoms with their weights at n₀ and at n, and at n alone (with the poles the curve adds).
+    support : list
+        Bulk edges at n; ``mass`` the law's mass, ``moments`` μ₀..μ₂.
+    per_sample, nested_checks, components : list, list, dict
+        Each submatrix's estimate, the nested decompression checks, the stderr's parts (stat, model).
+    submatrix_eigenvalues, density, spectra : array, dict, dict
+        The eigenvalues (samples × n0), ρₙ on the quadrature nodes, the spectra's own diagnostics.
+    seed
+    """
+
+    eigh_wall_time: float | Absent = ABSENT
+    n0: int | Absent = ABSENT
+    samples: int | Absent = ABSENT
+    n_total: int | Absent = ABSENT
+    t_evolution: float | Absent = ABSENT
+    shift: float | Absent = ABSENT
+    degrees: tuple[int, int] | Absent = ABSENT
+    scale: str | Absent = ABSENT
+    fit_residual: float | Absent = ABSENT
+    coefficients: Any = ABSENT
+    selection: list | Absent = ABSENT
+    atoms: list | Absent = ABSENT
+    atoms_n: list | Absent = ABSENT
+    support: list | Absent = ABSENT
+    mass: float | Absent = ABSENT
+    moments: Any = ABSENT
+    per_sample: list | Absent = ABSENT
+    nested_checks: list | Absent = ABSENT
+    components: dict | Absent = ABSENT
+    submatrix_eigenvalues: Any = ABSENT
+    density: dict | Absent = ABSENT
+    spectra: dict | Absent = ABSENT
+    seed: Any = ABSENT
+
+    def method_rows(self, result) -> list:
+        rows = []
+        if result.stderr is not None:
+            rows.append(("stderr", f"{result.stderr:.6g} ({100 * result.stderr / abs(result.logdet):.3g}%)"
+                         if math.isfinite(result.logdet) and result.logdet != 0 else f"{result.stderr:.6g}"))
+        rows.append(("submatrices", f"{self.samples} x n0 = {self.n0}, decompressed to n = {self.n_total}"))
+        rows.append(("curve", f"degrees {tuple(self.degrees)}, {self.scale} scale"))
+        rows.append(("support", ", ".join(f"[{a:.6g}, {b:.6g}]" for a, b in self.support)))
+        if self.atoms_n:
+            rows.append(("atoms", ", ".join(f"{a['weight']:.4f} at {a['location']:.6g}" for a in self.atoms_n)))
+        return rows
 
 
 
 def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAMPLES, seed=None, degrees="auto",
         scale: str = "auto", n_total: int | None = None, atoms: bool = True, assume: str = "spd", t: float = 1.0,
-        d=0.0, block_size: int | None = None, budget=None, client=None, backend=None, progress=None,
-        check_symmetry=None, scratch=None, resume=None) -> LogdetResult:
+        d=0.0, block_size: int | None = None, budget=None, client=None, backend=None) -> LogdetResult:
     """log det(t·A + σ²I), σ² = d, of an n×n symmetric A from free decompression of n₀×n₀ submatrix spectra.
 
     Parameters
@@ -71,6 +140,10 @@ def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAM
         Detect atoms (repeated eigenvalues, e.g. the zero atom of a rank-deficient matrix) and evolve them.
     d : float
         σ² ≥ 0, a scalar shift (a vector d has no meaning for a spectrum).
+    backend : {"auto", "numpy", "cupy"}, optional
+        Where the submatrices' eigenvalues are computed (default: dask config ``dlogdet.backend``).
+    block_size, budget
+        Refused when given: a submatrix is one task, sized by ``n0``.
 
     Returns
     -------
@@ -83,6 +156,10 @@ def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAM
     if assume not in ("spd", "sym"):
         raise InputError(f"method='freedecomp' needs a symmetric matrix (assume='spd' or 'sym'), got assume={assume!r}")
     n = source.n
+    if block_size is not None or budget is not None:
+        given = ", ".join(k for k, v in (("block_size=", block_size), ("budget=", budget)) if v is not None)
+        raise InputError(f"method='freedecomp' forms each n0 x n0 submatrix whole in one task, so {given} does not "
+                         "apply: choose n0 (and samples) to fit a worker's memory instead")
     if n0 is None:
         raise InputError("method='freedecomp' needs n0= (the submatrix size, e.g. n0=1000 or n // 8)")
     n0 = check_int("n0", n0, 2, n, hint=f" (the submatrix size; the matrix has n = {n})")
@@ -137,39 +214,40 @@ def run(source: TileSource, *, n0: int | None = None, samples: int = DEFAULT_SAM
     stderr = math.sqrt(sum(v * v for v in parts)) if parts else None
 
     if math.isnan(mean_log):
-        status, logdet, sign = "support-below-zero", math.nan, math.nan
+        status, logdet, sign = Status.SUPPORT_BELOW_ZERO, math.nan, math.nan
     elif mean_log == -math.inf:
-        status, logdet, sign = "singular", -math.inf, 0.0
+        status, logdet, sign = Status.SINGULAR, -math.inf, 0.0
     else:
-        status, logdet, sign = ("ok" if abs(dec.mass - 1.0) < 0.01 else "mass-off"), n_total * mean_log, 1.0
+        status = Status.OK if abs(dec.mass - 1.0) < MASS_TOLERANCE else Status.MASS_OFF
+        logdet, sign = n_total * mean_log, 1.0
     at_n = dec.atoms
-    diagnostics = {
-        "wall_time": time.perf_counter() - t0,
-        "eigh_wall_time": t_eig,
-        "n0": n0,
-        "samples": samples,
-        "n_total": int(n_total),
-        "t_evolution": tt,
-        "shift": shift,
-        "degrees": curve.degrees,
-        "scale": curve.scale_kind,
-        "fit_residual": curve.residual,
-        "coefficients": curve.Q,
-        "selection": selection,
-        "atoms": [{"location": a.location, "weight_n0": a.weight, "weight_n": b.weight}
-                  for a, b in zip(curve.atoms, at_n)],
-        "atoms_n": [{"location": a.location, "weight": a.weight} for a in at_n],   # with poles the curve adds
-        "support": dec.intervals,
-        "mass": dec.mass,
-        "moments": dec.moments(2),
-        "per_sample": per_sample,
-        "nested_checks": checks,
-        "components": {"stat": s_stat, "model": s_model},
-        "submatrix_eigenvalues": spectra.eigenvalues,
-        "density": _density_samples(dec),
-        "spectra": spectra.diagnostics,
-        "seed": seed if seed is None or isinstance(seed, (int, np.integer)) else repr(seed),
-    }
+    diagnostics = FreeDecompDiagnostics(
+        wall_time=time.perf_counter() - t0,
+        eigh_wall_time=t_eig,
+        n0=n0,
+        samples=samples,
+        n_total=int(n_total),
+        t_evolution=tt,
+        shift=shift,
+        degrees=curve.degrees,
+        scale=curve.scale_kind,
+        fit_residual=curve.residual,
+        coefficients=curve.Q,
+        selection=selection,
+        atoms=[{"location": a.location, "weight_n0": a.weight, "weight_n": b.weight}
+               for a, b in zip(curve.atoms, at_n)],
+        atoms_n=[{"location": a.location, "weight": a.weight} for a in at_n],   # with poles the curve adds
+        support=dec.intervals,
+        mass=dec.mass,
+        moments=dec.moments(2),
+        per_sample=per_sample,
+        nested_checks=checks,
+        components={"stat": s_stat, "model": s_model},
+        submatrix_eigenvalues=spectra.eigenvalues,
+        density=_density_samples(dec),
+        spectra=spectra.diagnostics,
+        seed=seed if seed is None or isinstance(seed, (int, np.integer)) else repr(seed),
+    )
     log.info("freedecomp: %d x n0 = %d -> n = %d, degrees %s: %.6g ± %s", samples, n0, n_total, curve.degrees,
              logdet, stderr)
     return LogdetResult(logdet=logdet, sign=sign, method="freedecomp", n=int(n_total), dtype=str(source.dtype),

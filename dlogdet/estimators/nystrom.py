@@ -18,19 +18,57 @@ from __future__ import annotations
 
 import time
 
+from typing import Any
+
 import numpy as np
 
 from .. import krylov as Kr
+from ..diagnostics import ABSENT, Absent, record
 from ..errors import InputError
-from ..linop import SourceOperator, check_int, check_shift, spectrum_lower_bound
+from ..linop import ProductDiagnostics, SourceOperator, check_int, check_shift, spectrum_lower_bound
 from ..result import LogdetResult
 from ..sources import TileSource
 
 
+@record
+class NystromDiagnostics(ProductDiagnostics, method="nystrom"):
+    """What ``method="nystrom"`` reports besides the products' cost.
+
+    Attributes
+    ----------
+    rank, sketch, oversample, power : int
+        Eigenvalues returned, sketch columns, oversampling, power iterations; ``seed``.
+    shift : float
+        a ≤ λ_min(M), the shift of the bounds.
+    residual_trace : float
+        tr(C − Ĉ), what the sketch missed.
+    upper_trace_bound : float
+        lower + tr(C − Ĉ)/a, the looser upper bound.
+    error_bar : float
+        upper − lower; ``interval`` [lower, upper].
+    leading_eigenvalues : array
+        The leading eigenvalues of M, descending; ``spectral_decay`` their decay
+        (:func:`dlogdet.krylov.spectral_decay`).
+    """
+
+    rank: int | Absent = ABSENT
+    sketch: int | Absent = ABSENT
+    oversample: int | Absent = ABSENT
+    power: int | Absent = ABSENT
+    seed: Any = ABSENT
+    shift: float | Absent = ABSENT
+    residual_trace: float | Absent = ABSENT
+    upper_trace_bound: float | Absent = ABSENT
+    error_bar: float | Absent = ABSENT
+    interval: list | Absent = ABSENT
+    leading_eigenvalues: Any = ABSENT
+    spectral_decay: Any = ABSENT
+
+
 def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block_size: int | None = None,
         budget=None, client=None, rank: int | None = None, oversample: int = 10, power: int = 1, seed=None,
-        spectrum_lower=None, product: str = "auto", check_symmetry: bool | None = None, progress=None,
-        backend=None, scratch=None, resume=None) -> LogdetResult:
+        spectrum_lower=None, product: str = "auto", check_symmetry: bool | None = None,
+        progress=None) -> LogdetResult:
     """Bounds on log det(K + σ²I), K = t·A ⪰ 0, σ² = d (+ a kernel's nugget), from a rank-``rank`` Nyström sketch.
 
     Parameters
@@ -103,13 +141,13 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     residual = float(np.sum(diag) - a * n - np.sum(ny.lam))
     lower, upper, upper_trace = Kr.nystrom_logdet_bounds(ny.lam, a, residual, n)
     lam_m = ny.lam[:rank] + a
-    diagnostics = {
+    diagnostics = NystromDiagnostics.from_mapping({
         "wall_time": time.perf_counter() - t0,
         "rank": rank, "sketch": sketch, "oversample": oversample, "power": power, "seed": seed,
         "shift": a, "residual_trace": max(residual, 0.0), "upper_trace_bound": upper_trace,
         "error_bar": upper - lower, "interval": [lower, upper],
         "leading_eigenvalues": lam_m, "spectral_decay": Kr.spectral_decay(ny.lam[:rank]),
         **summary, "t": t, "d": d if np.ndim(d) == 0 else "vector",
-    }
+    })
     return LogdetResult(logdet=lower, sign=1.0, method="nystrom", n=n, dtype=str(source.dtype), lower=lower,
                         upper=upper, assume="spd", diagnostics=diagnostics)

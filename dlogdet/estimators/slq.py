@@ -20,9 +20,9 @@ of M many times over. Rayleigh–Ritz on the union of their Krylov spaces (known
 with M) gives Ritz pairs (θᵢ, yᵢ), and ``G = Σ (log θᵢ − c) yᵢyᵢᵀ`` is a control variate: each sample becomes
 ``zᵀ log(M) z − zᵀGz + tr G``, unbiased as long as G does not depend on z. The first block is cross-fitted (its
 probes in 4 groups, each corrected with the control of the other three); later blocks use the control of the
-whole first block. Measured on the trace NTK of an MLP (n = 1500, 32 probes × 30 steps, 20 seeds): RMS error
-0.30% → 0.16%, and 0.50% → 0.19% for a later block of 16 probes, at the same matrix-vector products. Its cost is
-dense linear algebra on the stored Lanczos vectors (SVDs of n × K, K = probes × steps), small beside the passes
+whole first block. Why on by default: at the same matrix-vector products it roughly halves the RMS error where
+the spectrum has dominant directions (an NTK, kernels; docs/benchmarks/estimators.md). Its cost is dense linear
+algebra on the stored Lanczos vectors (SVDs of n × K, K = probes × steps), small beside the passes
 over the tiles of a large matrix, not beside the products with a small in-memory one.
 
 With ``precondition=r``, a rank-r randomized Nyström approximation Ĉ of C = M − aI gives P = Ĉ + aI with
@@ -36,13 +36,17 @@ import logging
 import math
 import time
 
+from typing import Any
+
 import numpy as np
 
 from .. import krylov as Kr
+from ..diagnostics import ABSENT, Absent, record
 from ..errors import InputError, NotPSDError
-from ..linop import SourceOperator, check_int, check_positive, check_shift, spectrum_lower_bound
+from ..linop import ProductDiagnostics, SourceOperator, check_int, check_positive, check_shift, spectrum_lower_bound
 from ..result import LogdetResult
 from ..sources import TileSource
+from ..status import Status
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +65,75 @@ ESTIMATE_SPACING = 5
 # Most Lanczos vectors of the first block that deflation uses (its SVDs cost O(n·K²)).
 DEFLATE_VECTORS = 1024
 # Least variance ratio (plain / deflated, cross-fitted on the first block) for the deflation to be kept: below it
-# the control barely helps, costs its SVDs, and may add its own noise to later blocks (measured on a flat spectrum
-# and on a cluster of tiny eigenvalues: ratios 1.16-1.17 and no gain in error).
+# the control barely helps, costs its SVDs, and may add its own noise to later blocks (flat spectra and clusters
+# of tiny eigenvalues gained nothing; docs/benchmarks/estimators.md).
 DEFLATE_MIN_GAIN = 1.25
 # Factor on the Gauss rules' estimated remainder (krylov.gauss_remainder) that bounds the quadrature bias inside
 # the Gauss / Gauss–Radau bracket.
 GAUSS_SAFETY = 2.0
+
+
+@record
+class SLQDiagnostics(ProductDiagnostics, method="slq"):
+    """What ``method="slq"`` reports besides the products' cost.
+
+    Attributes
+    ----------
+    rtol, atol, confidence : float
+        The tolerance asked for and the confidence of the sampling part.
+    error_bar : float
+        Half-width of the confidence interval: sampling error + quadrature bias bound; ``interval`` the interval.
+    sampling_error, sampling_stderr : float
+        Student-t quantile × standard error of the probes, and that standard error.
+    bias_bound : float
+        Mean half-width of the probes' quadrature brackets; ``bias_kind`` says how it was bounded.
+    spectrum_lower, radau_node : float or None
+        The lower spectrum bound used, and the Gauss–Radau node.
+    probes, block : int
+        Probes used, probes per block; ``probe`` their kind, ``seed``.
+    lanczos_steps_mean, lanczos_steps_max : float, int
+    reorth : str
+    reorthogonalized_vectors : int
+    deflation : dict
+        Whether the Krylov deflation was kept, and its Ritz pairs and variance gain.
+    precondition_rank, precondition_power, precondition_mu, logdet_preconditioner, precondition_matvecs
+        The Nyström preconditioner, where one was used; ``leading_eigenvalues`` and ``spectral_decay`` its sketch.
+    """
+
+    rtol: float | Absent = ABSENT
+    atol: float | Absent = ABSENT
+    confidence: float | Absent = ABSENT
+    error_bar: float | Absent = ABSENT
+    interval: list | Absent = ABSENT
+    sampling_error: float | Absent = ABSENT
+    sampling_stderr: float | Absent = ABSENT
+    bias_bound: float | Absent = ABSENT
+    bias_kind: str | Absent = ABSENT
+    spectrum_lower: float | None | Absent = ABSENT
+    radau_node: float | None | Absent = ABSENT
+    probes: int | Absent = ABSENT
+    probe: str | Absent = ABSENT
+    block: int | Absent = ABSENT
+    seed: Any = ABSENT
+    lanczos_steps_mean: float | Absent = ABSENT
+    lanczos_steps_max: int | Absent = ABSENT
+    reorth: str | Absent = ABSENT
+    reorthogonalized_vectors: int | Absent = ABSENT
+    deflation: dict | Absent = ABSENT
+    precondition_rank: int | Absent = ABSENT
+    precondition_power: int | Absent = ABSENT
+    precondition_mu: float | Absent = ABSENT
+    logdet_preconditioner: float | Absent = ABSENT
+    precondition_matvecs: int | Absent = ABSENT
+    leading_eigenvalues: Any = ABSENT
+    spectral_decay: Any = ABSENT
+
+    def method_rows(self, result) -> list:
+        if "error_bar" not in self or result.stderr is None:
+            return []
+        return [("error bar", f"± {self.error_bar:.6g} ({100 * self.error_bar / abs(result.logdet):.3g}%; "
+                              f"{self.get('confidence', 0.95):g} confidence, quadrature bias "
+                              f"{self.get('bias_bound', 0.0):.3g} included)")]
 
 
 def _t_quantile(confidence: float, dof: int) -> float:
@@ -107,8 +174,8 @@ class _Block:
                                  "positive semi-definite? Pass a smaller spectrum_lower=, or use method='exact'")
             # the truth lies in [Radau, Gauss]; where the Gauss rules' own convergence says the rest of the way is
             # at most e, the interval narrows to [Gauss − GAUSS_SAFETY·e, Gauss] (never beyond the bracket). With
-            # a loose node (a nugget far below λ_min) the Radau rule lags far behind: measured on an MLP NTK at 30
-            # steps, Gauss was 0.016% off and Radau 0.44%, so the bracket's midpoint carried a 0.21% bias
+            # a loose node (a nugget far below λ_min) the Radau rule lags far behind Gauss, and the bracket's
+            # midpoint would carry its bias (docs/benchmarks/estimators.md)
             lo = np.maximum(q.radau, q.gauss - GAUSS_SAFETY * Kr.gauss_remainder(self.lz, np.log, q.gauss))
             lo = np.minimum(lo, q.gauss)
             self.mid = 0.5 * (q.gauss + lo)
@@ -228,7 +295,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         block: int = 16, min_probes: int | None = None, max_probes: int = 512, min_steps: int = 10,
         max_steps: int = 400, reorth: str = "full", confidence: float = 0.95, precondition: int | None = None,
         power: int = 1, spectrum_lower=None, product: str = "auto", check_symmetry: bool | None = None,
-        deflate: bool | None = None, progress=None, backend=None, scratch=None, resume=None) -> LogdetResult:
+        deflate: bool | None = None, progress=None) -> LogdetResult:
     """log det M, M = t·A + diag(d) symmetric positive definite, by stochastic Lanczos quadrature.
 
     See :func:`dlogdet.logdet` for the common parameters and the module doc for the method.
@@ -246,9 +313,9 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         block holds ``min_probes`` of them, 32 by default). Later blocks take as many
         probes as the sampling error says are still needed, up to 8 blocks' worth (and the budget's widest block).
     min_probes, max_probes : int
-        Probes before stopping is considered (default: two blocks, 32; measured: a stop after the first 16, when
-        their spread happened to be small, missed the true error in 2 of 70 benchmark runs, by up to 1.8× the bar)
-        and the cap (default 512).
+        Probes before stopping is considered (default: two blocks, 32; why: a stop after the first 16, when their
+        spread happens to be small, can miss the true error, docs/benchmarks/estimators.md) and the cap (default
+        512).
     min_steps, max_steps : int
         Lanczos steps before the first quadrature check (default 10) and the cap per probe (default 400: an RBF
         kernel with a 1e-3 nugget needs 100–200 without a preconditioner).
@@ -345,7 +412,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         steps: list[np.ndarray] = []
         defl: dict = {"enabled": bool(deflate)}
         tracker = _Tracker(progress, op, t0)
-        status = "ok"
+        status = Status.OK
         reorths = 0
         widest = op.max_columns()
         k = max(block, min_probes)      # the first min_probes probes in one pass per Lanczos step
@@ -391,12 +458,12 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
             if N >= min_probes and bar <= goal:
                 break
             if bias > goal and b.lz.steps >= max_steps and not (~b.lz.active).all():
-                status = "unconverged"
+                status = Status.UNCONVERGED
                 log.warning("slq: the quadrature bias %.3g exceeds the tolerance %.3g at max_steps=%d; raise "
                             "max_steps or use precondition=", bias, goal, max_steps)
                 break
             if N >= max_probes:
-                status = "unconverged"
+                status = Status.UNCONVERGED
                 log.warning("slq: error bar %.3g above the tolerance %.3g after max_probes=%d probes", bar, goal, N)
                 break
             # the next block: as many probes as the sampling error says are still needed (s/√N falls like 1/√N),
@@ -410,7 +477,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
 
     z = _z_quantile(confidence)
     all_steps = np.concatenate(steps)
-    diagnostics = {
+    diagnostics = SLQDiagnostics.from_mapping({
         "wall_time": time.perf_counter() - t0,
         "rtol": rtol, "atol": atol, "confidence": confidence,
         "error_bar": bar, "interval": [est - bar, est + bar],
@@ -423,6 +490,6 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         "reorth": reorth, "reorthogonalized_vectors": reorths,
         "deflation": {k: v for k, v in defl.items() if k != "control"},
         **summary, "t": t, "d": d if np.ndim(d) == 0 else "vector", **pre,
-    }
+    })
     return LogdetResult(logdet=est, sign=1.0, method="slq", n=n, dtype=str(source.dtype), stderr=bar / z,
                         assume="spd", status=status, diagnostics=diagnostics)

@@ -10,19 +10,25 @@ from ..errors import InputError, SourceError
 from .arrays import ArraySource, DaskArraySource, NpySource, ZarrSource
 from .base import TileSource, check_dtype, check_shape
 from .kernel import KERNELS, KernelSource
+from . import spec
 
 __all__ = ["TileSource", "ArraySource", "NpySource", "ZarrSource", "DaskArraySource", "KernelSource",
-           "KERNELS", "as_source", "check_dtype", "check_shape"]
+           "KERNELS", "as_source", "check_dtype", "check_shape", "source_from_spec"]
+
+source_from_spec = spec.source_from_spec
 
 
 def as_source(A) -> TileSource:
     """A tile source for any accepted input.
 
     Accepted: a :class:`TileSource`; a NumPy (or CuPy) array; a ``numpy.memmap`` of a ``.npy`` file; a path to
-    a ``.npy`` file or a zarr directory; a ``zarr.Array``; a dask array.
+    a ``.npy`` file or a zarr directory; a source spec such as ``"kernel:rbf:n=2000"`` or
+    ``"ntk:mlp:digits:n=500"`` (:mod:`dlogdet.sources.spec`); a ``zarr.Array``; a dask array.
     """
     if isinstance(A, TileSource):
         return A
+    if isinstance(A, str) and spec.kind_of(A) is not None:
+        return spec.source_from_spec(A)
     if isinstance(A, (str, os.PathLike)):
         path = os.fspath(A)
         if path.endswith(".npy"):

@@ -67,11 +67,15 @@ class TileSource:
     symmetric : bool
         True when the source is symmetric by construction (a kernel, a Gram matrix): the engine then skips
         the symmetry check, which would read the upper triangle too.
+    rows_per_point : int
+        Consecutive rows per data point: 1 (a kernel, an array), O for the full-output NTK of a model with O
+        outputs. Methods that work per point (the scaling-law extrapolation) group rows by it.
     """
 
     shape: tuple[int, int]
     dtype: np.dtype
     symmetric: bool = False
+    rows_per_point: int = 1
 
     @property
     def n(self) -> int:
@@ -84,6 +88,11 @@ class TileSource:
     def tile(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """The contiguous tile ``M[r0:r1, c0:c1]``."""
         return self.block(np.arange(r0, r1), np.arange(c0, c1))
+
+    def rank_boundaries(self) -> list[dict]:
+        """Points at which a part of the matrix stops gaining rank: one dict per part with at least ``"points"``
+        (and ``"layer"``, ``"kind"``, ``"parameters"`` for an NTK's layers). None by default."""
+        return []
 
     def token(self) -> str | None:
         """A deterministic token of the matrix's content, or None when there is no cheap one (keys then get a
