@@ -229,6 +229,8 @@ class Diagnostics(Record):
         if g("budget"):
             tracked = g("peak_tracked_bytes_per_worker") or {}
             line = f"{g('budget') / 2**20:.1f} MiB per worker"
+            if g("budget_source"):
+                line += f" ({g('budget_source')})"
             if tracked:
                 line += "; peak tracked " + ", ".join(f"{w}: {b / 2**20:.1f} MiB" for w, b in sorted(tracked.items()))
             rows.append(("budget", line))
@@ -267,6 +269,9 @@ class ExactDiagnostics(Diagnostics, method="exact"):
     symmetry_checked : bool
     budget : int or None
         Bytes per worker for tiles.
+    budget_source : str
+        How the budget was obtained: given, dask config, or ``"auto: ..."`` from the workers' memory limits
+        (:mod:`dlogdet.memory`).
     mode : {"memory", "store"}
         In memory, or out of core from the on-disk tile store.
     token : str
@@ -295,6 +300,7 @@ class ExactDiagnostics(Diagnostics, method="exact"):
     peak_managed_bytes_per_worker: Mapping[str, int] | Absent = ABSENT
     peak_rss_bytes_per_worker: Mapping[str, int] | Absent = ABSENT
     budget: int | None | Absent = ABSENT
+    budget_source: str | Absent = ABSENT
     peak_tracked_bytes_per_worker: Mapping[str, int] | Absent = ABSENT
     peak_rss_sampled_bytes_per_worker: Mapping[str, int] | Absent = ABSENT
     rss_at_start_bytes_per_worker: Mapping[str, int] | Absent = ABSENT

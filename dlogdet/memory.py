@@ -146,7 +146,8 @@ def for_plan(budget, *, worker_memory=None, client=None) -> Budget:
         return resolve(budget, client)
     if worker_memory is None:
         raise InputError("budget='auto' needs the workers' memory to plan without a cluster: give worker_memory= "
-                         "(such as '16GB', the memory limit of one worker), client=, or an explicit budget=")
+                         "(dlogdet plan --worker-memory; such as '16GB', the memory limit of one worker), client=, "
+                         "or an explicit budget=")
     limit = config.parse_bytes(worker_memory)
     fraction = auto_fraction()
     overhead = config.parse_bytes(config.get("memory.overhead", "256MiB"))

@@ -16,7 +16,11 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=positive_int, required=True, metavar="N", help="order of the matrix")
     p.add_argument("--workers", type=positive_int, required=True, metavar="K", help="Dask workers")
     p.add_argument("--budget", metavar="SIZE",
-                   help="host memory per worker such as 80GB (default: dask config dlogdet.memory.budget)")
+                   help="host memory per worker for tiles such as 40GB, or 'auto' (the default, dask config "
+                        "dlogdet.memory.budget): the engine's rule from --worker-memory")
+    p.add_argument("--worker-memory", metavar="SIZE",
+                   help="memory limit of one worker such as 64GB, for --budget auto (what dask-jobqueue's "
+                        "'memory' gives each worker)")
     p.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     p.add_argument("--assume", choices=("spd", "sym", "gen"), default="spd",
                    help="spd (Cholesky, the default), sym (LDL^T) or gen (LU)")
@@ -38,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     rates = {k: v for k, v in (("gemm_flops", args.gemm_flops), ("io_bytes", args.io_bytes)) if v is not None}
     p = plan(args.n, workers=args.workers, budget=args.budget, dtype=args.dtype, assume=args.assume,
              block_size=args.block_size, gpus_per_worker=args.gpus_per_worker, gpu_memory=args.gpu_memory,
-             rates=rates or None, calibrate=args.calibrate)
+             rates=rates or None, calibrate=args.calibrate, worker_memory=args.worker_memory)
     print(p.to_json() if args.json else p.summary(), flush=True)
     return 0
