@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import estimators
-from .result import LogdetResult
+from .core.result import LogdetResult
 from .sources import as_source
 
 
@@ -178,6 +178,6 @@ def spectrum(A, *, n0: int, samples: int = 1, seed=None, nested=(), t: float = 1
     dlogdet.spectra.SubmatrixSpectra
         ``eigenvalues`` (samples × n0), ``points``, ``nested``, ``n``, ``pooled()``, ``diagnostics``.
     """
-    from .spectra import submatrix_spectra
+    from .estimators.freedecomp.spectra import submatrix_spectra
     return submatrix_spectra(A, n0=n0, samples=samples, seed=seed, nested=nested, t=t, backend=backend,
                              client=client)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet import freecurve as F
+from dlogdet.linalg import freecurve as F
 from dlogdet.sources import TileSource
-from dlogdet.spectra import fit_spectra
+from dlogdet.estimators.freedecomp.spectra import fit_spectra
 
 
 class WishartSource(TileSource):

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet import memory
+from dlogdet.runtime import memory
 from dlogdet.cli import main
-from dlogdet.errors import MemoryBudgetError, ScratchSpaceError, WorkerMemoryError
+from dlogdet.core.errors import MemoryBudgetError, ScratchSpaceError, WorkerMemoryError
 
 from .conftest import log_uniform_spectrum, logdet_tol, spectrum_matrix
 
@@ -234,7 +234,7 @@ def test_short_write_without_errno_is_read_as_a_full_disk(tmp_path):
     # numpy reports a short write as OSError("... requested and ... written") with no errno: with less free space
     # than the run needs, that is a full disk too
     from dlogdet.estimators.exact import scratch_failure
-    from dlogdet.store import StoreWriteError
+    from dlogdet.engine.store import StoreWriteError
 
     store = tmp_path / "dlogdet-abc"
     store.mkdir()

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.deploy import connect, load_profile
-from dlogdet.errors import ClusterError
+from dlogdet.runtime.deploy import connect, load_profile
+from dlogdet.core.errors import ClusterError
 
 pytest.importorskip("dask_jobqueue")
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,16 +13,16 @@ import uuid
 
 import numpy as np
 
-from .. import backend as B
-from .. import config
-from .. import kernels as K
-from .. import memory
-from ..errors import InputError, MemoryBudgetError, ScratchSpaceError
-from ..graph import (Tiling, auto_block_size, build_factor_graph, choose_mode, matrix_bytes, store_block_size,
-                     task_count)
-from ..kernels import ASSUME
-from ..result import Inertia, LogdetResult
-from ..runtime import MemoryWatch, ProgressCallback, active_client, execute, n_workers
+from ..linalg import backend as B
+from ..core import config
+from ..linalg import kernels as K
+from ..runtime import memory
+from ..core.errors import InputError, MemoryBudgetError, ScratchSpaceError
+from ..engine.graph import (Tiling, auto_block_size, build_factor_graph, choose_mode, matrix_bytes, store_block_size,
+                            task_count)
+from ..linalg.kernels import ASSUME
+from ..core.result import Inertia, LogdetResult
+from ..runtime.execute import MemoryWatch, ProgressCallback, active_client, execute, n_workers
 from ..sources import ArraySource, DaskArraySource, TileSource
 
 log = logging.getLogger(__name__)
@@ -273,8 +273,8 @@ def _run_store(source, assume, tiling, *, t, d, backend, rtol, client, progress,
 
 def _run_store_in(source, assume, tiling, *, root, need, t, d, backend, rtol, client, progress, budget, resume,
                   workers, check_symmetry, budget_source) -> LogdetResult:
-    from ..graph import graph_token
-    from ..store import TileStore, build_store_graph, remove_partial, resume_step
+    from ..engine.graph import graph_token
+    from ..engine.store import TileStore, build_store_graph, remove_partial, resume_step
 
     n, itemsize = tiling.n, source.dtype.itemsize
     spilled = None
@@ -353,7 +353,7 @@ def scratch_failure(e: OSError, root: str, nt: int, need: int) -> ScratchSpaceEr
     """The one-line error of a tile store that failed mid-run (full, not writable, or gone), or None when ``e`` is
     not about the scratch directory ``root``. Finished steps stay on disk, and the message says where the same call
     resumes; a store that lost files is removed (the same call starts over)."""
-    from ..store import resume_step, TileStore
+    from ..engine.store import resume_step, TileStore
 
     where = os.path.abspath(getattr(e, "filename", None) or "")
     if where and not where.startswith(os.path.abspath(root) + os.sep) and where != os.path.abspath(root):

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import krylov as Kr
-from ..diagnostics import ABSENT, Absent, record
-from ..errors import InputError
-from ..linop import ProductDiagnostics, SourceOperator, check_int, check_shift, spectrum_lower_bound
-from ..result import LogdetResult
+from ..linalg import krylov as Kr
+from ..core.diagnostics import ABSENT, Absent, record
+from ..core.errors import InputError
+from ..runtime.operator import ProductDiagnostics, SourceOperator, check_int, check_shift, spectrum_lower_bound
+from ..core.result import LogdetResult
 from ..sources import TileSource
 
 
@@ -122,7 +122,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
 
         def report(done):
             if progress is not None:
-                from ..runtime import Progress
+                from ..runtime.execute import Progress
 
                 per = op.tiling.tiles_lower() if op.product == "tiles" else sketch
                 progress(Progress(panels_done=done, panels_total=passes_total, tiles_done=per * done,

@@ -40,13 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import krylov as Kr
-from ..diagnostics import ABSENT, Absent, record
-from ..errors import InputError, NotPSDError
-from ..linop import ProductDiagnostics, SourceOperator, check_int, check_positive, check_shift, spectrum_lower_bound
-from ..result import LogdetResult
+from ..linalg import krylov as Kr
+from ..core.diagnostics import ABSENT, Absent, record
+from ..core.errors import InputError, NotPSDError
+from ..runtime.operator import (ProductDiagnostics, SourceOperator, check_int, check_positive, check_shift,
+                                spectrum_lower_bound)
+from ..core.result import LogdetResult
 from ..sources import TileSource
-from ..status import Status
+from ..core.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ class _Tracker:
         self.steps_guess: int | None = None
 
     def _emit(self, fraction: float, passes_total: int) -> None:
-        from ..runtime import Progress
+        from ..runtime.execute import Progress
 
         op = self.op
         per = op.tiling.tiles_lower() if op.product == "tiles" else 0

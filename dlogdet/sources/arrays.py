@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from ..errors import SourceError
+from ..core.errors import SourceError
 from .base import TileSource, check_dtype, check_shape, content_token
 
 

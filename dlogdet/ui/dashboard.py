@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from .budget import EVENT as BUDGET_EVENT
-from .budget import RUN_EVENT, SCHEDULER_PLUGIN
-from .graph import panel_work_fraction
-from .runtime import Progress
+from ..runtime.budget import EVENT as BUDGET_EVENT
+from ..runtime.budget import RUN_EVENT, SCHEDULER_PLUGIN
+from ..engine.graph import panel_work_fraction
+from ..runtime.execute import Progress
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ class Page:
                            sizing_mode="stretch_width")
 
     def update(self) -> None:
-        from .ui import format_bytes, format_progress
+        from . import format_bytes, format_progress
 
         snap_board = self.plugin.latest()
         if snap_board is None:

@@ -40,8 +40,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import config
-from .errors import ClusterError
+from ..core import config
+from ..core.errors import ClusterError
 
 log = logging.getLogger(__name__)
 

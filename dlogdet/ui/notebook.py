@@ -18,8 +18,8 @@ import threading
 import time
 from typing import TextIO
 
-from .ui.progress import format_progress
-from .runtime import Progress
+from .progress import format_progress
+from ..runtime.execute import Progress
 
 
 def _in_notebook() -> bool:

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from . import backend as B
-from . import kernels as K
+from ..linalg import backend as B
+from ..linalg import kernels as K
 from .graph import FactorGraph, LoadSpec, Tiling, load_tile, raw_refs, read_tile
 
 

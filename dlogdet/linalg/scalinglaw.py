@@ -56,8 +56,8 @@ from typing import Mapping
 import numpy as np
 from scipy.special import gammaln
 
-from .diagnostics import Record, record
-from .errors import ExtrapolationError, InputError, warn_renamed
+from ..core.diagnostics import Record, record
+from ..core.errors import ExtrapolationError, InputError, warn_renamed
 
 #: Window starts tried by ``window="auto"``, as fractions of n_s (why: from "almost everything" to "the last 70%";
 #: early points carry small-k transients, late windows leave too few points for the slope).

@@ -27,9 +27,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .graph import panel_work_fraction
-from .scalinglaw import evaluate
+from ..core.errors import InputError
+from ..engine.graph import panel_work_fraction
+from ..linalg.scalinglaw import evaluate
 
 MIB = 2.0 ** 20
 # Points kept per ℓ_k curve in a result's JSON (log-spaced in k): enough for a smooth plot on a log axis, small
@@ -321,7 +321,7 @@ def save_extrapolation_plot(result, path: str | os.PathLike) -> None:
 def save_decompression(curve, sizes: Sequence[int], path: str | os.PathLike) -> None:
     """The submatrix histogram, the fitted density at n₀ and the densities decompressed to ``sizes`` (those above
     n₀) of a :class:`dlogdet.freecurve.SpectralCurve`, saved to ``path`` (.png, .svg, .pdf)."""
-    from .freecurve import plot_decompression
+    from ..linalg.freecurve import plot_decompression
 
     fig = plot_decompression(curve, sizes=[int(n) for n in sizes if n > curve.n0], path=path)
     _pyplot().close(fig)
@@ -330,7 +330,7 @@ def save_decompression(curve, sizes: Sequence[int], path: str | os.PathLike) -> 
 def save_decompression_plot(result, path: str | os.PathLike) -> None:
     """:func:`save_decompression` of a ``method="freedecomp"`` result: its curve refitted from the submatrix
     eigenvalues it kept, at its degrees and scale, decompressed to its size."""
-    from .freecurve import fit_curve
+    from ..linalg.freecurve import fit_curve
 
     dg = as_dict(result)["diagnostics"] if not hasattr(result, "diagnostics") else result.diagnostics
     if "submatrix_eigenvalues" not in dg:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import config
+from ..core import config
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class RunStats:
 
 
 def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
-    from .graph import panel_work_fraction
+    from ..engine.graph import panel_work_fraction
     left = nt - done  # the trailing matrix still to factor: left² tiles (general) or left(left+1)/2 (lower)
     tiles_done = tiles_total - (left * left if tiles_total == nt * nt and nt > 1 else left * (left + 1) // 2)
     return Progress(done, nt, tiles_done, tiles_total, panel_work_fraction(nt, done), time.perf_counter() - t0)
@@ -212,7 +212,7 @@ class MemoryWatch:
 
     def error(self):
         """The :class:`~dlogdet.errors.WorkerMemoryError` that says what happened, or None if nothing did."""
-        from .errors import WorkerMemoryError
+        from ..core.errors import WorkerMemoryError
 
         if self.lost:
             w = self.lost[0]
@@ -239,7 +239,7 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
     import dask
 
     from .budget import Accounting, TaskBytes, register_extensions
-    from .graph import BlockCyclic, PanelPriority
+    from ..engine.graph import BlockCyclic, PanelPriority
     from .timeline import Timeline
 
     nt = len(panel_keys)
@@ -325,5 +325,3 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
     return value, RunStats(wall, peak_managed, peak_rss, f"distributed ({client.scheduler.address})", memory,
                            timeline.to_dict())
 
-
-from .deploy import connect  # noqa: E402  (re-exported: dlogdet.runtime.connect, the documented entry point)

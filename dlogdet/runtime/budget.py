@@ -37,7 +37,7 @@ class TaskBytes:
         self.per_kind = per_kind
 
     def __call__(self, key) -> dict:
-        from .graph import tile_and_step
+        from ..engine.graph import tile_and_step
         _, _, kind = tile_and_step(key)
         return {"run": self.token, "bytes": int(self.per_kind.get(kind, 0))}
 
@@ -152,7 +152,7 @@ class WorkerPlugin(_WorkerPlugin):
     def transition(self, key, start, finish, **kwargs) -> None:
         if finish != "ready" or not hasattr(os, "posix_fadvise"):
             return
-        from .store import StoreRef
+        from ..engine.store import StoreRef
 
         ts = self.worker.state.tasks.get(key)
         if ts is None:
@@ -208,7 +208,7 @@ def register_extensions(client, plugins=None) -> None:
     run."""
     from importlib import import_module
 
-    from . import config
+    from ..core import config
 
     specs = config.get("scheduler-plugins", None) or ()
     addr = getattr(client.scheduler, "address", None)

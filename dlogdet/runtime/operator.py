@@ -28,16 +28,16 @@ import time
 
 import numpy as np
 
-from . import backend as B
-from . import config
-from . import kernels as K
+from ..linalg import backend as B
+from ..core import config
+from ..linalg import kernels as K
 from . import memory
-from .diagnostics import ABSENT, Absent, Diagnostics, record
-from .errors import InputError, MemoryBudgetError
-from .graph import Tiling, auto_block_size
-from .matvec import build_diagonal_graph, build_matmat_graph, build_plan_graph
-from .runtime import active_client, execute, n_workers
-from .sources import ArraySource, DaskArraySource, TileSource
+from ..core.diagnostics import ABSENT, Absent, Diagnostics, record
+from ..core.errors import InputError, MemoryBudgetError
+from ..engine.graph import Tiling, auto_block_size
+from ..engine.products import build_diagonal_graph, build_matmat_graph, build_plan_graph
+from .execute import active_client, execute, n_workers
+from ..sources import ArraySource, DaskArraySource, TileSource
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ def spectrum_lower_bound(source: TileSource, t: float, d, given=None) -> float |
     if given is not None:
         return check_positive("spectrum_lower", given,
                               hint=" (a positive lower bound on the smallest eigenvalue of t·A + diag(d))")
-    from .sources import KernelSource
+    from ..sources import KernelSource
     a = float(np.min(d)) if np.ndim(d) else float(d)
     if isinstance(source, KernelSource):
         a += t * source.jitter

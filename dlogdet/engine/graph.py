@@ -28,11 +28,11 @@ from typing import Any, Callable
 import numpy as np
 from dask.base import tokenize
 
-from . import backend as B
-from . import config
-from . import kernels as K
-from .errors import InputError, MemoryBudgetError
-from .sources import ArraySource, DaskArraySource, TileSource
+from ..linalg import backend as B
+from ..core import config
+from ..linalg import kernels as K
+from ..core.errors import InputError, MemoryBudgetError
+from ..sources import ArraySource, DaskArraySource, TileSource
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import backend as B
-from .errors import NonFiniteError, NotPSDError, NotSymmetricError, SingularMatrixError
+from ..core.errors import NonFiniteError, NotPSDError, NotSymmetricError, SingularMatrixError
 
 ASSUME = ("spd", "sym", "gen")
 

@@ -42,7 +42,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
 
 # ------------------------------------------------------------------------------------------------------- errors
 

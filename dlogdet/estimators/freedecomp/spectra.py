@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend as B
-from . import config
-from .errors import InputError, NonFiniteError
-from .runtime import active_client, execute
-from .sources import TileSource, as_source
-from .sources.subset import SubsetSource
+from ...linalg import backend as B
+from ...core import config
+from ...core.errors import InputError, NonFiniteError
+from ...runtime.execute import active_client, execute
+from ...sources import TileSource, as_source
+from ...sources.subset import SubsetSource
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,7 +147,7 @@ def fit_spectra(spectra: SubmatrixSpectra, *, n_target: float | None = None, deg
     ``degrees="auto"`` scores the candidates by decompressing the nested spectra (when the spectra hold any) to n₀,
     and rejects those whose law at ``n_target`` (default the whole matrix's order) is not a valid density.
     """
-    from . import freecurve as FC
+    from ...linalg import freecurve as FC
 
     n_target = spectra.n if n_target is None else n_target
     t_target = float(np.log(n_target / spectra.n0)) if n_target > spectra.n0 else 0.0

@@ -46,10 +46,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import config, memory
-from .errors import InputError, MemoryBudgetError
-from .graph import Tiling, auto_block_size, choose_mode, store_block_size, task_count
-from .sources.base import check_dtype
+from ..core import config
+from . import memory
+from ..core.errors import InputError, MemoryBudgetError
+from ..engine.graph import Tiling, auto_block_size, choose_mode, store_block_size, task_count
+from ..sources.base import check_dtype
 
 log = logging.getLogger(__name__)
 
@@ -496,7 +497,7 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
     if workers is None:
         if client is None:
             raise InputError("give workers= (the number of dask workers) or client= (a cluster to plan for)")
-        from .runtime import n_workers
+        from .execute import n_workers
         workers = n_workers(client)
     workers = _check_int("workers", workers, 1)
     dt = check_dtype(dtype)

@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import freecurve as FC
-from ..diagnostics import ABSENT, Absent, Diagnostics, record
-from ..errors import InputError
-from ..linop import check_int, check_positive
-from ..result import LogdetResult
-from ..status import Status
-from ..sources import TileSource
-from ..spectra import fit_spectra, submatrix_spectra
+from ...linalg import freecurve as FC
+from ...core.diagnostics import ABSENT, Absent, Diagnostics, record
+from ...core.errors import InputError
+from ...runtime.operator import check_int, check_positive
+from ...core.result import LogdetResult
+from ...core.status import Status
+from ...sources import TileSource
+from .spectra import fit_spectra, submatrix_spectra
 
 log = logging.getLogger(__name__)
 

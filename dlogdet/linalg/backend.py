@@ -16,7 +16,7 @@ import scipy.linalg
 import scipy.linalg.lapack as lapack
 from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
 
-from .errors import InputError
+from ..core.errors import InputError
 
 BACKENDS = ("auto", "numpy", "cupy")
 

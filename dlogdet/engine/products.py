@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import backend as B
-from . import kernels as K
+from ..linalg import backend as B
+from ..linalg import kernels as K
 from .graph import Tiling, raw_refs
-from .sources import TileSource
+from ..sources import TileSource
 
 
 # --------------------------------------------------------------------------------------------------------------

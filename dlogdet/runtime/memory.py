@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import config
-from .errors import InputError, MemoryBudgetError
+from ..core import config
+from ..core.errors import InputError, MemoryBudgetError
 
 AUTO = "auto"
 
