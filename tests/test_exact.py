@@ -20,7 +20,8 @@ import pytest
 from dask.utils import key_split
 
 import dlogdet
-from dlogdet.engine.graph import Tiling, build_factor_graph
+from dlogdet.engine.schedule import Tiling
+from dlogdet.engine.tiles import build_factor_graph
 from dlogdet.runtime.execute import Progress
 
 from .conftest import (EPS32, ArrayBlockSource, cond, cond_sym, general_matrix, log_uniform_spectrum, logdet_tol,

@@ -21,8 +21,11 @@ import pytest
 import dlogdet
 from dlogdet import cli
 from dlogdet.core.errors import InputError, MemoryBudgetError, ScratchSpaceError, UnsupportedDtypeError
-from dlogdet.engine.graph import Tiling, auto_block_size, build_factor_graph, store_block_size, task_count
-from dlogdet.runtime.planner import GPU_MAX_TILE, Plan, matrix_tile_bytes, traffic
+from dlogdet.engine.plan import auto_block_size, store_block_size
+from dlogdet.engine.schedule import Tiling, task_count
+from dlogdet.engine.tiles import build_factor_graph
+from dlogdet.runtime.costs import matrix_tile_bytes, traffic
+from dlogdet.runtime.planner import GPU_MAX_TILE, Plan
 from dlogdet.sources import ArraySource
 
 BIG = [

@@ -30,7 +30,8 @@ import numpy as np
 
 from ..linalg import backend as B
 from ..linalg import kernels as K
-from .graph import Tiling, raw_refs
+from .graph import raw_refs
+from .schedule import Tiling
 from ..sources import TileSource
 
 

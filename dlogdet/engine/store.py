@@ -3,7 +3,8 @@
 When the matrix does not fit in the workers' memory budgets, the trailing matrix lives on disk: every task reads
 its input tiles from the store, writes its output tile, and hands on only a :class:`StoreRef` (a path), so a
 worker holds the tiles of the task it runs and nothing else. The graph is the same right-looking factorization
-as :mod:`dlogdet.graph` (same keys, same kernels); only where tiles live changes.
+as in worker memory (:mod:`dlogdet.engine.tiles`: the same schedule, keys and kernels); only where tiles live
+changes.
 
 Files under ``<scratch>/dlogdet-<token>/`` (written to a temporary name, then renamed: a file that exists is
 complete):
@@ -35,7 +36,8 @@ import numpy as np
 
 from ..linalg import backend as B
 from ..linalg import kernels as K
-from .graph import FactorGraph, LoadSpec, Tiling, load_tile, raw_refs, read_tile
+from .graph import FactorGraph, Inputs, LoadSpec, emit, load_tile, read_tile
+from .schedule import Factor, PanelSolve, RowSolve, Schedule, StepEnd, Tiling, Update
 
 
 @dataclass(frozen=True)
@@ -292,95 +294,74 @@ def _panel_ext(assume: str) -> str:
     return ".pkl" if assume == "sym" else ".npy"
 
 
+class StoreTasks:
+    """Steps as tasks on the tile store: a tile's reference is (what reads it, the key of the task that wrote it
+    or None, the raw tile of a dask array or None); every task consumes its first input."""
+
+    def __init__(self, schedule: Schedule, inputs: Inputs, store: TileStore):
+        self.schedule, self.inputs, self.store = schedule, inputs, store
+        self.dsk = dict(inputs.entries)
+        self.panel_keys: list = []          # the steps' done marks
+        self.ext = _panel_ext(schedule.assume)
+        self.step_refs: list = []
+        self.to_delete: list[str] = []
+
+    def tile(self, i: int, j: int) -> tuple:
+        start = self.schedule.start
+        if start > 0:
+            return FromStore(f"A-{i}-{j}-{start}.npy"), None, None
+        r0, r1 = self.schedule.tiling.bounds(i)
+        c0, c1 = self.schedule.tiling.bounds(j)
+        raw = self.inputs.ref(i, j) if self.inputs.source_arg is None else None  # a dask array's tile
+        return FromSource(i, j, r0, r1, c0, c1, self.inputs.spec(i, j)), None, raw
+
+    def _task(self, key: tuple, op: str, out: str, ins: list, params: tuple, piv: str | None = None) -> tuple:
+        """A store task writing ``out``; ``ins`` are tile references, the first one consumed."""
+        deps = [dep for _, dep, _ in ins if dep is not None]
+        self.dsk[key] = (run_task, self.store, op, out, tuple(x for x, _, _ in ins), params, self.inputs.source_arg,
+                         ins[0][2], piv, *deps)
+        self.step_refs.append(key)
+        return FromStore(out), key, None
+
+    def factor(self, step: Factor, key: tuple, a: tuple) -> tuple:
+        r0, _ = self.schedule.tiling.bounds(step.k)
+        out = f"F-{step.k}.pkl"
+        self.step_refs, self.to_delete = [], [out]
+        return self._task(key, "factor", out, [a], (self.schedule.assume, r0, step.last), piv=f"P-{step.k}.npz")
+
+    def solve(self, step: PanelSolve | RowSolve, key: tuple, a: tuple, factor: tuple) -> tuple:
+        if isinstance(step, PanelSolve):
+            op, out = "trsm", f"L-{step.i}-{step.k}{self.ext}"
+        else:
+            op, out = "trsmrow", f"U-{step.k}-{step.j}.npy"
+        self.to_delete.append(out)
+        return self._task(key, op, out, [a, factor], ())
+
+    def update(self, step: Update, key: tuple, c: tuple, left: tuple, right: tuple) -> tuple:
+        op = "update_gen" if self.schedule.general else "update"
+        return self._task(key, op, f"A-{step.i}-{step.j}-{step.k + 1}.npy", [c, left, right], ())
+
+    def end(self, step: StepEnd, key: tuple) -> None:
+        # after the previous mark too: marks are then contiguous, so "done-k" means steps 0..k are complete
+        self.dsk[key] = (finish_step, self.store, step.k, self.to_delete, *self.step_refs, *self.panel_keys[-1:])
+        self.panel_keys.append(key)
+
+    def output(self, checks: list) -> tuple:
+        return (_gather_after_checks, self.store, self.schedule.nt, checks, *self.panel_keys)
+
+
 def build_store_graph(source, assume: str, tiling: Tiling, store: TileStore, *, t: float = 1.0, d=0.0,
                       backend: str = "numpy", check_finite: bool = True, symmetry_rtol: float | None = None,
                       source_ref=None, token: str, start: int = 0) -> FactorGraph:
     """The out-of-core factorization graph, from step ``start`` on (0: a fresh run; > 0: a resumed one).
 
-    Keys are those of :func:`dlogdet.graph.build_factor_graph`, plus ``("done-<tok>", k)`` per step; the
+    Keys are those of the schedule (:mod:`dlogdet.engine.schedule`), with ``("done-<tok>", k)`` per step; the
     output is ``(log_pivots, signs, tasks_computed)``.
     """
-    nt = tiling.nt
-    gen = assume == "gen"
-    fname = {"spd": "potrf", "sym": "sytrf", "gen": "getrf"}[assume]
-    names = {k: f"{k}-{token}" for k in (fname, "trsm", "trsmrow", "syrk", "gemm", "done", "symcheck", "logdet")}
-    d_vec = None if np.isscalar(d) else np.asarray(d, dtype=np.float64)
-    dsk, ref = raw_refs(source, tiling, token, None, source_ref)
-    src_arg = source_ref if source_ref is not None else (f"source-{token}" if f"source-{token}" in dsk else None)
-    dask_src = src_arg is None  # a dask array: raw tiles are keys of its graph
-
-    def first_input(i, j):
-        r0, r1 = tiling.bounds(i)
-        c0, c1 = tiling.bounds(j)
-        if start > 0:
-            return FromStore(f"A-{i}-{j}-{start}.npy"), None
-        dd = (float(d) if d_vec is None else d_vec[r0:r1]) if i == j else None
-        spec = LoadSpec(t=float(t), d=dd, check_finite=check_finite, symmetry_rtol=symmetry_rtol, backend=backend)
-        return FromSource(i, j, r0, r1, c0, c1, spec), (ref(i, j) if dask_src else None)
-
-    cur: dict[tuple[int, int], tuple] = {}     # tile -> (input descriptor, dependency key or None, raw)
-    for i in range(start, nt):
-        for j in range(start, nt if gen else i + 1):
-            inp, raw = first_input(i, j)
-            cur[i, j] = (inp, None, raw)
-
-    def task(op, out, ins, params, piv=None):
-        """A store task; ``ins`` are (descriptor, dependency key, raw) triples, the first one consumed."""
-        deps = [key for _, key, _ in ins if key is not None]
-        return (run_task, store, op, out, tuple(x for x, _, _ in ins), params, src_arg, ins[0][2], piv, *deps)
-
-    ext = _panel_ext(assume)
-    done_keys = []
-    for k in range(start, nt):
-        r0, _ = tiling.bounds(k)
-        fk = (names[fname], k)
-        fout = f"F-{k}.pkl"
-        dsk[fk] = task("factor", fout, [cur[k, k]], (assume, r0, k == nt - 1), piv=f"P-{k}.npz")
-        step_refs = [fk]
-        to_delete = [fout]
-        fin = (FromStore(fout), fk, None)
-        col, row = {}, {}
-        for i in range(k + 1, nt):
-            key = (names["trsm"], i, k)
-            lname = f"L-{i}-{k}{ext}"
-            dsk[key] = task("trsm", lname, [cur[i, k], fin], ())
-            col[i] = (FromStore(lname), key, None)
-            step_refs.append(key)
-            to_delete.append(lname)
-            if gen:
-                key = (names["trsmrow"], k, i)
-                uname = f"U-{k}-{i}.npy"
-                dsk[key] = task("trsmrow", uname, [cur[k, i], fin], ())
-                row[i] = (FromStore(uname), key, None)
-                step_refs.append(key)
-                to_delete.append(uname)
-        for i in range(k + 1, nt):
-            for j in range(k + 1, nt if gen else i + 1):
-                key = (names["syrk"] if i == j else names["gemm"], i, j, k)
-                aname = f"A-{i}-{j}-{k + 1}.npy"
-                if gen:
-                    dsk[key] = task("update_gen", aname, [cur[i, j], col[i], row[j]], ())
-                else:
-                    dsk[key] = task("update", aname, [cur[i, j], col[i], col[j]], ())
-                cur[i, j] = (FromStore(aname), key, None)
-                step_refs.append(key)
-        dk = (names["done"], k)
-        # after the previous mark too: marks are then contiguous, so "done-k" means steps 0..k are complete
-        dsk[dk] = (finish_step, store, k, to_delete, *step_refs, *done_keys[-1:])
-        done_keys.append(dk)
-
-    checks = []
-    if symmetry_rtol is not None and start == 0:
-        for i in range(nt):
-            for j in range(i):
-                key = (names["symcheck"], i, j)
-                dsk[key] = (K.check_symmetric_pair, ref(i, j), ref(j, i), symmetry_rtol, tiling.bounds(i)[0],
-                            tiling.bounds(j)[0], i, j, check_finite)
-                checks.append(key)
-    out = (names["logdet"],)
-    dsk[out] = (_gather_after_checks, store, nt, checks, *done_keys)
-    n_tasks = len(dsk) - (1 if f"source-{token}" in dsk else 0)
-    return FactorGraph(dsk, out, done_keys, tiling, assume, token, n_tasks, names)
+    inputs = Inputs(source, tiling, token, t=t, d=d, backend=backend, check_finite=check_finite,
+                    symmetry_rtol=symmetry_rtol, source_ref=source_ref)
+    schedule = Schedule(tiling, assume, token, start)
+    return emit(schedule, StoreTasks(schedule, inputs, store), inputs)
 
 
 def _gather_after_checks(store: TileStore, nt: int, checks: list, *done: int):

@@ -37,7 +37,7 @@ class TaskBytes:
         self.per_kind = per_kind
 
     def __call__(self, key) -> dict:
-        from ..engine.graph import tile_and_step
+        from ..engine.schedule import tile_and_step
         _, _, kind = tile_and_step(key)
         return {"run": self.token, "bytes": int(self.per_kind.get(kind, 0))}
 

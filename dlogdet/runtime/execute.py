@@ -72,7 +72,7 @@ class RunStats:
 
 
 def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
-    from ..engine.graph import panel_work_fraction
+    from ..engine.schedule import panel_work_fraction
     left = nt - done  # the trailing matrix still to factor: left² tiles (general) or left(left+1)/2 (lower)
     tiles_done = tiles_total - (left * left if tiles_total == nt * nt and nt > 1 else left * (left + 1) // 2)
     return Progress(done, nt, tiles_done, tiles_total, panel_work_fraction(nt, done), time.perf_counter() - t0)
@@ -239,7 +239,7 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
     import dask
 
     from .budget import Accounting, TaskBytes, register_extensions
-    from ..engine.graph import BlockCyclic, PanelPriority
+    from ..engine.placement import BlockCyclic, PanelPriority
     from .timeline import Timeline
 
     nt = len(panel_keys)

@@ -34,7 +34,8 @@ from ..linalg import kernels as K
 from . import memory
 from ..core.diagnostics import ABSENT, Absent, Diagnostics, record
 from ..core.errors import InputError, MemoryBudgetError
-from ..engine.graph import Tiling, auto_block_size
+from ..engine.plan import auto_block_size
+from ..engine.schedule import Tiling
 from ..engine.products import build_diagonal_graph, build_matmat_graph, build_plan_graph
 from .execute import active_client, execute, n_workers
 from ..sources import ArraySource, DaskArraySource, TileSource

@@ -33,7 +33,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from ..runtime.budget import EVENT as BUDGET_EVENT
 from ..runtime.budget import RUN_EVENT, SCHEDULER_PLUGIN
-from ..engine.graph import panel_work_fraction
+from ..engine.schedule import panel_work_fraction
 from ..runtime.execute import Progress
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..core.errors import InputError
-from ..engine.graph import panel_work_fraction
+from ..engine.schedule import panel_work_fraction
 from ..linalg.scalinglaw import evaluate
 
 MIB = 2.0 ** 20
