@@ -327,7 +327,6 @@ def e2e_section(args):
 
 def nt_section(args):
     import subprocess
-    import sys
 
     from dlogdet.ntk import NTKSource, load_dataset, mlp
 

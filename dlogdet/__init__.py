@@ -13,7 +13,7 @@ from .sources import ArraySource, DaskArraySource, KernelSource, NpySource, Tile
 
 __version__ = "0.1.0"
 
-moved.install()   # the module paths of before the layers (dlogdet.report, ...) as deprecated aliases
+moved.install()   # the module paths of before the layers (dlogdet.ui.report, ...) as deprecated aliases
 
 __all__ = [
     "logdet", "extrapolate", "spectrum", "ExtrapolationError", "LogdetResult", "Inertia", "Status", "KernelSource",

@@ -18,7 +18,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from dlogdet.ui.dashboard import DONE, IN_MEMORY, ON_DISK, OUTSIDE, WAITING, DashboardPlugin, RunBoard, _parse
+from dlogdet.ui.dashboard import DONE, IN_MEMORY, ON_DISK, OUTSIDE, WAITING, DashboardPlugin, _parse
 from dlogdet.runtime.timeline import Series, Timeline
 
 TOK = "abc123"

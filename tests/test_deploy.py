@@ -9,7 +9,6 @@ import datetime
 import os
 import signal
 import sys
-import threading
 import time
 
 import numpy as np

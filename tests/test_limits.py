@@ -22,7 +22,7 @@ from dlogdet.runtime import memory
 from dlogdet.cli import main
 from dlogdet.core.errors import MemoryBudgetError, ScratchSpaceError, WorkerMemoryError
 
-from .conftest import log_uniform_spectrum, logdet_tol, spectrum_matrix
+from .conftest import log_uniform_spectrum, spectrum_matrix
 
 pytestmark = pytest.mark.timeout(240)
 

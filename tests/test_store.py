@@ -18,7 +18,6 @@ import pytest
 import dlogdet
 from dlogdet.core.errors import MemoryBudgetError, ScratchSpaceError
 from dlogdet.engine.plan import store_block_size
-from dlogdet.engine.schedule import Tiling
 from dlogdet.engine.store import FromStore, TileStore, run_task
 
 from .conftest import general_matrix, log_uniform_spectrum, logdet_tol, spectrum_matrix

@@ -17,7 +17,7 @@ import functools
 import reprlib
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, ClassVar, Iterator, Mapping, TypeVar
+from typing import Any, ClassVar, Iterator, Mapping, TypeVar, dataclass_transform
 
 from .errors import warn_renamed
 
@@ -53,6 +53,7 @@ def _rebuild(cls: type[R], items: dict[str, Any]) -> R:
     return cls.from_mapping(items)
 
 
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
 def record(cls: type[R]) -> type[R]:
     """The decorator of a :class:`Record` subclass: a frozen, keyword-only dataclass that keeps the record's
     ``repr`` (recorded keys only) and its mapping equality."""
@@ -64,7 +65,7 @@ class Record(Mapping[str, Any]):
     """A frozen dataclass that reads as a read-only mapping of its recorded fields.
 
     ``RENAMED`` maps old key spellings to new ones: reading an old key still works, with a
-    :class:`~dlogdet.errors.DlogdetDeprecationWarning`.
+    :class:`~dlogdet.core.errors.DlogdetDeprecationWarning`.
     """
 
     RENAMED: ClassVar[Mapping[str, str]] = MappingProxyType({})
@@ -93,7 +94,7 @@ class Record(Mapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         if key in _field_names(type(self)):
-            return getattr(self, key) is not ABSENT  # type: ignore[arg-type]
+            return getattr(self, key) is not ABSENT
         if key in self._extra():
             return True
         new = self.RENAMED.get(key) if isinstance(key, str) else None
@@ -121,8 +122,8 @@ class Record(Mapping[str, Any]):
         names = set(_field_names(cls))
         known = {k: v for k, v in mapping.items() if k in names}
         rest = {k: v for k, v in mapping.items() if k not in names}
-        if "extra" in cls.__dataclass_fields__:  # type: ignore[attr-defined]
-            return cls(**known, extra=rest)
+        if "extra" in cls.__dataclass_fields__:
+            return cls(**known, extra=rest)  # type: ignore[call-arg]  # subclasses with an ``extra`` field
         if rest:
             raise TypeError(f"{cls.__name__} has no field {', '.join(map(repr, rest))}")
         return cls(**known)
@@ -199,7 +200,8 @@ class Diagnostics(Record):
         if not result.status.ok:
             rows.append(("status", result.status.describe()))
         if result.method != "exact":
-            rows.append(("method", result.method + (f" (auto: {self.auto['reason']})" if self.auto else "")))
+            rows.append(("method", result.method + (f" (auto: {self.auto['reason']})"
+                                                    if isinstance(self.auto, Mapping) else "")))
         if result.lower is not None and result.upper is not None:
             rows.append(("bounds", f"[{result.lower!r}, {result.upper!r}] (guaranteed)"))
         return rows
@@ -226,9 +228,10 @@ class Diagnostics(Record):
         if g("mode") == "store":
             rows.append(("mode", f"out of core (tile store {g('scratch')}), resumed from step "
                                  f"{g('resumed_from_step', 0)}, {g('tasks_computed', '?')} tasks computed"))
-        if g("budget"):
+        budget = g("budget")
+        if budget:
             tracked = g("peak_tracked_bytes_per_worker") or {}
-            line = f"{g('budget') / 2**20:.1f} MiB per worker"
+            line = f"{budget / 2**20:.1f} MiB per worker"
             if g("budget_source"):
                 line += f" ({g('budget_source')})"
             if tracked:
@@ -271,7 +274,7 @@ class ExactDiagnostics(Diagnostics, method="exact"):
         Bytes per worker for tiles.
     budget_source : str
         How the budget was obtained: given, dask config, or ``"auto: ..."`` from the workers' memory limits
-        (:mod:`dlogdet.memory`).
+        (:mod:`dlogdet.runtime.memory`).
     mode : {"memory", "store"}
         In memory, or out of core from the on-disk tile store.
     token : str

@@ -80,7 +80,7 @@ class LogdetResult:
         :attr:`Status.OK`, or the member that says why the number is degraded (its ``cause`` and ``remedy``);
         a ``str``, so ``r.status == "ok"`` reads as before. A string given here becomes its member.
     diagnostics : Diagnostics
-        The method's typed diagnostics (:mod:`dlogdet.diagnostics`): wall time, block size, tile count, task
+        The method's typed diagnostics (:mod:`dlogdet.core.diagnostics`): wall time, block size, tile count, task
         count, peak bytes per worker where known, jitter, backend...; also a read-only mapping of the recorded
         keys. A plain mapping given here becomes the method's type.
     """
@@ -139,10 +139,11 @@ class LogdetResult:
 
     def rows(self) -> list[tuple[str, Any]]:
         """The (label, text) rows that describe this result to a person (what ``dlogdet logdet`` prints); the
-        method's diagnostics choose them (:meth:`dlogdet.diagnostics.Diagnostics.rows`)."""
+        method's diagnostics choose them (:meth:`dlogdet.core.diagnostics.Diagnostics.rows`)."""
         return self.diagnostics.rows(self)
 
     def to_json(self, *, pivots: bool = False, **kwargs) -> str:
+        """The result as one JSON line (:meth:`to_dict`; ``kwargs`` go to :func:`json.dumps`)."""
         return json.dumps(self.to_dict(pivots=pivots), **kwargs)
 
     def __repr__(self) -> str:

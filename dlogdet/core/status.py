@@ -29,6 +29,7 @@ class Status(enum.StrEnum):
     remedy: str
 
     def __new__(cls, value: str, cause: str = "", remedy: str = "") -> Status:
+        """A member: its value (the old string spelling), its cause and its remedy."""
         obj = str.__new__(cls, value)
         obj._value_ = value
         obj.cause = cause

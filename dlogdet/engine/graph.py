@@ -11,7 +11,9 @@ the result waits for.
 
 from __future__ import annotations
 
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -143,6 +145,30 @@ class Inputs:
         """The task checking the input pair A_ij, A_ji (and their finiteness)."""
         return (K.check_symmetric_pair, self.ref(i, j), self.ref(j, i), self.symmetry_rtol, self.tiling.bounds(i)[0],
                 self.tiling.bounds(j)[0], i, j, self.check_finite)
+
+
+def check_in_memory(a, tiling: Tiling, rtol: float | None, check_finite: bool = True) -> None:
+    """Symmetry (with ``rtol``; None: not checked) and finiteness of an in-memory matrix, pair of tiles by pair of
+    tiles, on this machine's cores.
+
+    The same checks, and the same messages, as a graph's symmetry checks and tile loads; used before an in-memory
+    matrix is scattered to a cluster or multiplied here, so that bad input is refused before any work or transfer.
+    """
+    def check(ij):
+        i, j = ij
+        r0, r1 = tiling.bounds(i)
+        c0, c1 = tiling.bounds(j)
+        if i == j:
+            K.prepare_tile(a[r0:r1, c0:c1], r0=r0, c0=c0, check_finite=check_finite, symmetry_rtol=rtol,
+                           tile_index=(i, j))
+        elif rtol is not None:
+            K.check_symmetric_pair(a[r0:r1, c0:c1], a[c0:c1, r0:r1], rtol, r0, c0, i, j, check_finite)
+        elif check_finite:
+            K.prepare_tile(a[r0:r1, c0:c1], r0=r0, c0=c0, check_finite=True, tile_index=(i, j))
+
+    pairs = [(i, j) for i in range(tiling.nt) for j in range(i + 1)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as ex:  # NumPy releases the GIL on big arrays
+        list(ex.map(check, pairs))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -18,12 +18,13 @@ per product (half the tiles of the full matrix), and the widest object any task 
 The matrix-free product of a source that offers a plan (the NTK's pull over chunks of points, a tree of sums,
 push per chunk: :class:`dlogdet.ntk.source.MatvecPlan`) is a graph too, :func:`build_plan_graph`.
 
-Graphs are built here and computed by :mod:`dlogdet.linop`.
+Graphs are built here and computed by :mod:`dlogdet.runtime.operator`.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +66,7 @@ def check_pair(raw_ij, raw_ji, rtol: float, r0: int, c0: int, i: int, j: int, ch
 
 def row_sum(checks, t: float, d, v: np.ndarray, *parts):
     """t·Σ parts + d·v for one row block (``parts``: (tuple, index) pairs; ``checks`` must have passed)."""
-    acc = None
+    acc: Any = None
     for p, which in zip(parts[::2], parts[1::2]):
         y = p[which]
         acc = y.copy() if acc is None else acc + y
@@ -119,7 +120,7 @@ def build_matmat_graph(source: TileSource, tiling: Tiling, V: np.ndarray, *, t: 
     t, d : scale and diagonal shift (d a scalar or an array of length n).
     check_finite, symmetry_rtol : check the input tiles (a first product): finiteness, and with a tolerance the
         symmetry of every pair A_ij, A_ji (which reads the upper triangle too).
-    tiles, source_ref : as :func:`dlogdet.graph.raw_refs` (scattered tiles, or the source on every worker).
+    tiles, source_ref : as :func:`dlogdet.engine.graph.raw_refs` (scattered tiles, or the source on every worker).
     """
     V = np.asarray(V, dtype=np.float64)
     if V.ndim != 2 or V.shape[0] != tiling.n:
@@ -152,9 +153,9 @@ def build_matmat_graph(source: TileSource, tiling: Tiling, V: np.ndarray, *, t: 
             parts += [(name["matmat"], i, j), 0]
         for j in range(i + 1, nt):
             parts += [(name["matmat"], j, i), 1]
-        key = (name["matrow"], i)
-        dsk[key] = (row_sum, checks, float(t), _d_slice(d, r0, r1), (name["vblock"], i), *parts)
-        rows.append(key)
+        row_key = (name["matrow"], i)
+        dsk[row_key] = (row_sum, checks, float(t), _d_slice(d, r0, r1), (name["vblock"], i), *parts)
+        rows.append(row_key)
     out = (name["matout"],)
     dsk[out] = (concat_rows, *rows)
     n_tasks = len(dsk) - nt - (1 if f"source-{token}" in dsk else 0)
@@ -204,7 +205,7 @@ def build_plan_graph(plan, source_ref, *, token: str | None = None) -> ProductGr
     dsk: dict = {}
     blocks = []
     for g in range(len(plan.columns)):
-        level = []
+        level: list[tuple] = []
         for j, (fn, args) in enumerate(plan.pulls[g]):
             key = (f"mfpull-{token}", g, j)
             dsk[key] = (fn, source_ref, *args)
@@ -213,9 +214,9 @@ def build_plan_graph(plan, source_ref, *, token: str | None = None) -> ProductGr
         while len(level) > 1:
             nxt = []
             for i in range(0, len(level) - 1, 2):
-                key = (f"mfsum-{token}", g, depth, i // 2)
-                dsk[key] = (plan.add, level[i], level[i + 1])
-                nxt.append(key)
+                sum_key = (f"mfsum-{token}", g, depth, i // 2)
+                dsk[sum_key] = (plan.add, level[i], level[i + 1])
+                nxt.append(sum_key)
             level = nxt + level[len(level) - len(level) % 2:]      # an odd one out moves up a level
             depth += 1
         rows = []

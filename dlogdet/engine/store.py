@@ -30,7 +30,7 @@ import shutil
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -214,7 +214,7 @@ def _op_update_gen(C, L, U):
     return K.update_gen(C, L, U)
 
 
-OPS = {"factor": _op_factor, "trsm": _op_trsm, "trsmrow": _op_trsmrow, "update": _op_update,
+OPS: dict[str, Callable[..., Any]] = {"factor": _op_factor, "trsm": _op_trsm, "trsmrow": _op_trsmrow, "update": _op_update,
        "update_gen": _op_update_gen}
 
 

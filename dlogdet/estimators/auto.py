@@ -27,7 +27,7 @@ import os
 
 from ..core import config
 from ..runtime import memory
-from ..runtime.operator import spectrum_lower_bound
+from ..sources.bounds import spectrum_lower_bound
 from ..runtime.execute import active_client, n_workers
 from ..sources import TileSource
 
@@ -87,7 +87,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     import dataclasses
 
     from . import get, options_of
-    from ..runtime.operator import check_positive
+    from ..core.checks import check_positive
 
     rtol = check_positive("rtol", rtol, hint=" (the relative tolerance, e.g. rtol=0.01 for 1%)")
     time_limit = check_positive("time_limit", time_limit, hint=" (seconds the exact run may take)")

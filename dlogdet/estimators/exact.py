@@ -16,9 +16,9 @@ import numpy as np
 from ..core import config
 from ..core.errors import InputError, ScratchSpaceError
 from ..core.result import Inertia, LogdetResult
-from ..engine.graph import graph_token
+from ..engine.graph import check_in_memory, graph_token
 from ..engine.plan import ExactPlan, plan_exact
-from ..engine.schedule import Schedule, Tiling
+from ..engine.schedule import Schedule
 from ..engine.store import TileStore, build_store_graph, remove_partial, resume_step
 from ..engine.tiles import build_factor_graph
 from ..linalg import backend as B
@@ -59,35 +59,6 @@ def _check_block_size(block_size) -> int:
     return int(block_size)
 
 
-def symmetry_rtol_for(dtype) -> float:
-    """Tolerance of the symmetry check: ``dlogdet.check.symmetry-rtol``, else √eps of the dtype."""
-    r = config.get("check.symmetry-rtol")
-    return float(r) if r is not None else math.sqrt(B.eps(dtype))
-
-
-def check_symmetric_in_memory(a, tiling: Tiling, rtol: float, check_finite: bool = True) -> None:
-    """Symmetry (and finiteness) of an in-memory matrix, pair of tiles by pair of tiles, on this machine's cores.
-
-    The same checks, and the same messages, as the graph's ``symcheck`` tasks; used before an in-memory matrix
-    is scattered to a cluster, so that bad input is refused before any work or transfer.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    def check(ij):
-        i, j = ij
-        r0, r1 = tiling.bounds(i)
-        c0, c1 = tiling.bounds(j)
-        if i == j:
-            K.prepare_tile(a[r0:r1, c0:c1], r0=r0, c0=c0, check_finite=check_finite, symmetry_rtol=rtol,
-                           tile_index=(i, j))
-        else:
-            K.check_symmetric_pair(a[r0:r1, c0:c1], a[c0:c1, r0:r1], rtol, r0, c0, i, j, check_finite)
-
-    pairs = [(i, j) for i in range(tiling.nt) for j in range(i + 1)]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as ex:  # NumPy releases the GIL on big arrays
-        list(ex.map(check, pairs))
-
-
 def _scratch_root(scratch) -> str:
     root = scratch if scratch is not None else config.get("scratch")
     return os.path.abspath(os.fspath(root)) if root else tempfile.gettempdir()
@@ -115,7 +86,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
         check_symmetry = bool(config.get("check.symmetry", True))
     rtol = None
     if assume != "gen" and check_symmetry and not source.symmetric:
-        rtol = symmetry_rtol_for(source.dtype)
+        rtol = K.symmetry_rtol_for(source.dtype)
     how = dict(t=t, d=d, backend=backend, rtol=rtol, client=client, progress=progress,
                check_symmetry=check_symmetry, budget_source=budget_source)
     if plan.mode == "store":
@@ -144,7 +115,7 @@ def _run_memory(source: TileSource, plan: ExactPlan, *, t, d, backend, rtol, cli
     scattered = client is not None and isinstance(source, ArraySource)
     if scattered and rtol is not None:
         # an in-memory matrix on a cluster: check it here, before any work or transfer
-        check_symmetric_in_memory(B.to_host(source.array), tiling, rtol, bool(config.get("check.finite", True)))
+        check_in_memory(B.to_host(source.array), tiling, rtol, bool(config.get("check.finite", True)))
         rtol = None
     # a worker lost mid-run can take along results that dask cannot recompute: scattered input tiles (they exist
     # once), and intermediate tiles whose inputs were already forgotten after their last consumer ran (the

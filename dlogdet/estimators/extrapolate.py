@@ -38,7 +38,7 @@ import numpy as np
 
 from ..core.diagnostics import ABSENT, Absent, Diagnostics, record
 from ..core.errors import ExtrapolationError, InputError, NotPSDError
-from ..runtime.operator import spectrum_lower_bound
+from ..sources.bounds import spectrum_lower_bound
 from ..core.result import LogdetResult
 from ..linalg.scalinglaw import (FAMILIES, RENAMED_FAMILIES, BoxCoxProbe, Candidate, CurveFit, StderrParts,
                                  boxcox_fit, evaluate, family_name, features, fit_curves, increment_weights,

@@ -1,6 +1,6 @@
 """Array backends of a tile: NumPy/SciPy on CPU, CuPy on GPU, any other Array-API namespace as a fallback.
 
-The kernels in :mod:`dlogdet.kernels` use only Array-API calls on the tile's own namespace; the linear-algebra
+The kernels in :mod:`dlogdet.linalg.kernels` use only Array-API calls on the tile's own namespace; the linear-algebra
 calls the Array API lacks (triangular solves, LDLᵀ, LU, LAPACK info codes) live here, one function each,
 dispatched on the tile's type. CuPy is imported lazily, only when a CuPy tile or ``backend="cupy"`` is seen.
 """

@@ -18,13 +18,15 @@ Every kernel uses the tile's own Array-API namespace; calls the Array API lacks 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import backend as B
+from ..core import config
 from ..core.errors import NonFiniteError, NotPSDError, NotSymmetricError, SingularMatrixError
+from . import backend as B
 
 ASSUME = ("spd", "sym", "gen")
 
@@ -43,12 +45,16 @@ class Pivots:
 
 @dataclass(frozen=True)
 class CholFactor:
+    """Cholesky factor L of a diagonal tile, and its pivots."""
+
     L: Any
     pivots: Pivots
 
 
 @dataclass(frozen=True)
 class LDLFactor:
+    """Bunch–Kaufman LDLᵀ factor of a diagonal tile, and its pivots."""
+
     L: Any            # unit lower-triangular, in pivoted order
     perm: Any         # symmetric permutation of the tile's rows
     dinv_main: Any    # D⁻¹ is tridiagonal: its diagonal ...
@@ -58,6 +64,8 @@ class LDLFactor:
 
 @dataclass(frozen=True)
 class LUFactor:
+    """LU factor of a diagonal tile with partial pivoting, and its pivots."""
+
     lu: Any           # L (unit, strictly lower part) and U (upper part) packed, as LAPACK getrf
     perm: Any         # row permutation: P A = A[perm]
     pivots: Pivots
@@ -111,6 +119,12 @@ def _asymmetry(tile, mirror, rtol: float, scale: float, where: str) -> None:
 
 def _where_str(i, j, r0, c0, shape) -> str:
     return f"tile ({i}, {j}) = rows {r0}:{r0 + shape[0]}, columns {c0}:{c0 + shape[1]}"
+
+
+def symmetry_rtol_for(dtype) -> float:
+    """Tolerance of the symmetry check: dask config ``dlogdet.check.symmetry-rtol``, else √eps of the dtype."""
+    r = config.get("check.symmetry-rtol")
+    return float(r) if r is not None else math.sqrt(B.eps(dtype))
 
 
 def check_symmetric_pair(tile, mirror, rtol: float, r0: int, c0: int, i: int, j: int, check_finite: bool = True):

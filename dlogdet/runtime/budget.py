@@ -4,7 +4,7 @@
   working set, from the ``dlogdet`` annotation of every task) and of the results they hold, keeps the peak per
   run, and publishes each new peak as an event ``"dlogdet-budget"`` (``client.get_events("dlogdet-budget")``).
   A scheduler plugin can observe but not veto (DESIGN.md): the budget itself is enforced where tasks start, by
-  sizing every out-of-core task to fit it and by the worker-side slots of :mod:`dlogdet.store`; the plugin's
+  sizing every out-of-core task to fit it and by the worker-side slots of :mod:`dlogdet.engine.store`; the plugin's
   accounting is the check that this held, reported in the result's diagnostics.
 * :class:`WorkerPlugin` samples its process's resident memory every 20 ms (heartbeats are too sparse to catch
   a peak) and prefetches: when a task is ready to run behind the one executing, it asks the kernel to read the

@@ -68,7 +68,7 @@ class RunStats:
     peak_rss_bytes: dict
     scheduler: str
     memory: dict = field(default_factory=dict)
-    timeline: dict = field(default_factory=dict)  # panels done and memory over time (dlogdet.timeline)
+    timeline: dict = field(default_factory=dict)  # panels done and memory over time (dlogdet.runtime.timeline)
 
 
 def _progress_for(done: int, nt: int, tiles_total: int, t0: float):
@@ -85,11 +85,11 @@ def execute(dsk: dict, out_key, panel_keys: list, *, client=None, progress: Prog
     """Compute ``out_key`` of ``dsk`` and report progress as panels finish.
 
     On a cluster, ``task_bytes`` (working-set bytes per task kind) is annotated on every task of run ``run`` for
-    the memory accounting of :mod:`dlogdet.budget`. Futures in ``release`` (data the graph was built on) are
+    the memory accounting of :mod:`dlogdet.runtime.budget`. Futures in ``release`` (data the graph was built on) are
     released as soon as the graph is submitted: the scheduler then frees each piece after its last consumer
     instead of holding it to the end. ``budget`` (bytes per worker) is announced to the scheduler with the run
     (the dashboard page draws it); ``watch`` (:class:`MemoryWatch`, with what the run holds per worker) turns a
-    worker lost to memory into a :class:`~dlogdet.errors.WorkerMemoryError`. Returns the value of ``out_key`` and
+    worker lost to memory into a :class:`~dlogdet.core.errors.WorkerMemoryError`. Returns the value of ``out_key`` and
     run statistics (wall time, peak memory per worker where known, and a compact timeline of panels done and
     memory per worker).
     """
@@ -164,7 +164,7 @@ class MemoryWatch:
 
     A worker whose address vanishes after it was seen at or above dask's pause threshold
     (``distributed.worker.memory.pause`` × its limit), or that stays paused, was out of memory. The run then ends
-    with :class:`~dlogdet.errors.WorkerMemoryError` instead of waiting for data dask lost with the worker (a hang)
+    with :class:`~dlogdet.core.errors.WorkerMemoryError` instead of waiting for data dask lost with the worker (a hang)
     or a bare ``FutureCancelledError``: at once when the run fails, and after ``grace`` seconds without a
     finished panel otherwise (dask may recompute what it lost, and a run that goes on is not interrupted).
     """
@@ -211,7 +211,7 @@ class MemoryWatch:
         return bool(paused) and all(p is not None and now - max(p, self.progress_at) > grace for p in paused)
 
     def error(self):
-        """The :class:`~dlogdet.errors.WorkerMemoryError` that says what happened, or None if nothing did."""
+        """The :class:`~dlogdet.core.errors.WorkerMemoryError` that says what happened, or None if nothing did."""
         from ..core.errors import WorkerMemoryError
 
         if self.lost:
@@ -234,18 +234,13 @@ class MemoryWatch:
             f"smaller budget=, or start workers with more memory", needed=self.needed)
 
 
-def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run=None, task_bytes=None,
-                         release=(), budget=None, watch: MemoryWatch | None = None):
-    import dask
-
-    from .budget import Accounting, TaskBytes, register_extensions
+def _annotations(client, run: str | None, task_bytes: dict | None, nt: int, tiles_total: int, budget):
+    """The scheduling hints of a run on a cluster (priorities, block-cyclic placement, tracked bytes per task) and
+    its memory accounting (None for products and spectra, which still get the dashboard page)."""
     from ..engine.placement import BlockCyclic, PanelPriority
-    from .timeline import Timeline
+    from .budget import Accounting, TaskBytes, register_extensions
 
-    nt = len(panel_keys)
-    interval = float(config.get("progress-interval", 0.25))
-    t0 = time.perf_counter()
-    annotations = {}
+    annotations: dict[str, Any] = {}
     if config.get("scheduling.priority", "panel") == "panel":
         annotations["priority"] = PanelPriority()
     if config.get("scheduling.placement", "block-cyclic") == "block-cyclic":
@@ -259,46 +254,66 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
         accounting.announce(panels=nt, tiles=tiles_total, budget=budget)
         if accounting.ok:
             annotations["dlogdet"] = TaskBytes(run, task_bytes)
-    else:  # products, spectra: no accounting, but the cluster still gets the dashboard page
+    else:
         register_extensions(client)
-    with dask.annotate(**annotations):
-        futures = client.get(dsk, [out_key, *panel_keys], sync=False)
-    for f in release:
-        f.release()
-    out, panels = futures[0], futures[1:]
-    peak_managed: dict = {}
-    peak_rss: dict = {}
-    timeline = Timeline()
+    return annotations, accounting
 
-    def sample():
+
+class _Samples:
+    """Memory of the workers during a run, from the scheduler: peaks per worker, the timeline, the watch."""
+
+    def __init__(self, client, accounting, watch: MemoryWatch, t0: float):
+        from .timeline import Timeline
+
+        self.client, self.accounting, self.watch, self.t0 = client, accounting, watch, t0
+        self.peak_managed: dict = {}
+        self.peak_rss: dict = {}
+        self.timeline = Timeline()
+
+    def sample(self) -> None:
         try:
-            info = client.scheduler_info()
-            tracked = accounting.tracked_now() if accounting is not None else {}
+            info = self.client.scheduler_info()
+            tracked = self.accounting.tracked_now() if self.accounting is not None else {}
         except Exception:  # the scheduler may be busy or gone; the run's own result reports that
             return
-        watch.observe(info.get("workers", {}))
+        self.watch.observe(info.get("workers", {}))
         for addr, w in info.get("workers", {}).items():
             m = w.get("metrics", {})
             name = w.get("name", addr)
             key = f"{name}" if not isinstance(name, str) else name
             if "managed_bytes" in m:
-                peak_managed[key] = max(peak_managed.get(key, 0), int(m["managed_bytes"]))
+                self.peak_managed[key] = max(self.peak_managed.get(key, 0), int(m["managed_bytes"]))
             if "memory" in m:
-                peak_rss[key] = max(peak_rss.get(key, 0), int(m["memory"]))
-            timeline.sample(key, time.perf_counter() - t0, m.get("memory"), tracked.get(addr))
+                self.peak_rss[key] = max(self.peak_rss.get(key, 0), int(m["memory"]))
+            self.timeline.sample(key, time.perf_counter() - self.t0, m.get("memory"), tracked.get(addr))
 
-    last_done = -1
+
+def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total, run=None, task_bytes=None,
+                         release=(), budget=None, watch: MemoryWatch | None = None):
+    import dask
+
+    nt = len(panel_keys)
+    interval = float(config.get("progress-interval", 0.25))
+    t0 = time.perf_counter()
+    annotations, accounting = _annotations(client, run, task_bytes, nt, tiles_total, budget)
+    with dask.annotate(**annotations):
+        futures = client.get(dsk, [out_key, *panel_keys], sync=False)
+    for f in release:
+        f.release()
+    out, panels = futures[0], futures[1:]
     watch = watch or MemoryWatch()
+    samples = _Samples(client, accounting, watch, t0)
+    last_done = -1
     try:
         while True:
             done = sum(f.done() for f in panels)
             if done != last_done:
-                timeline.progress(time.perf_counter() - t0, done)
+                samples.timeline.progress(time.perf_counter() - t0, done)
                 if progress is not None:
                     progress(_progress_for(done, nt, tiles_total, t0))
                 last_done = done
                 watch.progressed()
-            sample()
+            samples.sample()
             if watch.stuck():
                 raise watch.error()
             try:
@@ -309,12 +324,12 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
             except TimeoutError:
                 continue
             except BaseException as e:   # FutureCancelledError is a BaseException (asyncio's CancelledError)
-                sample()
+                samples.sample()
                 err = watch.error() if watch.lost else None
                 if err is not None:
                     raise err from e
                 raise
-        timeline.progress(time.perf_counter() - t0, nt)
+        samples.timeline.progress(time.perf_counter() - t0, nt)
         if progress is not None and last_done != nt:
             progress(_progress_for(nt, nt, tiles_total, t0))
     finally:
@@ -322,6 +337,5 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
             f.release()
     wall = time.perf_counter() - t0
     memory = accounting.finish() if accounting is not None else {}
-    return value, RunStats(wall, peak_managed, peak_rss, f"distributed ({client.scheduler.address})", memory,
-                           timeline.to_dict())
-
+    return value, RunStats(wall, samples.peak_managed, samples.peak_rss, f"distributed ({client.scheduler.address})",
+                           memory, samples.timeline.to_dict())

@@ -2,7 +2,7 @@
 
 Three ways to compute a product (``product=``):
 
-* ``"tiles"``: a Dask graph over the lower-triangle tiles (:mod:`dlogdet.matvec`), run where the exact engine
+* ``"tiles"``: a Dask graph over the lower-triangle tiles (:mod:`dlogdet.engine.products`), run where the exact engine
   runs (the active distributed client, one given, or the in-process threaded scheduler). Tiles are read or
   generated on the workers once per product; an in-memory array on a cluster is scattered once per operator and
   its tiles are reused by every product.
@@ -13,7 +13,7 @@ Three ways to compute a product (``product=``):
   ``matvec_plan(V, *, parts, max_bytes)`` (the protocol of :class:`dlogdet.ntk.source.MatvecPlan`: per batch of
   columns, pull tasks over chunks of the source's data, a sum of their partials, push tasks giving row blocks)
   runs on the cluster: the source is broadcast to the workers once per operator, and each product is a small
-  graph (:func:`dlogdet.matvec.build_plan_graph`) of pull tasks → a binary tree of sums → push tasks → the block, so that a
+  graph (:func:`dlogdet.engine.products.build_plan_graph`) of pull tasks → a binary tree of sums → push tasks → the block, so that a
   task holds one chunk's work for one batch of columns; a source without a plan still runs ``matvec`` here.
 
 ``"auto"`` takes ``"direct"`` where it applies and ``"tiles"`` otherwise (the matrix-free NTK product is
@@ -23,7 +23,6 @@ slower than structured tiles for the models of the zoo, DESIGN.md §3: ask for i
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import numpy as np
@@ -34,6 +33,7 @@ from ..linalg import kernels as K
 from . import memory
 from ..core.diagnostics import ABSENT, Absent, Diagnostics, record
 from ..core.errors import InputError, MemoryBudgetError
+from ..engine.graph import check_in_memory
 from ..engine.plan import auto_block_size
 from ..engine.schedule import Tiling
 from ..engine.products import build_diagonal_graph, build_matmat_graph, build_plan_graph
@@ -60,7 +60,7 @@ class ProductDiagnostics(Diagnostics):
     block_size, n_panels, n_tiles : int
         The tiling of the ``"tiles"`` products.
     matvec_tasks, matvec_chunk, matvec_column_batches, matvec_task_bytes : int
-        The cluster graphs of the ``"matvec"`` products (:mod:`dlogdet.matvec`).
+        The cluster graphs of the ``"matvec"`` products (:mod:`dlogdet.engine.products`).
     workers : int
     scheduler : str
     t : float
@@ -238,21 +238,8 @@ class SourceOperator:
 
     def _check_in_memory(self, a):
         """Finiteness and symmetry of an in-memory matrix, tile pair by tile pair (the engine's checks)."""
-        rtol = math.sqrt(B.eps(a.dtype)) if self.check_symmetry else None
-        if config.get("check.symmetry-rtol") is not None and rtol is not None:
-            rtol = float(config.get("check.symmetry-rtol"))
-        tl = self.tiling
-        for i in range(tl.nt):
-            r0, r1 = tl.bounds(i)
-            for j in range(i + 1):
-                c0, c1 = tl.bounds(j)
-                if i == j:
-                    K.prepare_tile(a[r0:r1, c0:c1], r0=r0, c0=c0, check_finite=self.check_finite,
-                                   symmetry_rtol=rtol, tile_index=(i, j))
-                elif rtol is not None:
-                    K.check_symmetric_pair(a[r0:r1, c0:c1], a[c0:c1, r0:r1], rtol, r0, c0, i, j, self.check_finite)
-                elif self.check_finite:
-                    K.prepare_tile(a[r0:r1, c0:c1], r0=r0, c0=c0, check_finite=True, tile_index=(i, j))
+        rtol = K.symmetry_rtol_for(a.dtype) if self.check_symmetry else None
+        check_in_memory(a, self.tiling, rtol, self.check_finite)
 
     def _prepare(self):
         """Scatter what every product reads, once: an in-memory array's lower tiles, or a small source (to every
@@ -298,71 +285,10 @@ class SourceOperator:
         first = not self._checked
         rtol = None
         if first and self.check_symmetry:
-            r = config.get("check.symmetry-rtol")
-            rtol = float(r) if r is not None else math.sqrt(B.eps(self.source.dtype))
+            rtol = K.symmetry_rtol_for(self.source.dtype)
         g = build_matmat_graph(self.source, self.tiling, V, t=self.t, d=self.d,
                                check_finite=first and self.check_finite, symmetry_rtol=rtol, tiles=self._tiles,
                                source_ref=self._source_ref)
         value, _ = execute(g.dsk, g.output_key, [], client=self.client)
         self._checked = True
         return np.asarray(value, dtype=np.float64)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Checks shared by the iterative estimators
-# --------------------------------------------------------------------------------------------------------------
-
-def check_positive(name: str, value, *, allow_zero: bool = False, hint: str = "") -> float:
-    """``value`` as a finite float > 0 (≥ 0 with ``allow_zero``), else an InputError naming the fix."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a real number, got {value!r}{hint}") from None
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        raise InputError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}{hint}")
-    return f
-
-
-def check_int(name: str, value, low: int, high: int | None = None, hint: str = "") -> int:
-    """``value`` as an int in [low, high], else an InputError naming the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name} must be an integer, got {value!r}{hint}")
-    if value < low or (high is not None and value > high):
-        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise InputError(f"{name} must be {rng}, got {value}{hint}")
-    return int(value)
-
-
-def check_shift(t, d, n: int) -> tuple[float, float | np.ndarray]:
-    """t > 0 and d ≥ 0 (a scalar or a length-n vector): the iterative estimators take t·A ⪰ 0 and M = t·A + diag(d)."""
-    t = check_positive("t", t, hint=" (the iterative estimators take t·A positive semi-definite)")
-    if np.ndim(d) == 0:
-        d = check_positive("d (sigma^2, the diagonal shift)", d, allow_zero=True,
-                           hint="; a negative shift can make t·A + d·I indefinite: use method='exact' with "
-                                "assume='sym' for that")
-        return t, d
-    a = np.asarray(d, dtype=np.float64)
-    if a.shape != (n,):
-        raise InputError(f"d must be a scalar or a vector of length n = {n}, got shape {a.shape}")
-    if not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise InputError("d (sigma^2, the diagonal shift) must be finite and >= 0 everywhere; use method='exact' "
-                         "with assume='sym' for an indefinite matrix")
-    return t, a
-
-
-def spectrum_lower_bound(source: TileSource, t: float, d, given=None) -> float | None:
-    """A lower bound a ≤ λ_min(t·A + diag(d)), or None when none is known.
-
-    ``given`` (the user's ``spectrum_lower=``) wins; otherwise ``min(d)`` plus, for a
-    :class:`dlogdet.KernelSource`, ``t·jitter`` (a covariance kernel is positive semi-definite, so its nugget
-    bounds its spectrum from below). None when that is 0: the estimators then cannot bracket the quadrature and
-    say so.
-    """
-    if given is not None:
-        return check_positive("spectrum_lower", given,
-                              hint=" (a positive lower bound on the smallest eigenvalue of t·A + diag(d))")
-    from ..sources import KernelSource
-    a = float(np.min(d)) if np.ndim(d) else float(d)
-    if isinstance(source, KernelSource):
-        a += t * source.jitter
-    return a if a > 0 else None

@@ -80,8 +80,8 @@ class Plan:
     engine_block_size: int                 # what dlogdet.logdet picks (differs from block_size only under a GPU cap)
     n_panels: int
     n_tiles: int                           # lower triangle nt(nt+1)/2; nt² for gen
-    n_tasks: int                           # dlogdet.graph.task_count (no gather, no symmetry checks)
-    mode: str                              # "memory" or "store": dlogdet.graph.choose_mode
+    n_tasks: int                           # dlogdet.engine.schedule.task_count (no gather, no symmetry checks)
+    mode: str                              # "memory" or "store": dlogdet.engine.plan.choose_mode
     mode_reason: str
     matrix_bytes: int                      # the tiles the factorization touches: lower triangle (all for gen)
     tile_bytes: int                        # one full b×b tile
@@ -101,7 +101,7 @@ class Plan:
     time_io_s: float
     time_total_s: float
     warnings: tuple[str, ...] = field(default=())
-    budget_source: str = "given"           # how the budget was obtained (dlogdet.memory.resolve's words)
+    budget_source: str = "given"           # how the budget was obtained (dlogdet.runtime.memory.resolve's words)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field (``rates`` nested, ``warnings`` a list)."""
@@ -214,10 +214,10 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
          client=None) -> Plan:
     """Dry run of an exact log-determinant: tile size, tasks, memory, disk, flops and time, in closed form.
 
-    Mode and tile size are the engine's (module doc): mode :func:`dlogdet.graph.choose_mode` (``"store"``, the
+    Mode and tile size are the engine's (module doc): mode :func:`dlogdet.engine.plan.choose_mode` (``"store"``, the
     on-disk tile store, when the matrix's lower triangle exceeds half of the workers' summed budgets, unless
     ``dlogdet.memory.mode`` forces one); tile ``block_size``, else dask config ``dlogdet.block-size``, else
-    :func:`dlogdet.graph.store_block_size` out of core and :func:`dlogdet.graph.auto_block_size` in memory. On GPU
+    :func:`dlogdet.engine.plan.store_block_size` out of core and :func:`dlogdet.engine.plan.auto_block_size` in memory. On GPU
     workers the tile is further capped so that ``tiles-per-task`` tiles fit in one GPU and b ≤ 46340.
 
     Parameters
@@ -229,7 +229,7 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
     budget : int or str
         Memory per worker for tiles, such as ``"80GB"`` (as ``dlogdet.logdet(budget=)``; the worker's own
         baseline, ``dlogdet.memory.overhead``, is outside it); None reads ``dlogdet.memory.budget`` (default
-        ``"auto"``: the engine's rule, :mod:`dlogdet.memory`, from ``client``'s workers or from
+        ``"auto"``: the engine's rule, :mod:`dlogdet.runtime.memory`, from ``client``'s workers or from
         ``worker_memory``).
     dtype : {"float64", "float32"}
     assume : {"spd", "sym", "gen"}

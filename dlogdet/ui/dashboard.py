@@ -1,7 +1,7 @@
 """The live page ``/dlogdet`` of the Dask dashboard: a run's tile grid, its panels and ETA, memory per worker.
 
 :class:`DashboardPlugin` is a scheduler plugin. It is registered beside the memory accounting of
-:mod:`dlogdet.budget` on every cluster a run uses (dask config ``dlogdet.scheduler-plugins``; or call
+:mod:`dlogdet.runtime.budget` on every cluster a run uses (dask config ``dlogdet.scheduler-plugins``; or call
 :func:`install`), and on its start it adds one Bokeh document to the scheduler's dashboard server, the way
 ``distributed`` adds its own pages (a ``BokehTornado`` application on the scheduler's ``http_application``).
 
@@ -13,7 +13,7 @@ What the page shows, refreshed twice a second while a browser has it open:
   panel solve finished);
 * the same progress line as the command line's bar (panels done/total, tiles, elapsed, ETA from the flops left,
   :func:`dlogdet.ui.format_progress`);
-* each worker's tracked bytes (the :class:`~dlogdet.budget.BudgetPlugin`'s accounting: working sets of its tasks
+* each worker's tracked bytes (the :class:`~dlogdet.runtime.budget.BudgetPlugin`'s accounting: working sets of its tasks
   plus results it holds) and their peak, against the run's budget (or against the worker's memory limit when the
   run had no budget).
 

@@ -5,7 +5,7 @@ command line draws it with :class:`dlogdet.ui.ProgressBar`; :class:`ProgressDisp
 the same text (:func:`dlogdet.ui.format_progress`: bar of the flops done, tiles and panels done/total, elapsed,
 ETA) in a Jupyter output that updates in place, and as plain lines outside Jupyter::
 
-    from dlogdet.progress import ProgressDisplay
+    from dlogdet.ui.notebook import ProgressDisplay
     with ProgressDisplay() as bar:
         r = dlogdet.logdet(src, client=client, progress=bar)
 """

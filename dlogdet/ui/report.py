@@ -197,7 +197,7 @@ def plot_spectra(ax=None, *, submatrix=None, decompressed=None, exact=None, nyst
         Eigenvalues (any shape; pooled).
     decompressed : optional
         The predicted law of the whole matrix: ``(x, density)``, ``{"x": ..., "density": ...}`` or an object with
-        ``density(x)`` and ``intervals`` (:class:`dlogdet.freecurve.Decompressed`).
+        ``density(x)`` and ``intervals`` (:class:`dlogdet.linalg.freecurve.Decompressed`).
     nystrom : array, optional
         Leading eigenvalues of a Nyström approximation (``diagnostics["leading_eigenvalues"]``).
     log_scale : bool, optional
@@ -320,7 +320,7 @@ def save_extrapolation_plot(result, path: str | os.PathLike) -> None:
 
 def save_decompression(curve, sizes: Sequence[int], path: str | os.PathLike) -> None:
     """The submatrix histogram, the fitted density at n₀ and the densities decompressed to ``sizes`` (those above
-    n₀) of a :class:`dlogdet.freecurve.SpectralCurve`, saved to ``path`` (.png, .svg, .pdf)."""
+    n₀) of a :class:`dlogdet.linalg.freecurve.SpectralCurve`, saved to ``path`` (.png, .svg, .pdf)."""
     from ..linalg.freecurve import plot_decompression
 
     fig = plot_decompression(curve, sizes=[int(n) for n in sizes if n > curve.n0], path=path)

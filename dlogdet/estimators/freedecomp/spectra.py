@@ -1,26 +1,24 @@
-"""Eigenvalues of random principal submatrices, computed on the cluster as tasks: the input of free decompression.
+"""Eigenvalues of random principal submatrices, the input of free decompression, and the curve fitted to them.
 
-One task per submatrix: it forms the n₀×n₀ principal submatrix of the chosen points from the source's tiles (so a
-generated source, a kernel or an NTK, computes those entries only, on the worker) and returns its eigenvalues —
-and those of its leading blocks of the ``nested`` sizes, which a degree selection can decompress back to n₀ as a
-check — from NumPy's ``eigvalsh`` or, where the backend is CuPy, CuPy's. Tasks run where the exact engine runs:
-the active distributed client, one given, or the in-process threaded scheduler.
+:func:`submatrix_spectra` draws the points and runs one task per submatrix (:mod:`dlogdet.engine.spectra`) where
+the exact engine runs: the active distributed client, one given, or the in-process threaded scheduler.
+:func:`fit_spectra` fits the algebraic curve of the pooled eigenvalues (:mod:`dlogdet.linalg.freecurve`), and
+:func:`laws` reads its decompressed laws as plain values.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...linalg import backend as B
 from ...core import config
-from ...core.errors import InputError, NonFiniteError
+from ...core.errors import InputError
 from ...runtime.execute import active_client, execute
-from ...sources import TileSource, as_source
-from ...sources.subset import SubsetSource
+from ...sources import as_source
+from ...engine.spectra import build_spectra_graph
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,31 +54,6 @@ class SubmatrixSpectra:
     def pooled(self) -> np.ndarray:
         """All eigenvalues of all samples, sorted (the empirical law of the n₀×n₀ submatrices)."""
         return np.sort(self.eigenvalues.ravel())
-
-
-def _eig_task(source: TileSource, points: np.ndarray, nested: tuple, t: float, backend: str, check_finite: bool):
-    """Eigenvalues of t·A[I, I] and of its leading k×k blocks (a task on a worker)."""
-    sub = SubsetSource(source, points)
-    a = np.asarray(B.to_host(sub.dense()), dtype=np.float64)
-    if check_finite and not np.all(np.isfinite(a)):
-        raise NonFiniteError(f"the submatrix of points {points[:5].tolist()}... holds NaN or Inf: the matrix is not "
-                             "finite there")
-    a = t * 0.5 * (a + a.T)
-    name = B.resolve_backend(backend)
-    t0 = time.perf_counter()
-    if name == "cupy":
-        import cupy
-        g = cupy.asarray(a)
-        full = cupy.linalg.eigvalsh(g).get()
-        nest = {k: cupy.linalg.eigvalsh(g[:k, :k]).get() for k in nested}
-    else:
-        full = np.linalg.eigvalsh(a)
-        nest = {k: np.linalg.eigvalsh(a[:k, :k]) for k in nested}
-    return {"eigenvalues": full, "nested": nest, "eigh_time": time.perf_counter() - t0, "backend": name}
-
-
-def _gather(*parts):
-    return list(parts)
 
 
 def submatrix_spectra(A, *, n0: int, samples: int = 1, seed=None, nested=(), t: float = 1.0, backend: str | None = None,
@@ -121,16 +94,8 @@ def submatrix_spectra(A, *, n0: int, samples: int = 1, seed=None, nested=(), t: 
     rng = np.random.default_rng(seed)
     pts = np.stack([rng.choice(n, size=int(n0), replace=False) for _ in range(int(samples))])
     client = active_client(client)
-    tag = uuid.uuid4().hex[:12]
-    check_finite = bool(config.get("check.finite", True))
-    dsk = {}
-    keys = []
-    for s in range(int(samples)):
-        k = (f"spectrum-eigh-{tag}", s)
-        dsk[k] = (_eig_task, source, pts[s], nested, float(t), backend, check_finite)
-        keys.append(k)
-    out = f"spectrum-gather-{tag}"
-    dsk[out] = (_gather, *keys)
+    dsk, out = build_spectra_graph(source, pts, nested, t=float(t), backend=backend,
+                                   check_finite=bool(config.get("check.finite", True)))
     t0 = time.perf_counter()
     parts, stats = execute(dsk, out, [], client=client)
     eig = np.stack([p["eigenvalues"] for p in parts])
@@ -142,7 +107,7 @@ def submatrix_spectra(A, *, n0: int, samples: int = 1, seed=None, nested=(), t: 
 
 def fit_spectra(spectra: SubmatrixSpectra, *, n_target: float | None = None, degrees="auto", scale: str = "auto",
                 atoms: bool = True):
-    """The algebraic curve of the pooled submatrix spectrum (:mod:`dlogdet.freecurve`), and the selection table.
+    """The algebraic curve of the pooled submatrix spectrum (:mod:`dlogdet.linalg.freecurve`), and the selection table.
 
     ``degrees="auto"`` scores the candidates by decompressing the nested spectra (when the spectra hold any) to n₀,
     and rejects those whose law at ``n_target`` (default the whole matrix's order) is not a valid density.

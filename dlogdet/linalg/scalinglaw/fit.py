@@ -1,63 +1,16 @@
-r"""The scaling law of log-determinants: its family, its fit with window and order chosen by validation, the
-Box-Cox curvature probe and the leave-one-out increments (pure maths on ℓ_k curves; the method that factors the
-subsamples is :mod:`dlogdet.estimators.extrapolate`).
-
-ℓ(n) = a₀ + a₁n + (b₀ + Σᵢ₌₁^q bᵢn⁻ⁱ)·ln n! + Σᵢ₌₁^r cᵢn⁻ⁱ, fitted to ℓ_k = log det K_k (k ≤ n_s) and read at n.
-
-Why it works: under a scaling law, det K_n / det K_{n−1} ≈ c·n^(−ν), so the per-point increments
-δ_k = ℓ_k − ℓ_{k−1} are ≈ a₁ − ν ln k plus corrections that vanish with k, which the family above integrates.
-
-What :func:`fit_curves` adds to the published fit, whose error moves a great deal with the window and the order:
-
-- **Fit on increments, anchored at the observed end.** ℓ_k is a cumulative sum whose noise is a random walk; the
-  increments have nearly independent noise, so least squares on δ_k is the efficient (GLS) fit, and the estimate is
-  ℓ̂(n) = ℓ_{n_s} + Σ_{k=n_s+1}^{n} δ̂(k): only the unobserved increments are modelled.
-- **Window and order by held-out validation.** Every candidate (window start n₀ ∈ n_s·:data:`WINDOW_FRACTIONS`,
-  q, r ≤ :data:`MAX_ORDER`) is refitted on the same window shrunk by ρ ∈ :data:`HOLDOUT_RATIOS` and asked to
-  predict the observed ℓ_{n_s}; its squared validation error (noise included, which keeps the band honest) is
-  scaled to the real extrapolation ratio R = n/n_s (increment errors that grow linearly in log k: the extrapolated
-  error grows as n_s·I(R) / (n_h·I(ρ)) with I(u) = u ln u − u + 1). The candidate with the least estimated mean
-  squared error (prediction variance + scaled validation bias²) is kept.
-- **An uncertainty that includes the model error.** stderr² = σ²_stat (sandwich variance of the fit's prediction,
-  and the spread over subsamples when there are several) + max(σ_val, σ_curv)² (the scaled validation error above;
-  the curvature probe, below) + σ²_sel (the spread of the best candidates' predictions: the choice of window and
-  order) + σ²_law (below).
-- **A test of the law itself.** A quadratic-in-ln k term fitted to the tail of the increments measures curvature in
-  log-log that no member of the family can follow. Its t-statistic and the relative change of the local log-log
-  slope across the window weigh σ_law = half the larger distance from the estimate to two brackets: the monotone
-  bound (E δ_k never increases with k, since conditioning on more points can only shrink a Schur complement:
-  ℓ_n ≤ ℓ_{n_s} + (n − n_s)·δ̄_tail) and an increment curve that keeps falling linearly in k. With |t| ≥ 2 and a
-  slope change ≥ 100% the law is rejected (``law_rejected``). The estimate is also capped by the monotone bound.
-- **Curvature beyond the window (σ_curv).** The Box-Cox probe (:func:`boxcox_fit`: δ_k = α + β·(k^γ − 1)/γ, γ by
-  profile least squares over :data:`BOXCOX_GAMMAS`, fitted on (n_s/10, n_s]) extrapolates with the curvature the
-  subsample shows; σ_curv = :data:`CURVATURE_WEIGHT` × |probe − family| enters the band. Why: the increments of a
-  trained network's NTK fall faster than any power law beyond the subsample, which no held-out check inside the
-  curve can see. ``family="boxcox"`` returns the probe's curve as the estimate with the same band.
-- **Leave-one-out increments for the probe.** :func:`loo_increments` gives, from a subsample's Cholesky factor and
-  one triangular inversion, the mean increment of each of the first k points added last, for every k: the same
-  expectation as δ_k with far less noise, which the probe fits instead of the raw increments.
-- **Weights.** ``weights="inverse-variance"`` (or an array, one weight per increment) makes the least squares
-  weighted; the HC1 sandwich keeps σ_stat honest under any weighting. Not the default: it showed no consistent
-  gain.
-- **A known floor.** When M ⪰ a·I (a kernel's jitter, a shift d > 0), no increment falls below rpp·log a: every
-  extrapolated increment (family, probe, falling bracket) is raised to that ``floor`` (an RBF kernel's increments
-  reach it between n_s and n).
-
-The measurements behind these choices, and the honesty of the band (estimate ± 2·stderr), are on the benchmark
-page ``docs/benchmarks/extrapolate.md`` (``benchmarks/extrapolate.py``) and in ``tests/test_extrapolate.py``.
-"""
+"""Window and order of the scaling-law fit chosen by held-out validation, the stderr and its parts, the Box-Cox probe
+and the law's brackets: :func:`fit_curves` (the maths: :mod:`dlogdet.linalg.scalinglaw`)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-from scipy.special import gammaln
 
-from ..core.diagnostics import Record, record
-from ..core.errors import ExtrapolationError, InputError, warn_renamed
+from ...core.errors import ExtrapolationError, InputError, warn_renamed
+from .family import _Fit, _fit, _floored, _growth, _predict, boxcox_fit, features
+from .records import BoxCoxProbe, Candidate, CurveFit, StderrParts
 
 #: Window starts tried by ``window="auto"``, as fractions of n_s (why: from "almost everything" to "the last 70%";
 #: early points carry small-k transients, late windows leave too few points for the slope).
@@ -72,10 +25,6 @@ HOLDOUT_RATIOS = (2.0, 3.0, 4.0)
 TOP_CANDIDATES = 5
 #: Earliest automatic window start (why: the first increments, before the points fill the domain, follow no law).
 MIN_START = 10
-#: Exponents γ of the Box-Cox curvature probe δ_k = α + β·(k^γ − 1)/γ (γ = 0: α + β ln k, the scaling law's).
-#: Why this range: γ < 0 flattens towards a floor (a jitter floor), γ > 0 falls faster than any power law, as the
-#: late curves of trained networks' NTKs do.
-BOXCOX_GAMMAS = tuple(round(-0.5 + 0.05 * i, 2) for i in range(31))
 #: Weight of the curvature probe's distance in the band (why: the probe's γ, fitted inside the subsample, trails
 #: the growing curvature beyond it, and with weight 1 the band covered too few runs on a full-output NTK).
 CURVATURE_WEIGHT = 1.5
@@ -106,236 +55,6 @@ def family_name(family: str, *, auto: bool = True) -> str:
         raise InputError(f"family must be one of {allowed}" + ("" if auto else " here (\"auto\" needs the source: "
                                                                "dlogdet.extrapolate)") + f", got {family!r}")
     return family
-
-
-
-# --------------------------------------------------------------------------------------------- typed results
-
-
-@record
-class StderrParts(Record):
-    """The parts of an extrapolation's stderr (module doc): stderr² = stat² + max(validation, curvature)² +
-    selection² + law²."""
-
-    stat: float
-    validation: float
-    selection: float
-    law: float
-    curvature: float
-
-
-@record
-class BoxCoxProbe(Record):
-    """The Box-Cox curvature probe: its exponent γ, its estimate, the window (n0, n_s] it was fitted on, and the
-    curve it was fitted to (``"loo"``: the leave-one-out increments; ``"increments"``: the raw ones)."""
-
-    gamma: float
-    estimate: float
-    window: tuple[int, int]
-    on: str
-
-
-@record
-class Candidate(Record):
-    """One window and order tried: its prediction and standard deviation, its scaled validation error
-    (``model``), its estimated mean squared error, and whether a held-out check fitted."""
-
-    n0: int
-    n1: int
-    q: int
-    r: int
-    prediction: float
-    sd: float
-    model: float
-    mse: float
-    validated: bool
-
-
-@record
-class CurveFit(Record):
-    """What :func:`fit_curves` finds: the estimate at n_total, its stderr and how both were chosen.
-
-    Attributes
-    ----------
-    estimate, stderr : float
-    components : StderrParts
-    family : str
-        The curve that gave the estimate ("scaling-law" or "boxcox").
-    weights : str or None
-        "inverse-variance", "array" or None.
-    boxcox : BoxCoxProbe
-    scaling_law_estimate : float
-        The scaling-law family's estimate (the estimate unless ``family="boxcox"``).
-    window, order : tuple
-        The chosen (n0, n1) and (q, r).
-    coefficients : dict
-        a0, a1, b, c of the chosen fit (:func:`evaluate`).
-    extrapolation_ratio : float
-        n_total / n_s.
-    curvature_t, slope_change : float
-        The test of the law; ``law_rejected`` its verdict.
-    upper_monotone, falling_bracket : float
-        The brackets of σ_law.
-    validated : bool
-        Whether a held-out check of the chosen candidate fitted.
-    floor : float or None
-        The increments' lower bound that was applied.
-    per_subsample : list or None
-        Each subsample's estimate (2 or more subsamples).
-    candidates : list of Candidate
-    ell_mean : numpy.ndarray
-        The mean ℓ_k curve.
-    """
-
-    RENAMED = {"issue_estimate": "scaling_law_estimate"}
-
-    estimate: float
-    stderr: float
-    components: StderrParts
-    family: str
-    weights: str | None
-    boxcox: BoxCoxProbe
-    scaling_law_estimate: float
-    window: tuple[int, int]
-    order: tuple[int, int]
-    coefficients: dict
-    extrapolation_ratio: float
-    curvature_t: float
-    slope_change: float
-    law_rejected: bool
-    upper_monotone: float
-    falling_bracket: float
-    validated: bool
-    floor: float | None
-    per_subsample: list | None
-    candidates: list
-    ell_mean: np.ndarray
-
-
-# ---------------------------------------------------------------------------------------------------- the family
-
-
-def features(n, q: int, r: int) -> np.ndarray:
-    r"""Columns of ℓ(n) − a₀: [n, ln n!, ln n!/n, …, ln n!/n^q, 1/n, …, 1/n^r], shape (len(n), 2 + q + r)."""
-    n = np.asarray(n, dtype=np.float64)
-    lf = gammaln(n + 1.0)
-    cols = [n, lf] + [lf / n ** i for i in range(1, q + 1)] + [n ** -float(i) for i in range(1, r + 1)]
-    return np.stack(cols, axis=-1)
-
-
-def evaluate(coefficients: dict, n) -> np.ndarray:
-    """ℓ(n) of fitted coefficients (``diagnostics["coefficients"]`` of an extrapolation) at points n ≥ 1."""
-    c = coefficients
-    q, r = len(c["b"]) - 1, len(c["c"])
-    vec = np.array([c["a1"], *c["b"], *c["c"]], dtype=np.float64)
-    return c["a0"] + features(n, q, r) @ vec
-
-
-@dataclass(frozen=True)
-class _Fit:
-    n0: int
-    n1: int
-    q: int
-    r: int
-    coef: np.ndarray          # [a1, b0, b1..bq, c1..cr]
-    cov: np.ndarray           # sandwich covariance of coef
-    resid_var: float          # mean squared residual of the increments
-
-
-def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0,
-         weights: np.ndarray | None = None) -> _Fit:
-    """Least squares of the increments δ_k, k ∈ (n0, n1], on the differenced family (columns scaled to unit RMS;
-    ``ridge`` penalizes the correction terms bᵢ, cᵢ in those units: a smoothness prior towards the plain law)."""
-    k = np.arange(n0 + 1, n1 + 1, dtype=np.float64)
-    X = features(k, q, r) - features(k - 1.0, q, r)
-    y = delta[n0:n1]
-    s = np.sqrt(np.mean(X * X, axis=0))
-    Xs = X / s
-    w = np.ones_like(y) if weights is None else weights[n0:n1]
-    A = Xs.T @ (w[:, None] * Xs)
-    if ridge:
-        A = A + np.diag([0.0, 0.0] + [ridge * y.size] * (q + r))
-    Ai = np.linalg.pinv(A)
-    c = Ai @ (Xs.T @ (w * y))
-    e = y - Xs @ c
-    m, p = y.size, X.shape[1]
-    meat = Xs.T @ ((w * w * e * e * (m / max(m - p, 1)))[:, None] * Xs)   # HC1 sandwich: heteroscedastic noise
-    cov = Ai @ meat @ Ai
-    return _Fit(n0, n1, q, r, c / s, cov / np.outer(s, s), float(np.mean(e * e)))
-
-
-def _predict(fit: _Fit, n_anchor: int, ell_anchor: float, targets) -> tuple[np.ndarray, np.ndarray]:
-    """ℓ̂ at targets anchored at the observed ℓ at ``n_anchor``, and the prediction's standard deviation."""
-    g = features(np.asarray(targets, dtype=np.float64), fit.q, fit.r) - features([n_anchor], fit.q, fit.r)
-    return ell_anchor + g @ fit.coef, np.sqrt(np.maximum(np.einsum("ti,ij,tj->t", g, fit.cov, g), 0.0))
-
-
-def _floored(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float) -> float:
-    """ℓ̂(n_total) of a fit with every extrapolated increment raised to ``floor`` (a known lower bound: log of the
-    smallest eigenvalue of the shift, per point)."""
-    out, step = ell_end, 1 << 20
-    for a in range(ns + 1, n_total + 1, step):
-        k = np.arange(a, min(a + step, n_total + 1), dtype=np.float64)
-        inc = (features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)) @ fit.coef
-        out += float(np.maximum(inc, floor).sum())
-    return out
-
-
-def _growth(u: float) -> float:
-    return u * math.log(u) - u + 1.0
-
-
-def _boxcox_basis(k: np.ndarray, gamma: float) -> np.ndarray:
-    return np.log(k) if gamma == 0 else np.expm1(gamma * np.log(k)) / gamma
-
-
-def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float,
-               floor: float | None = None) -> tuple[float, float]:
-    r"""Box-Cox curvature probe: fit δ_k = α + β·(k^γ − 1)/γ on k ∈ (n0, ns] for every γ of
-    :data:`BOXCOX_GAMMAS` (profile least squares), keep the γ of least residual and return
-    (ℓ_{ns} + Σ_{k=ns+1}^{n_total} max(δ̂(k), floor), γ). γ = 0 is the plain power law of the scaling-law family; γ ≠ 0 is
-    curvature in log-log that the family cannot follow."""
-    k = np.arange(n0 + 1, ns + 1, dtype=np.float64)
-    kk = np.arange(ns + 1, n_total + 1, dtype=np.float64)
-    y = delta[n0:ns]
-    best = None
-    for g in BOXCOX_GAMMAS:
-        X = np.stack([np.ones_like(k), _boxcox_basis(k, g)], axis=-1)
-        c, *_ = np.linalg.lstsq(X, y, rcond=None)
-        rss = float(np.sum((y - X @ c) ** 2))
-        if best is None or rss < best[0]:
-            inc = c[0] + c[1] * _boxcox_basis(kk, g)
-            pred = ell_end + float((inc if floor is None else np.maximum(inc, floor)).sum())
-            best = (rss, pred, g)
-    return best[1], best[2]
-
-
-def loo_increments(L: np.ndarray, rows_per_point: int = 1) -> np.ndarray:
-    r"""Leave-one-out increment curve of one ordering from its Cholesky factor L (lower, rows grouped by point).
-
-    δ̄_k = (1/k)·Σ_{i ≤ k} [ℓ(P_k) − ℓ(P_k ∖ i)] for every prefix P_k of the first k points: the mean increment of
-    adding each of them last, −log det of its diagonal block of K_{P_k}⁻¹. Its expectation is the expected
-    increment E δ_k (P_k ∖ i is a random (k−1)-subset) and it uses only the first k points, like ℓ_k, but its noise
-    is far lower (an order of magnitude on a full-output NTK, docs/benchmarks/extrapolate.md). With
-    W = L⁻¹, K_{P_k}⁻¹ = W_kᵀW_k for the leading block W_k of W, so the diagonal blocks of all prefixes are
-    cumulative sums of W's column blocks' Gram matrices: one triangular inversion for the whole curve.
-    """
-    from scipy.linalg import solve_triangular
-
-    m = L.shape[0]
-    O = int(rows_per_point)
-    ns = m // O
-    W = solve_triangular(L, np.eye(m), lower=True, check_finite=False)
-    if O == 1:
-        D = np.cumsum(W * W, axis=0)                      # D[k, i] = [K_{P_(k+1)}^-1]_ii for i <= k
-        D[np.triu_indices(m, 1)] = 1.0
-        return -np.log(D).sum(axis=1) / np.arange(1, m + 1)
-    tot = np.zeros(ns)
-    for i in range(ns):
-        Wi = W[i * O:, i * O:(i + 1) * O].reshape(ns - i, O, O)
-        G = np.cumsum(np.einsum("jab,jac->jbc", Wi, Wi), axis=0)
-        tot[i:] -= np.linalg.slogdet(G)[1]
-    return tot / np.arange(1, ns + 1)
 
 
 # ------------------------------------------------------------------------------------------------ the selection
@@ -637,5 +356,3 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         law_rejected=abs(t_curv) >= 2.0 and slope_change >= 1.0, upper_monotone=float(upper),
         falling_bracket=float(falling), validated=bool(best.validated), floor=floor, per_subsample=per_sub,
         candidates=[c for c, _ in cands], ell_mean=np.cumsum(d))
-
-
