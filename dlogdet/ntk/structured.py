@@ -1,0 +1,401 @@
+r"""Structured NTK tiles for any model ``f(params, x)``: the analysis of its traced program and the tile's maths.
+
+K = J Jᵀ is a sum over parameter leaves, K = Σ_l J_l J_lᵀ, and J_l is the sum over the uses of leaf l (where it,
+or a value computed from parameters alone, meets the point) of (∂f/∂y_u)(∂y_u/∂u)(∂u/∂θ_l). Each leaf is served
+in one of four ways (:meth:`Structure.plan` picks, per tile size, by the cost model of :mod:`dlogdet.ntk.rules`):
+
+* ``gram``: its only use is a dense product or a row gather reached from the leaf through transposes, reshapes
+  and scalar factors c (a scaled permutation: inner products scale by c²), and the factored Gram is cheaper than
+  the gradient: never a per-parameter quantity;
+* ``bias``: its only use adds it, broadcast, after a dense product or convolution (through scalar factors and
+  permutations): δ of that product, summed over the broadcast axes, times κ = c/s. Next to a ``gram`` use it only
+  adds κ² to the left Gram: (a_i·a_j·c² + κ²)(δ_i·δ_j), the bias at no extra cost;
+* ``gradient``: per-point gradients of every use (:mod:`dlogdet.ntk.rules`), pulled back to the leaves through
+  the parameter-only part of the program by one vector-Jacobian product (tied weights: the uses' gradients add up,
+  cross terms included), then contracted: time N·O·(rule) + N²·O²·P_l, memory N·O·P_l;
+* ``fallback``: some use has no rule (or the leaf reaches the output without meeting the point): the leaf's share
+  comes from Jacobian contraction or NTK-vector products restricted to such leaves (:class:`NTKSource`).
+
+The per-point factors of a tile are one ``vmap`` over its points of one ``jacrev`` (O backward passes) of the
+program with zero perturbations added at the uses' outputs (δ), which also records the point-side operands.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import jaxpr as jp
+from . import rules
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A bias use merged into the upstream use ``up``: ∂f/∂b = κ·Σ δ_up over the axes other than ``axes``."""
+
+    up: int
+    kappa: float
+    axes: tuple
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a tile of a given size is computed: the uses served by a Gram (use index -> c²) and the rest."""
+
+    gram: tuple            # ((use, c2, kappa2), ...)
+    gradient: tuple        # uses whose per-point gradients are pulled back to the leaves
+    direct: tuple          # ((bias use, Merge), ...) with upstream not in gram
+    grad_leaves: tuple     # leaves (positions in the trainable list) served by the pullback
+    taps: tuple            # value ids perturbed for δ
+    records: tuple         # value ids recorded per point
+
+
+class Structure:
+    """The analysis of one model (module docstring), independent of the tile."""
+
+    def __init__(self, fn, tvals, nvals, x1, n_outputs: int):
+        self.prog = prog = jp.trace(fn, tvals, nvals, x1)
+        self.O = int(n_outputs)
+        self.uses = uses = prog.uses()
+        self.use_leaves = [prog.leaves_of(u.value) for u in uses]
+        self.n_leaves = len(tvals)
+        self.no_rule: dict[int, str] = {}
+        for u, ls in zip(uses, self.use_leaves):
+            if not rules.has_rule(prog, u):
+                for l in ls:
+                    self.no_rule.setdefault(l, prog.nodes[u.node].name)
+        for v in prog.outputs_of_params():
+            for l in prog.leaves_of(v):
+                self.no_rule.setdefault(l, "the output itself")
+        self.fallback = tuple(sorted(self.no_rule))
+        fb = set(self.fallback)
+        self.served = [k for k, u in enumerate(uses) if rules.has_rule(prog, u) and self.use_leaves[k] - fb]
+        self.leaf_uses = {l: [k for k in range(len(uses)) if l in self.use_leaves[k]] for l in range(len(tvals))}
+        self.chain: dict[int, float] = {}          # use -> c of its leaf's scaled-permutation chain
+        for k in self.served:
+            if rules.gram_kind(prog, uses[k]) and len(self.use_leaves[k]) == 1:
+                (l,) = self.use_leaves[k]
+                if self.leaf_uses[l] == [k]:
+                    c = _chain_scale(prog, prog.t_ids[l], uses[k].value)
+                    if c is not None:
+                        self.chain[k] = c
+        self.merged: dict[int, Merge] = {}
+        for k in self.served:
+            m = self._merge(k)
+            if m is not None:
+                self.merged[k] = m
+
+    def layers(self) -> list:
+        return layers(self)
+
+    # ---- analysis ------------------------------------------------------------------------------------------------
+
+    def _merge(self, k: int) -> Merge | None:
+        """A :class:`Merge` if use k adds a bias leaf (its only use) right after a dense product or convolution."""
+        prog, use = self.prog, self.uses[k]
+        node = prog.nodes[use.node]
+        if node.name not in ("add", "add_any", "sub") or len(self.use_leaves[k]) != 1 or len(node.ins) != 2:
+            return None
+        (l,) = self.use_leaves[k]
+        if self.leaf_uses[l] != [k] or l in self.no_rule:
+            return None
+        z = node.ins[1 - use.pos]
+        if not isinstance(z, int) or prog.kinds[z] != "X" or prog.shapes[z] != prog.shapes[node.outs[0]]:
+            return None
+        steps, v = [], z
+        while True:                                   # back from z to the output of a dense product or conv
+            if len(prog.consumers.get(v, [])) != 1:    # δ there must be δ of the sum, rescaled
+                return None
+            n = prog.producer.get(v)
+            if n is None:
+                return None
+            up = [j for j in self.served if self.uses[j].node == n and j not in self.merged]
+            if up:
+                break
+            src = [p for p, a in enumerate(prog.nodes[n].ins) if isinstance(a, int) and prog.kinds[a] == "X"]
+            if len(src) != 1 or not jp.chain_step(prog, prog.nodes[n], prog.nodes[n].ins[src[0]]):
+                return None
+            steps.append((n, src[0]))
+            v = prog.nodes[n].ins[src[0]]
+        j = up[0]
+        axes = rules.feature_axes(prog, self.uses[j])
+        if axes is None or len(up) != 1:
+            return None
+        return self._encode(k, j, v, steps[::-1], axes)
+
+    def _encode(self, k, j, y, steps, axes) -> Merge | None:
+        """Check, on index-encoded values, that bias entry b lands exactly where the upstream output's feature
+        index is b, and read off the scalar factors: κ = ±c/s."""
+        prog, use = self.prog, self.uses[k]
+        node = prog.nodes[use.node]
+        yshape = prog.shapes[y]
+        F = [yshape[a] for a in axes]
+        pos = np.zeros(yshape)
+        grid = np.indices(yshape)
+        flat = np.ravel_multi_index([grid[a] for a in axes], F) + 1.0 if F else np.ones(yshape)
+        pos[...] = flat
+
+        (l,) = self.use_leaves[k]
+        leaf = prog.t_ids[l]
+        chain = _bias_chain(prog, leaf, use.value)
+        n_b = prog.size(leaf)
+        if chain is None or n_b != math.prod(F):
+            return None
+        dt = prog.dtypes[y]
+        s = _run_chain(prog, steps, np.ones(yshape, dt))
+        zpos = _run_chain(prog, steps, pos.astype(dt))
+        c = _run_chain(prog, chain, np.ones(prog.shapes[leaf], dt))
+        enc = _run_chain(prog, chain, (np.arange(n_b, dtype=dt) + 1).reshape(prog.shapes[leaf]))
+        s0, c0 = float(s.flat[0]), float(c.flat[0])
+        if s0 == 0 or c0 == 0 or not (np.all(s == s0) and np.all(c == c0)):
+            return None
+        if not np.allclose(np.broadcast_to(enc / c0, zpos.shape), zpos / s0, rtol=1e-9, atol=0):  # small integers
+            return None
+        sign = -1.0 if node.name == "sub" and use.pos == 1 else 1.0
+        return Merge(j, sign * c0 / s0, tuple(axes))
+
+    # ---- plans ---------------------------------------------------------------------------------------------------
+
+    def plan(self, N: int, full: bool) -> Plan:
+        """The cheapest way (rules' cost model) to serve each leaf on a tile of N points."""
+        prog, uses = self.prog, self.uses
+        gram = {}
+        for k, c in self.chain.items():
+            cost = rules.costs(prog, uses[k], N, self.O, full)
+            if cost["gram"] is not None and cost["gram"] <= cost["gradient"]:
+                gram[k] = c * c
+        direct, kappa2 = [], {k: 0.0 for k in gram}
+        for k, m in self.merged.items():
+            if m.up in gram:
+                kappa2[m.up] += m.kappa ** 2
+            else:
+                direct.append((k, m))
+        gradient = tuple(k for k in self.served if k not in gram and k not in self.merged)
+        fixed = set(self.fallback) | {l for k in gram for l in self.use_leaves[k]}
+        fixed |= {l for k in self.merged for l in self.use_leaves[k]}
+        grad_leaves = tuple(sorted({l for k in gradient for l in self.use_leaves[k]} - fixed))
+        taps = sorted({prog.nodes[uses[k].node].outs[0] for k in (*gram, *gradient)})
+        records = set()
+        for k in (*gram, *gradient):
+            node = prog.nodes[uses[k].node]
+            if k in gram or rules.conv_patches_ok(prog, uses[k]):
+                records.add(node.ins[1 - uses[k].pos])
+            else:
+                records.update(a for a in node.ins if isinstance(a, int) and prog.kinds[a] == "X")
+        return Plan(tuple((k, gram[k], kappa2[k]) for k in sorted(gram)), gradient, tuple(direct), grad_leaves,
+                    tuple(taps), tuple(sorted(records)))
+
+    # ---- the tile ------------------------------------------------------------------------------------------------
+
+    def features(self, plan: Plan):
+        """``fn(tvals, nvals, x) -> factors`` of the points x (N, …): per Gram use (left factor, δ factor), per
+        gradient leaf and direct bias the per-point gradients (N, O, P_l)."""
+        prog, uses = self.prog, self.uses
+        grad_pos = {l: i for i, l in enumerate(plan.grad_leaves)}
+
+        def fn(tvals, nvals, x):
+            static = prog.static(tvals, nvals)
+            zeros = {v: jnp.zeros(prog.shapes[v], prog.dtypes[v]) for v in plan.taps}
+
+            def point(xi):
+                def run(eps):
+                    outs, rec = prog.pointwise(static, xi[None], eps, plan.records)
+                    return outs[0][0], rec
+                return jax.jacrev(run, has_aux=True)(zeros)
+
+            delta, rec = jax.vmap(point)(x)
+            out = {"gram": [], "grad": []}
+            for k, _, _ in plan.gram:
+                node = prog.nodes[uses[k].node]
+                operand, d = rec[node.ins[1 - uses[k].pos]], delta[node.outs[0]]
+                out["gram"].append(rules.dot_factors(prog, uses[k], operand, d) if node.name == "dot_general"
+                                   else rules.gather_factors(prog, uses[k], operand, d))
+            if plan.gradient:
+                out["grad"] += self._pullback(plan, tvals, nvals, static, rec, delta, grad_pos)
+            for k, m in plan.direct:
+                d = delta[prog.nodes[uses[m.up].node].outs[0]]
+                rest = [2 + a for a in range(d.ndim - 2) if a not in m.axes]
+                d = jnp.transpose(d, (0, 1, *rest, *(2 + a for a in m.axes)))
+                out["grad"].append(m.kappa * d.reshape(*d.shape[:2], -1, prog.size(uses[k].value)).sum(axis=2))
+            return out
+
+        return fn
+
+    def _pullback(self, plan, tvals, nvals, static, rec, delta, grad_pos) -> list:
+        """Per-point gradients of the gradient uses, pulled back to the gradient leaves: [(N, O, P_l)]."""
+        prog, uses = self.prog, self.uses
+        G = []
+        for k in plan.gradient:
+            use, node = uses[k], prog.nodes[uses[k].node]
+            d = delta[node.outs[0]]
+            if rules.conv_patches_ok(prog, use):
+                G.append(rules.conv_gradient(prog, use, rec[node.ins[0]], d))
+                continue
+            xs = {a: rec[a] for a in node.ins if isinstance(a, int) and prog.kinds[a] == "X"}
+            fixed = {a: static[a] for a in node.ins if isinstance(a, int) and prog.kinds[a] != "X"}
+
+            def one(xv, dv, use=use):
+                return jax.vmap(lambda do: rules.node_gradient(prog, use, {**fixed, **xv}, do))(dv)
+
+            G.append(jax.vmap(one)(xs, d))
+
+        def h(tg):
+            t = list(tvals)
+            for l, v in zip(plan.grad_leaves, tg):
+                t[l] = v
+            env = prog.static(t, nvals)
+            return [env[uses[k].value] for k in plan.gradient]
+
+        _, pull = jax.vjp(h, [tvals[l] for l in plan.grad_leaves])
+        leaves = jax.vmap(jax.vmap(lambda *g: pull(list(g))[0]))(*G)
+        return [g.reshape(*g.shape[:2], -1) for g in leaves]
+
+    def contract(self, plan: Plan, full: bool):
+        """``fn(fr, fc) -> K`` from the factors of the row and column points: (N_r, O, N_c, O) or (N_r, N_c)."""
+        kinds = [self.prog.nodes[self.uses[k].node].name for k, _, _ in plan.gram]
+        O = self.O
+
+        def fn(fr, fc):
+            K = 0.0
+            for (Lr, Dr), (Lc, Dc), kind, (_, c2, k2) in zip(fr["gram"], fc["gram"], kinds, plan.gram):
+                K = K + _gram(Lr, Dr, Lc, Dc, kind == "dot_general", c2, k2, full)
+            for Gr, Gc in zip(fr["grad"], fc["grad"]):
+                nr, nc = Gr.shape[0], Gc.shape[0]
+                if full:
+                    K = K + (Gr.reshape(nr * O, -1) @ Gc.reshape(nc * O, -1).T).reshape(nr, O, nc, O)
+                else:
+                    K = K + Gr.reshape(nr, -1) @ Gc.reshape(nc, -1).T / O
+            return K
+
+        return fn
+
+
+def _gram(Lr, Dr, Lc, Dc, dense: bool, c2: float, k2: float, full: bool):
+    """Σ_{r,s} (c²·left(r, s) + κ²) ⊙ (δ_r·δ_s) over the M rows per point of both sides."""
+    nr, O, M, F = Dr.shape
+    nc = Dc.shape[0]
+
+    def left(r, s):
+        if dense:
+            return c2 * (Lr[:, r] @ Lc[:, s].T) + k2
+        a, b = Lr[:, r][:, None], Lc[:, s][None, :]
+        return c2 * ((a == b) & (a >= 0)).astype(Dr.dtype) + k2
+
+    def right(r, s):
+        if full:
+            return (Dr[:, :, r].reshape(nr * O, F) @ Dc[:, :, s].reshape(nc * O, F).T).reshape(nr, O, nc, O)
+        return Dr[:, :, r].reshape(nr, O * F) @ Dc[:, :, s].reshape(nc, O * F).T / O
+
+    def term(r, s):
+        L = left(r, s)
+        return L[:, None, :, None] * right(r, s) if full else L * right(r, s)
+
+    if M == 1:
+        return term(0, 0)
+
+    def body(q, acc):
+        return acc + term(q // M, q % M)
+
+    shape = (nr, O, nc, O) if full else (nr, nc)
+    return jax.lax.fori_loop(0, M * M, body, jnp.zeros(shape, Dr.dtype))
+
+
+def _chain_scale(prog: jp.Program, leaf: int, value: int) -> float | None:
+    """c if ``value`` = c·(a permutation of the leaf) by single-consumer chain steps, else None."""
+    c, v = 1.0, value
+    while v != leaf:
+        n = prog.producer.get(v)
+        if n is None:
+            return None
+        node = prog.nodes[n]
+        src = [a for a in node.ins if isinstance(a, int) and prog.kinds[a] == "P"]
+        if len(src) != 1 or not jp.chain_step(prog, node, src[0]) or len(prog.consumers.get(src[0], [])) != 1:
+            return None
+        if node.name == "neg":
+            c = -c
+        elif node.name in jp.SCALING:
+            s = jp.literal_scalar(node.ins[1] if node.ins[0] == src[0] else node.ins[0])
+            c = c * s if node.name == "mul" else c / s
+        v = src[0]
+    return c
+
+
+def _bias_chain(prog: jp.Program, leaf: int, value: int) -> list | None:
+    """The nodes from a bias leaf to its use (permuting steps, scalar factors and broadcasts), in order."""
+    steps, v = [], value
+    while v != leaf:
+        n = prog.producer.get(v)
+        if n is None:
+            return None
+        node = prog.nodes[n]
+        src = [p for p, a in enumerate(node.ins) if isinstance(a, int) and prog.kinds[a] == "P"]
+        if len(src) != 1 or len(prog.consumers.get(node.ins[src[0]], [])) != 1:
+            return None
+        a = node.ins[src[0]]
+        if not (node.name == "broadcast_in_dim" and len(node.ins) == 1) and not jp.chain_step(prog, node, a):
+            return None
+        steps.append((n, src[0]))
+        v = a
+    return steps[::-1]
+
+
+def _run_chain(prog, steps, a):
+    for n, p in steps:
+        a = np.asarray(prog.run(prog.nodes[n], {}, {p: a})[0])
+    return a
+
+
+def layers(s: Structure) -> list:
+    """Groups of trainable leaves that meet the point at the same node (a dense product or convolution with the
+    bias added after it), in program order: [(kind, leaves, last-layer boundary in points or None)].
+
+    The boundary is d + 1 (d + 1 features per output: the width of the layer's input and the bias) for a dense
+    layer with one row per point whose output features are the model's outputs (only permutations and scalar
+    factors after it); None elsewhere.
+    """
+    prog, uses = s.prog, s.uses
+    anchor, merged_leaves = {}, {}
+    for k, m in s.merged.items():
+        (l,) = s.use_leaves[k]
+        anchor[l] = uses[m.up].node
+        merged_leaves[l] = k
+    for l in range(s.n_leaves):
+        if l not in anchor and s.leaf_uses[l]:
+            anchor[l] = min(uses[k].node for k in s.leaf_uses[l])
+    groups: dict[int, list] = {}
+    for l, a in anchor.items():
+        groups.setdefault(a, []).append(l)
+    kinds = {"dot_general": "dense", "conv_general_dilated": "conv", "gather": "embedding"}
+    out = []
+    for a in sorted(groups):
+        leaves = sorted(groups[a])
+        node = prog.nodes[a]
+        out.append((kinds.get(node.name, node.name), leaves, _last_dense(s, a, leaves, merged_leaves)))
+    return out
+
+
+def _last_dense(s: Structure, a: int, leaves: list, merged_leaves: dict):
+    prog, uses = s.prog, s.uses
+    node = prog.nodes[a]
+    ws = [k for k in s.served if uses[k].node == a]
+    if node.name != "dot_general" or len(ws) != 1:
+        return None
+    _, _, (B, M, C), _, F, _ = rules.dot_layout(prog, uses[ws[0]])
+    if B * M != 1 or F != s.O:
+        return None
+    bias = [merged_leaves[l] for l in leaves if l in merged_leaves]
+    v = prog.nodes[uses[bias[0]].node].outs[0] if bias else node.outs[0]
+    while True:
+        cons = prog.consumers.get(v, [])
+        if len(cons) != 1:
+            return None
+        n, _ = cons[0]
+        if n == -1:
+            return C + len(bias)
+        if not jp.chain_step(prog, prog.nodes[n], v):
+            return None
+        v = prog.nodes[n].outs[0]
