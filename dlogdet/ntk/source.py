@@ -430,7 +430,8 @@ class NTKSource(TileSource):
 
         s, full = self._structure(), self.outputs == "full"
         plan = s.plan(N, full)
-        return plan, jax.jit(s.features(plan)), jax.jit(s.contract(plan, full))
+        return (plan, jax.jit(s.primaries(plan)), jax.jit(s.contract(plan, full, True)),
+                jax.jit(s.contract(plan, full, False)))
 
     def _points(self, idx):
         """(distinct points, index of each entry's point among them, output of each entry) for matrix indices."""
@@ -464,15 +465,17 @@ class NTKSource(TileSource):
     def _structured_block(self, xr, xc, same: bool):
         s = self._structure()
         N = max(xr.shape[0], xc.shape[0])
-        plan, features, contract = self._fn("structured", N)
+        plan, primaries, contract_same, contract = self._fn("structured", N)
         T = self._t_idx
         jl = self._jleaves()
         tv, nv = [jl[i] for i in T], [jl[i] for i in s.n_idx]
-        fr = features(tv, nv, xr)
-        fc = fr if same else features(tv, nv, xc)
         O = self.n_outputs
         shape = (xr.shape[0], O, xc.shape[0], O) if self.outputs == "full" else (xr.shape[0], xc.shape[0])
-        K = np.asarray(contract(fr, fc)) if (plan.gram or fr["grad"]) else np.zeros(shape, self.dtype)
+        if plan.gram or plan.groups or plan.direct:
+            pr = primaries(tv, nv, xr)
+            K = np.asarray(contract_same(tv, nv, pr, pr) if same else contract(tv, nv, pr, primaries(tv, nv, xc)))
+        else:
+            K = np.zeros(shape, self.dtype)
         algo, _ = self._fallback_cost(N)
         if algo is not None:
             K = K + self._point_block(algo, [T[l] for l in s.fallback], xr, xc, same)

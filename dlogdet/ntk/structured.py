@@ -50,8 +50,10 @@ class Plan:
     gradient: tuple        # uses whose per-point gradients are pulled back to the leaves
     direct: tuple          # ((bias use, Merge), ...) with upstream not in gram
     grad_leaves: tuple     # leaves (positions in the trainable list) served by the pullback
+    groups: tuple          # ((uses, leaves), ...): gradient uses joined by the leaves they share
     taps: tuple            # value ids perturbed for δ
     records: tuple         # value ids recorded per point
+    derived: tuple = ()    # ((value, tap, nodes), ...): δ at value from δ at tap, back through linear nodes
 
 
 class Structure:
@@ -178,7 +180,10 @@ class Structure:
         fixed = set(self.fallback) | {l for k in gram for l in self.use_leaves[k]}
         fixed |= {l for k in self.merged for l in self.use_leaves[k]}
         grad_leaves = tuple(sorted({l for k in gradient for l in self.use_leaves[k]} - fixed))
-        taps = sorted({prog.nodes[uses[k].node].outs[0] for k in (*gram, *gradient)})
+        wanted = sorted({prog.nodes[uses[k].node].outs[0] for k in (*gram, *gradient)})
+        derived = tuple((v, *_linear_path(prog, v)) for v in wanted)
+        taps = sorted({t for _, t, _ in derived})
+        derived = tuple(d for d in derived if d[2])
         records = set()
         for k in (*gram, *gradient):
             node = prog.nodes[uses[k].node]
@@ -187,15 +192,16 @@ class Structure:
             else:
                 records.update(a for a in node.ins if isinstance(a, int) and prog.kinds[a] == "X")
         return Plan(tuple((k, gram[k], kappa2[k]) for k in sorted(gram)), gradient, tuple(direct), grad_leaves,
-                    tuple(taps), tuple(sorted(records)))
+                    _groups(gradient, {k: self.use_leaves[k] & set(grad_leaves) for k in gradient}), tuple(taps),
+                    tuple(sorted(records)), derived)
 
     # ---- the tile ------------------------------------------------------------------------------------------------
 
-    def features(self, plan: Plan):
-        """``fn(tvals, nvals, x) -> factors`` of the points x (N, …): per Gram use (left factor, δ factor), per
-        gradient leaf and direct bias the per-point gradients (N, O, P_l)."""
-        prog, uses = self.prog, self.uses
-        grad_pos = {l: i for i, l in enumerate(plan.grad_leaves)}
+    def primaries(self, plan: Plan):
+        """``fn(tvals, nvals, x) -> (delta, rec)``: the per-point factors a tile caches for its points x (N, …):
+        δ = ∂f/∂y at every tapped value (N, O, *y.shape), one ``jacrev`` (O backward passes) per point, and the
+        recorded point-side operands (N, *shape)."""
+        prog = self.prog
 
         def fn(tvals, nvals, x):
             static = prog.static(tvals, nvals)
@@ -207,71 +213,170 @@ class Structure:
                     return outs[0][0], rec
                 return jax.jacrev(run, has_aux=True)(zeros)
 
-            delta, rec = jax.vmap(point)(x)
-            out = {"gram": [], "grad": []}
-            for k, _, _ in plan.gram:
-                node = prog.nodes[uses[k].node]
-                operand, d = rec[node.ins[1 - uses[k].pos]], delta[node.outs[0]]
-                out["gram"].append(rules.dot_factors(prog, uses[k], operand, d) if node.name == "dot_general"
-                                   else rules.gather_factors(prog, uses[k], operand, d))
-            if plan.gradient:
-                out["grad"] += self._pullback(plan, tvals, nvals, static, rec, delta, grad_pos)
-            for k, m in plan.direct:
-                d = delta[prog.nodes[uses[m.up].node].outs[0]]
-                rest = [2 + a for a in range(d.ndim - 2) if a not in m.axes]
-                d = jnp.transpose(d, (0, 1, *rest, *(2 + a for a in m.axes)))
-                out["grad"].append(m.kappa * d.reshape(*d.shape[:2], -1, prog.size(uses[k].value)).sum(axis=2))
-            return out
+            return jax.vmap(point)(x)
 
         return fn
 
-    def _pullback(self, plan, tvals, nvals, static, rec, delta, grad_pos) -> list:
-        """Per-point gradients of the gradient uses, pulled back to the gradient leaves: [(N, O, P_l)]."""
+    def contract(self, plan: Plan, full: bool, same: bool):
+        """``fn(tvals, nvals, pr, pc) -> K`` from the primaries of the row and column points: (N_r, O, N_c, O) or
+        (N_r, N_c). Per-point gradients are formed group by group (the uses that share leaves) and contracted at
+        once, so that only one group's gradients live at a time; ``same``: the rows' and columns' points are the
+        same, each gradient is formed once."""
+        O = self.O
+
+        def dot(Gr, Gc):
+            nr, nc = Gr.shape[0], Gc.shape[0]
+            if full:
+                return (Gr.reshape(nr * O, -1) @ Gc.reshape(nc * O, -1).T).reshape(nr, O, nc, O)
+            return Gr.reshape(nr, -1) @ Gc.reshape(nc, -1).T / O
+
+        def fn(tvals, nvals, pr, pc):
+            nr, nc = jax.tree_util.tree_leaves(pr)[0].shape[0], jax.tree_util.tree_leaves(pc)[0].shape[0]
+            K = jnp.zeros((nr, O, nc, O) if full else (nr, nc), tvals[0].dtype)
+            static = self.prog.static(tvals, nvals)
+            pr, pc = _Deltas(self.prog, plan, static, pr), (None if same else _Deltas(self.prog, plan, static, pc))
+            for k, c2, k2 in plan.gram:
+                dense = self.prog.nodes[self.uses[k].node].name == "dot_general"
+                fr = self._gram_factors(k, pr)
+                K = K + _gram(*fr, *(fr if same else self._gram_factors(k, pc)), dense, c2, k2, full)
+            for group in plan.groups:
+                Gr = self._group_gradients(group, tvals, nvals, static, pr)
+                Gc = Gr if same else self._group_gradients(group, tvals, nvals, static, pc)
+                for a, b in zip(Gr, Gc):
+                    K = K + dot(a, b)
+            for k, m in plan.direct:
+                a = self._direct(k, m, pr)
+                K = K + dot(a, a if same else self._direct(k, m, pc))
+            return K
+
+        return fn
+
+    def _gram_factors(self, k, prim):
+        node = self.prog.nodes[self.uses[k].node]
+        operand, d = prim.rec[node.ins[1 - self.uses[k].pos]], prim.delta(node.outs[0])
+        if node.name == "dot_general":
+            return rules.dot_factors(self.prog, self.uses[k], operand, d)
+        return rules.gather_factors(self.prog, self.uses[k], operand, d)
+
+    def _direct(self, k, m, prim):
+        """A bias's per-point gradient from δ of the node it follows: κ·Σ over the non-feature axes (N, O, P_b)."""
+        d = prim.delta(self.prog.nodes[self.uses[m.up].node].outs[0])
+        rest = [2 + a for a in range(d.ndim - 2) if a not in m.axes]
+        d = jnp.transpose(d, (0, 1, *rest, *(2 + a for a in m.axes)))
+        return m.kappa * d.reshape(*d.shape[:2], -1, self.prog.size(self.uses[k].value)).sum(axis=2)
+
+    def _group_gradients(self, group, tvals, nvals, static, prim) -> list:
+        """Per-point gradients of a group's uses, pulled back to the group's leaves: [(N, O, P_l)]."""
         prog, uses = self.prog, self.uses
+        ks, leaves = group
+        rec = prim.rec
         G = []
-        for k in plan.gradient:
+        for k in ks:
             use, node = uses[k], prog.nodes[uses[k].node]
-            d = delta[node.outs[0]]
+            d = prim.delta(node.outs[0])
             if rules.conv_patches_ok(prog, use):
                 G.append(rules.conv_gradient(prog, use, rec[node.ins[0]], d))
                 continue
             xs = {a: rec[a] for a in node.ins if isinstance(a, int) and prog.kinds[a] == "X"}
             fixed = {a: static[a] for a in node.ins if isinstance(a, int) and prog.kinds[a] != "X"}
 
-            def one(xv, dv, use=use):
+            def one(xv, dv, use=use, fixed=fixed):
                 return jax.vmap(lambda do: rules.node_gradient(prog, use, {**fixed, **xv}, do))(dv)
 
             G.append(jax.vmap(one)(xs, d))
+        if len(ks) == 1 and len(leaves) == 1 and uses[ks[0]].value == prog.t_ids[leaves[0]]:
+            out = G                                           # the use is the leaf itself: nothing to pull back
+        else:
+            def h(tg):
+                t = list(tvals)
+                for l, v in zip(leaves, tg):
+                    t[l] = v
+                env = prog.static(t, nvals)
+                return [env[uses[k].value] for k in ks]
 
-        def h(tg):
-            t = list(tvals)
-            for l, v in zip(plan.grad_leaves, tg):
-                t[l] = v
-            env = prog.static(t, nvals)
-            return [env[uses[k].value] for k in plan.gradient]
+            _, pull = jax.vjp(h, [tvals[l] for l in leaves])
+            out = jax.vmap(jax.vmap(lambda *g: pull(list(g))[0]))(*G)
+        return [g.reshape(*g.shape[:2], -1) for g in out]
 
-        _, pull = jax.vjp(h, [tvals[l] for l in plan.grad_leaves])
-        leaves = jax.vmap(jax.vmap(lambda *g: pull(list(g))[0]))(*G)
-        return [g.reshape(*g.shape[:2], -1) for g in leaves]
 
-    def contract(self, plan: Plan, full: bool):
-        """``fn(fr, fc) -> K`` from the factors of the row and column points: (N_r, O, N_c, O) or (N_r, N_c)."""
-        kinds = [self.prog.nodes[self.uses[k].node].name for k, _, _ in plan.gram]
-        O = self.O
+#: Nodes linear in their one point-side operand (the others parameters or constants): δ before them follows from
+#: δ after them by their vector-Jacobian product, without the point's values.
+LINEAR = {"add", "add_any", "sub", "mul", "neg", "convert_element_type", "reshape", "transpose", "squeeze",
+          "expand_dims", "copy", "copy_p", "broadcast_in_dim", "reduce_sum"}
 
-        def fn(fr, fc):
-            K = 0.0
-            for (Lr, Dr), (Lc, Dc), kind, (_, c2, k2) in zip(fr["gram"], fc["gram"], kinds, plan.gram):
-                K = K + _gram(Lr, Dr, Lc, Dc, kind == "dot_general", c2, k2, full)
-            for Gr, Gc in zip(fr["grad"], fc["grad"]):
-                nr, nc = Gr.shape[0], Gc.shape[0]
-                if full:
-                    K = K + (Gr.reshape(nr * O, -1) @ Gc.reshape(nc * O, -1).T).reshape(nr, O, nc, O)
-                else:
-                    K = K + Gr.reshape(nr, -1) @ Gc.reshape(nc, -1).T / O
-            return K
 
-        return fn
+def _linear_path(prog, v) -> tuple:
+    """(tap, nodes): follow v through single consumers that are linear in it (:data:`LINEAR`; ``div`` with v the
+    numerator) to the value whose δ gives v's; nodes in program order."""
+    nodes = []
+    while True:
+        cons = prog.consumers.get(v, [])
+        if len(cons) != 1 or cons[0][0] < 0:
+            return v, tuple(nodes)
+        n, pos = cons[0]
+        node = prog.nodes[n]
+        others = [a for p, a in enumerate(node.ins) if p != pos]
+        if any(isinstance(a, int) and prog.kinds[a] == "X" for a in others) or a_repeat(node, v):
+            return v, tuple(nodes)
+        if not (node.name in LINEAR or (node.name == "div" and pos == 0)) or len(node.outs) != 1:
+            return v, tuple(nodes)
+        if not jp._inexact(prog.dtypes[node.outs[0]]):
+            return v, tuple(nodes)
+        nodes.append(n)
+        v = node.outs[0]
+
+
+def a_repeat(node, v) -> bool:
+    return sum(1 for a in node.ins if a == v and isinstance(a, int)) > 1
+
+
+class _Deltas:
+    """The primaries of a tile's points, with δ at derived values computed on demand (per point and output, by
+    the vector-Jacobian product of the linear nodes between the value and its tap)."""
+
+    def __init__(self, prog, plan, static, prim):
+        self.prog, self.static = prog, static
+        self.taps, self.rec = prim
+        self.paths = {v: (t, nodes) for v, t, nodes in plan.derived}
+
+    def delta(self, v):
+        if v not in self.paths:
+            return self.taps[v]
+        t, nodes = self.paths[v]
+        prog, static = self.prog, self.static
+
+        def forward(y):
+            env = dict(static)
+            env[v] = y
+            for n in nodes:
+                node = prog.nodes[n]
+                env[node.outs[0]] = prog.run(node, env)[0]
+            return env[t]
+
+        _, pull = jax.vjp(forward, jnp.zeros(prog.shapes[v], prog.dtypes[v]))
+        return jax.vmap(jax.vmap(lambda d: pull(d)[0]))(self.taps[t])
+
+
+def _groups(ks, leaves_of) -> tuple:
+    """Connected components of uses that share leaves: ((uses, leaves), ...), in program order."""
+    parent = {k: k for k in ks}
+
+    def root(k):
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    owner = {}
+    for k in ks:
+        for l in leaves_of[k]:
+            if l in owner:
+                parent[root(k)] = root(owner[l])
+            else:
+                owner[l] = k
+    comps: dict = {}
+    for k in ks:
+        comps.setdefault(root(k), []).append(k)
+    return tuple((tuple(c), tuple(sorted(set().union(*(leaves_of[k] for k in c))))) for c in comps.values())
 
 
 def _gram(Lr, Dr, Lc, Dc, dense: bool, c2: float, k2: float, full: bool):
