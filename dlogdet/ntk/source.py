@@ -222,9 +222,13 @@ class NTKSource(TileSource):
         return jax.tree_util.tree_unflatten(self._treedef, [jnp.asarray(a) for a in self._leaves])
 
     def _jleaves(self) -> list:
-        import jax.numpy as jnp
+        """The leaves as JAX arrays (converted once per process)."""
+        jl = self.__dict__.get("_jleaves_cache")
+        if jl is None or jl[0] != self.dtype:
+            import jax.numpy as jnp
 
-        return [jnp.asarray(a) for a in self._leaves]
+            jl = self._jleaves_cache = (self.dtype, [jnp.asarray(a) for a in self._leaves])
+        return jl[1]
 
     def _subset_fn(self):
         """g(leaves, S, values, x) = f at the leaves with positions S replaced by ``values``."""
@@ -308,13 +312,17 @@ class NTKSource(TileSource):
         """The implementation ``"auto"`` resolves to for a tile touching ``n_tile_points`` distinct points."""
         if self.implementation != "auto":
             return self.implementation
+        cache = self.__dict__.setdefault("_choice_cache", {})
+        if n_tile_points in cache:
+            return cache[n_tile_points]
         e = self.estimates(n_tile_points)
         cands = {"ntvp": e["ntvp"]}
         if e["jacobian_fits"]:
             cands["jacobian"] = e["jacobian"]
         if e["structured"] is not None:
             cands["structured"] = e["structured"]
-        return min(cands, key=cands.get)
+        cache[n_tile_points] = choice = min(cands, key=cands.get)
+        return choice
 
     def explain(self, tile_points: int | None = None) -> dict:
         """Per parameter leaf: the rule that serves it and its estimated cost on a diagonal tile of
@@ -364,6 +372,8 @@ class NTKSource(TileSource):
         state["_fns"] = {}               # jitted functions and the traced structure are rebuilt on the worker
         state.pop("_structure_cache", None)
         state.pop("_treedef_cache", None)
+        state.pop("_jleaves_cache", None)
+        state.pop("_choice_cache", None)
         return state
 
     def __setstate__(self, state):
@@ -497,8 +507,11 @@ class NTKSource(TileSource):
                 K = self._point_block(impl, self._t_idx, xr, xc, same)
         K = np.asarray(K)
         if self.outputs == "full":
-            K = K[ir[:, None], orow[:, None], ic[None, :], ocol[None, :]]
-        else:
+            if _whole(ir, orow, pr.size, self.n_outputs) and _whole(ic, ocol, pc.size, self.n_outputs):
+                K = K.reshape(ir.size, ic.size)                # every output of every point, in order: no copy
+            else:
+                K = K[ir[:, None], orow[:, None], ic[None, :], ocol[None, :]]
+        elif not (_whole(ir, 0, pr.size, 1) and _whole(ic, 0, pc.size, 1)):
             K = K[ir][:, ic]
         return np.ascontiguousarray(K, dtype=self.dtype)
 
@@ -579,6 +592,12 @@ class NTKSource(TileSource):
         """K·v without forming K or J: J(Jᵀv), over chunks of ``chunk`` points and batches of ``columns`` columns
         (:meth:`matvec_plan` sizes both). ``v`` has shape (m,) or (m, k); the result has the same shape."""
         return products.matvec(self, v, chunk=chunk, max_bytes=max_bytes, columns=columns)
+
+
+def _whole(pts, outs, n: int, O: int) -> bool:
+    """Whether matrix indices run through every output of points 0…n-1 in order (a tile's usual rows)."""
+    return (pts.size == n * O and np.array_equal(pts, np.repeat(np.arange(n), O))
+            and (O == 1 or np.array_equal(outs, np.tile(np.arange(O), n))))
 
 
 def rules_cost(s, k: int, N: int, full: bool, mode: str) -> float:

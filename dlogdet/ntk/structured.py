@@ -33,6 +33,12 @@ from . import jaxpr as jp
 from . import rules
 
 
+#: Per-point gradients are joined (along the parameter axis) into one product until they take this many bytes:
+#: each product adds a tile-sized matrix to the sum, which costs as much as the product of a few dozen parameters
+#: (why 64 MiB: bounded extra memory, and the biases and scales of a layer join its weights).
+JOIN_BYTES = 1 << 26
+
+
 @dataclass(frozen=True)
 class Merge:
     """A bias use merged into the upstream use ``up``: ∂f/∂b = κ·Σ δ_up over the axes other than ``axes``."""
@@ -239,15 +245,32 @@ class Structure:
                 dense = self.prog.nodes[self.uses[k].node].name == "dot_general"
                 fr = self._gram_factors(k, pr)
                 K = K + _gram(*fr, *(fr if same else self._gram_factors(k, pc)), dense, c2, k2, full)
+            batch = []                                    # gradients joined into fewer, wider products
+
+            def flush(K):
+                if batch:
+                    a = jnp.concatenate([g for g, _ in batch], axis=2) if len(batch) > 1 else batch[0][0]
+                    b = a if same else (jnp.concatenate([g for _, g in batch], axis=2) if len(batch) > 1
+                                        else batch[0][1])
+                    K = K + dot(a, b)
+                    batch.clear()
+                return K
+
+            def add(K, a, b):
+                batch.append((a, b))
+                if sum(g.size for g, _ in batch) * g.dtype.itemsize >= JOIN_BYTES:
+                    K = flush(K)
+                return K
+
             for group in plan.groups:
                 Gr = self._group_gradients(group, tvals, nvals, static, pr)
                 Gc = Gr if same else self._group_gradients(group, tvals, nvals, static, pc)
-                for a, b in zip(Gr, Gc):
-                    K = K + dot(a, b)
+                for g, h in zip(Gr, Gc):
+                    K = add(K, g, h)
             for k, m in plan.direct:
-                a = self._direct(k, m, pr)
-                K = K + dot(a, a if same else self._direct(k, m, pc))
-            return K
+                g = self._direct(k, m, pr)
+                K = add(K, g, g if same else self._direct(k, m, pc))
+            return flush(K)
 
         return fn
 
