@@ -56,7 +56,9 @@ def test_nnx_batchnorm_eval_mode_equals_jacrev():
     src = NTKSource.from_nnx(m, X, outputs="full", implementation="structured")
     fixed = [e["path"] for e in src.explain()["leaves"] if not e["trainable"]]
     assert fixed == ["params['state']['bn']['mean']", "params['state']['bn']['var']"]
-    assert rel_err(src.dense(), reference(src)) < 1e-10
+    K = src.dense()
+    assert rel_err(K, reference(src)) < 1e-10
+    shipped(src, K)
 
 
 def test_linen_apply_kwargs_and_batch_stats_fixed():
@@ -64,30 +66,27 @@ def test_linen_apply_kwargs_and_batch_stats_fixed():
     v = {"params": v["params"], "batch_stats": jax.tree_util.tree_map(lambda a: a + 0.5, v["batch_stats"])}
     src = NTKSource.from_flax(LinenNet(), v, X, apply_kwargs={"train": False}, outputs="trace")
     assert [e["trainable"] for e in src.explain()["leaves"]].count(False) == 2
-    assert rel_err(src.dense(), reference(src)) < 1e-10
+    K = src.dense()
+    assert rel_err(K, reference(src)) < 1e-10
+    shipped(src, K)
     with pytest.raises(InputError, match="batch_stats.*use_running_average=True"):
         NTKSource.from_flax(LinenNet(), v, X)               # train=True by default: BatchNorm would update
     with pytest.raises(InputError, match="'params' collection"):
         NTKSource.from_flax(LinenNet(), v["params"]["Dense_0"], X)
 
 
-@pytest.mark.parametrize("make", ["nnx", "linen", "equinox"])
-def test_adapted_sources_pickle(make):
-    """A worker receives the pickled source: the same tiles, the same token (the tile store's resume key)."""
-    if make == "nnx":
-        m = nnx_model()
-        m.eval()
-        src = NTKSource.from_nnx(m, X, outputs="trace")
-    elif make == "linen":
-        v = LinenNet().init(jax.random.PRNGKey(0), X, train=False)
-        src = NTKSource.from_flax(LinenNet(), v, X, apply_kwargs={"train": False}, outputs="trace")
-    else:
-        model = eqx.nn.MLP(3, 2, 4, 1, key=jax.random.PRNGKey(3))
-        src = NTKSource.from_equinox(model, X, outputs="trace")
-    # as Dask ships it: pickle, or cloudpickle where pickle cannot (Equinox's MLP holds jax.nn.relu, which plain
-    # pickle refuses: the name refers to its jit wrapper)
+def shipped(src, K):
+    """A worker receives the pickled source: the same tiles, the same token (the tile store's resume key). As Dask
+    ships it: pickle, or cloudpickle where pickle cannot (Equinox's MLP holds jax.nn.relu, which plain pickle
+    refuses: the name refers to its jit wrapper)."""
     from distributed.protocol.pickle import dumps, loads
 
     back = loads(dumps(src))
     assert back.token() == src.token()
-    assert np.array_equal(back.dense(), src.dense())
+    assert np.array_equal(back.dense(), K)
+
+
+def test_equinox_source_ships():
+    model = eqx.nn.MLP(3, 2, 4, 1, key=jax.random.PRNGKey(3))
+    src = NTKSource.from_equinox(model, X, outputs="trace")
+    shipped(src, src.dense())

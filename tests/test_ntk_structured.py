@@ -183,8 +183,14 @@ def rect(m):
     return np.array([5, 0, 13, 9, 7, 2, 5]) % m, np.array([1, 12, 4, 4, 8, 3, 11, 14]) % m
 
 
-@pytest.mark.parametrize("outputs", ["full", "trace"])
-@pytest.mark.parametrize("name", list(DEFAULT))
+# every model in both output modes; the default run takes one mode per model (the mode changes only the
+# contraction, covered by both halves), the slow run the other
+FULL_DEFAULT = ("mlp_plain", "tied", "flax_mlp", "eqx_cnn", "partial")
+TABLE = [(m, o) if (o == "full") == (m in FULL_DEFAULT) else pytest.param(m, o, marks=pytest.mark.slow)
+         for m in DEFAULT for o in ("full", "trace")]
+
+
+@pytest.mark.parametrize("name,outputs", TABLE)
 def test_structured_equals_jacrev(name, outputs):
     src = DEFAULT[name](outputs=outputs, implementation="structured")
     K = reference(src)
@@ -194,7 +200,7 @@ def test_structured_equals_jacrev(name, outputs):
     assert rel_err(src.block(rows, cols), K[np.ix_(rows, cols)]) < RTOL
 
 
-@pytest.mark.parametrize("name", ["mlp_plain", "cnn2d"])
+@pytest.mark.parametrize("name", ["cnn2d"])
 def test_float32_tiles(name):
     src = DEFAULT[name](outputs="full", implementation="structured", dtype=np.float32)
     B = src.dense()
@@ -224,8 +230,8 @@ def test_rules_that_served():
 def test_auto_picks_structured_and_matvec_works():
     src = case_mlp_plain(outputs="full")
     assert src.choose(N) == "structured"
-    e = src.estimates(64)
-    assert e["structured"] < min(e["jacobian"], e["ntvp"])
+    e = src.estimates(64)                      # a dense network: the Gram removes a factor of width
+    assert e["structured"] < min(e["jacobian"], e["ntvp"]) / 5
     K = reference(src)
     V = rng(12).standard_normal((src.n, 3))
     assert rel_err(src.matvec(V), K @ V) < RTOL
@@ -301,7 +307,7 @@ def case_transformer(n=N, T=4, **kw):
     return NTKSource.from_flax(model, v, x, **kw)
 
 
-@pytest.mark.parametrize("outputs", ["full", "trace"])
+@pytest.mark.parametrize("outputs", ["trace", pytest.param("full", marks=pytest.mark.slow)])
 def test_transformer_block(outputs):
     src = case_transformer(outputs=outputs, implementation="structured")
     e = {leaf["path"]: leaf["rule"] for leaf in src.explain()["leaves"]}

@@ -82,7 +82,6 @@ def flax_nnx(model):
     """(f, params, trainable) of an NNX module: ``nnx.Param`` variables trainable; other floating state
     (``nnx.BatchStat``, …) held fixed; non-array and non-floating state (RNG keys) kept with the graph."""
     _need("flax", "flax")
-    import jax
     import numpy as np
     from flax import nnx
 
@@ -99,7 +98,10 @@ def flax_nnx(model):
     graphdef, params, state, static = nnx.split(model, nnx.Param, is_array_state, ...)
     template = nnx.State({"params": params, "state": state})
     pure = nnx.to_pure_dict(template)
-    return FlaxNNX(graphdef, static, template), {"params": pure["params"], "state": pure["state"]}, \
+    import jax
+
+    shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), template)  # no copy
+    return FlaxNNX(graphdef, static, shapes), {"params": pure["params"], "state": pure["state"]}, \
         _params_collection
 
 

@@ -74,6 +74,23 @@ def dot_factors(prog, use, a, delta):
     return A, D
 
 
+def dot_gradient(prog, use, a, delta):
+    """∂f_o/∂u for each point and output (N, O, *u.shape): Σ_r a_r ⊗ δ_{o,r} per batch entry, one batched product
+    over the points (a vmap of the node's vjp per point and output runs as many small products)."""
+    node = prog.nodes[use.node]
+    (lc, rc), (lb, rb) = jp.dot_dims(node)
+    pc, pb = (lc, lb) if use.pos == 0 else (rc, rb)
+    ps = prog.shapes[use.value]
+    pfree = [q for q in range(len(ps)) if q not in pc and q not in pb]
+    _, xperm, (B, M, C), out_perm, F, _ = dot_layout(prog, use)
+    N, O = delta.shape[:2]
+    A = jnp.transpose(a, (0, *(1 + q for q in xperm))).reshape(N, B, M, C)
+    D = jnp.transpose(delta, (0, 1, *(2 + q for q in out_perm))).reshape(N, O, B, M, F)
+    G = jnp.einsum("nbmc,nobmf->nobcf", A, D)
+    G = G.reshape(N, O, *[ps[q] for q in pb], *[ps[q] for q in pc], *[ps[q] for q in pfree])
+    return jnp.transpose(G, (0, 1, *(2 + int(q) for q in np.argsort([*pb, *pc, *pfree]))))
+
+
 def dot_costs(prog, use, N: int, O: int, full: bool) -> dict:
     """Estimated flops on a tile of N points: ``gram`` (None where batch axes forbid it) and ``gradient``."""
     _, _, (B, M, C), _, F, _ = dot_layout(prog, use)

@@ -8,13 +8,12 @@ same process keep their own settings.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from ..errors import InputError
 from ..sources.base import TileSource, check_dtype, content_token
-from . import checks, products
+from . import algorithms, checks, products
+from .context import _code_digest, jax_context, model_identity  # noqa: F401 (re-exported)
 from .products import (MATVEC_BYTES, MATVEC_CHUNK, MATVEC_COTANGENTS, MATVEC_MIN_FLOPS,  # noqa: F401 (re-exported)
                        MatvecPlan)
 
@@ -25,61 +24,6 @@ IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 #: Jacobians take at most this many bytes (why: they are the only memory it needs beyond the tile, and 1 GiB leaves
 #: room on a worker of a few GiB); NTK-vector products above.
 JACOBIAN_BYTES = 1 << 30
-
-
-@contextlib.contextmanager
-def jax_context(x64: bool = True):
-    """Enable (thread-locally) 64-bit JAX types and full-precision matrix products; yields the ``jax`` module.
-
-    ``"highest"`` precision matters on GPUs, where JAX's default TF32 products make Gram matrices visibly
-    indefinite (jax issue 19444); on CPUs it costs nothing.
-    """
-    import jax
-
-    with contextlib.ExitStack() as stack:
-        if hasattr(jax, "enable_x64"):                       # jax >= 0.7: a thread-local context manager
-            stack.enter_context(jax.enable_x64(x64))
-        else:                                                # older jax: the experimental one
-            from jax.experimental import enable_x64
-
-            stack.enter_context(enable_x64(x64))
-        stack.enter_context(jax.default_matmul_precision("highest"))
-        yield jax
-
-
-def _code_digest(code) -> str:
-    """Digest of a code object: its bytecode, names and constants (nested functions' code included)."""
-    import hashlib
-    import types
-
-    h = hashlib.sha256(code.co_code)
-    h.update(repr(code.co_names).encode())
-    for c in code.co_consts:
-        h.update(_code_digest(c).encode() if isinstance(c, types.CodeType) else repr(c).encode())
-    return h.hexdigest()[:16]
-
-
-def model_identity(f) -> str:
-    """What identifies a model across processes: an adapter's ``ntk_identity()``; a dataclass's repr (the zoo: its
-    sizes and settings); a function's module, qualified name and code digest (so an edited function is another
-    model); for other callables their repr, unless it holds a memory address, then a digest of their cloudpickle."""
-    import dataclasses
-
-    if hasattr(f, "ntk_identity"):                 # the adapters of dlogdet.ntk.adapters
-        return f.ntk_identity()
-    if dataclasses.is_dataclass(f) and not isinstance(f, type):
-        return repr(f)
-    code = getattr(f, "__code__", None)
-    if code is not None:
-        return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', '?')}:{_code_digest(code)}"
-    r = repr(f)
-    if " at 0x" not in r:
-        return r
-    import hashlib
-
-    import cloudpickle
-
-    return f"{type(f).__module__}.{type(f).__qualname__}:{hashlib.sha256(cloudpickle.dumps(f)).hexdigest()[:16]}"
 
 
 class NTKSource(TileSource):
@@ -114,10 +58,14 @@ class NTKSource(TileSource):
         K·e_c = J(Jᵀe_c) by a ``vjp`` at the column's point and a ``jvp`` over the row points, without forming J:
         time 3N·O·(N + 1)·[FP], memory N·[FP-activations]: the fallback when Jacobians are too large.
     ``"auto"``
-        The implementation of least estimated time by the formulas above (:meth:`estimates`), among those that
-        fit (Jacobians at most :data:`JACOBIAN_BYTES`); ``"structured"`` wherever the model traces, as its
-        estimate is below the others' for every model measured (docs/benchmarks/ntk.md: 1.2× to several hundred
-        times faster than the better of the two others on tiles of 64 and 256 points).
+        ``"structured"`` wherever the model traces: by the formulas above its time is at most Jacobian
+        contraction's up to the per-use terms (the same backward passes, without the weight gradients, which the
+        rules form where they are cheapest) and far below NTK-vector products' N²·O forward passes; measured
+        (docs/benchmarks/ntk.md, tiles of 64 and 256 points) 11–220× faster than NTK-vector products and 16–7000×
+        faster than Jacobian contraction, including conv nets whose flop counts tie (a ResNet-18: per-point
+        ``jacrev`` through convolutions runs slowly on CPUs, the patches product does not). Where the model does
+        not trace, the cheaper by :meth:`estimates` of ``"jacobian"`` (while a tile's Jacobians take at most
+        :data:`JACOBIAN_BYTES`) and ``"ntvp"``.
 
     All implementations agree to rounding (1e-10 relative in float64 in the tests).
 
@@ -316,12 +264,11 @@ class NTKSource(TileSource):
         if n_tile_points in cache:
             return cache[n_tile_points]
         e = self.estimates(n_tile_points)
-        cands = {"ntvp": e["ntvp"]}
-        if e["jacobian_fits"]:
-            cands["jacobian"] = e["jacobian"]
         if e["structured"] is not None:
-            cands["structured"] = e["structured"]
-        cache[n_tile_points] = choice = min(cands, key=cands.get)
+            choice = "structured"
+        else:
+            choice = "jacobian" if e["jacobian_fits"] and e["jacobian"] <= e["ntvp"] else "ntvp"
+        cache[n_tile_points] = choice
         return choice
 
     def explain(self, tile_points: int | None = None) -> dict:
@@ -357,8 +304,10 @@ class NTKSource(TileSource):
             s = self._structure()
         except InputError:
             return []
+        from .explain import layers
+
         out = []
-        for l, (kind, leaves, last) in enumerate(s.layers()):
+        for l, (kind, leaves, last) in enumerate(layers(s)):
             P = int(sum(self._leaves[self._t_idx[q]].size for q in leaves))
             points = int(last) if last is not None else -(-P // self.n_outputs)
             out.append({"layer": l, "kind": kind, "parameters": P, "points": points,
@@ -404,44 +353,13 @@ class NTKSource(TileSource):
         return products.build_matvec(self)
 
     def _build_jacobian(self, S):
-        """Per-point Jacobians with respect to the leaves at positions S: leaves (n, O, *leaf.shape)."""
-        import jax
-
-        g = self._subset_fn()
-
-        def jac(leaves, x):
-            sv = [leaves[i] for i in S]
-            return jax.vmap(lambda xp: jax.jacrev(lambda s: g(leaves, S, s, xp[None])[0])(sv))(x)
-
-        return jax.jit(jac)
+        return algorithms.build_jacobian(self, S)
 
     def _build_ntvp(self, S):
-        """R[j, p, i, o] = K_S[(i, o), (j, p)]: the share of the leaves at positions S, by NTK-vector products."""
-        import jax
-        import jax.numpy as jnp
-
-        g, n_out = self._subset_fn(), self.n_outputs
-
-        def ntvp(leaves, xr, xc):
-            eye = jnp.eye(n_out, dtype=xr.dtype)
-            sv = [leaves[i] for i in S]
-
-            def column(xj, e):
-                _, pullback = jax.vjp(lambda s: g(leaves, S, s, xj[None]), sv)
-                (tangent,) = pullback(e[None])                       # Jᵀ e_(j,p): one row of J, never all of J
-                return jax.jvp(lambda s: g(leaves, S, s, xr), (sv,), (tangent,))[1]   # J_rows · that
-
-            return jax.lax.map(lambda xj: jax.vmap(lambda e: column(xj, e))(eye), xc)
-
-        return jax.jit(ntvp)
+        return algorithms.build_ntvp(self, S)
 
     def _build_structured(self, N):
-        import jax
-
-        s, full = self._structure(), self.outputs == "full"
-        plan = s.plan(N, full)
-        return (plan, jax.jit(s.primaries(plan)), jax.jit(s.contract(plan, full, True)),
-                jax.jit(s.contract(plan, full, False)))
+        return algorithms.build_structured(self, N)
 
     def _points(self, idx):
         """(distinct points, index of each entry's point among them, output of each entry) for matrix indices."""
@@ -455,42 +373,6 @@ class NTKSource(TileSource):
         upts, inv = np.unique(pts, return_inverse=True)
         return upts, inv.ravel(), out
 
-    def _point_block(self, impl: str, S, xr, xc, same: bool):
-        """The tile by points, (N_r, O, N_c, O) for ``"full"``, (N_r, N_c) for ``"trace"``, over leaves S."""
-        full, O, leaves = self.outputs == "full", self.n_outputs, self._jleaves()
-        if impl == "ntvp":
-            R = np.asarray(self._fn("ntvp", tuple(S))(leaves, xr, xc))           # (n_c, O, n_r, O)
-            return R.transpose(2, 3, 0, 1) if full else np.einsum("joio->ij", R) / O
-        Jr = [np.asarray(a) for a in self._fn("jacobian", tuple(S))(leaves, xr)]
-        Jc = Jr if same else [np.asarray(a) for a in self._fn("jacobian", tuple(S))(leaves, xc)]
-        K = 0.0
-        for a, b in zip(Jr, Jc):
-            if full:
-                K = K + (a.reshape(a.shape[0] * O, -1) @ b.reshape(b.shape[0] * O, -1).T).reshape(
-                    a.shape[0], O, b.shape[0], O)
-            else:
-                K = K + a.reshape(a.shape[0], -1) @ b.reshape(b.shape[0], -1).T / O
-        return K
-
-    def _structured_block(self, xr, xc, same: bool):
-        s = self._structure()
-        N = max(xr.shape[0], xc.shape[0])
-        plan, primaries, contract_same, contract = self._fn("structured", N)
-        T = self._t_idx
-        jl = self._jleaves()
-        tv, nv = [jl[i] for i in T], [jl[i] for i in s.n_idx]
-        O = self.n_outputs
-        shape = (xr.shape[0], O, xc.shape[0], O) if self.outputs == "full" else (xr.shape[0], xc.shape[0])
-        if plan.gram or plan.groups or plan.direct:
-            pr = primaries(tv, nv, xr)
-            K = np.asarray(contract_same(tv, nv, pr, pr) if same else contract(tv, nv, pr, primaries(tv, nv, xc)))
-        else:
-            K = np.zeros(shape, self.dtype)
-        algo, _ = self._fallback_cost(N)
-        if algo is not None:
-            K = K + self._point_block(algo, [T[l] for l in s.fallback], xr, xc, same)
-        return K
-
     def block(self, rows, cols) -> np.ndarray:
         """K[rows][:, cols], from the derivatives at the rows' and columns' points only."""
         pr, ir, orow = self._points(rows)
@@ -502,9 +384,9 @@ class NTKSource(TileSource):
         with jax_context(self.dtype == np.float64):
             xr, xc = self.x[pr], self.x[pc]
             if impl == "structured":
-                K = self._structured_block(xr, xc, same)
+                K = algorithms.structured_block(self, xr, xc, same)
             else:
-                K = self._point_block(impl, self._t_idx, xr, xc, same)
+                K = algorithms.point_block(self, impl, self._t_idx, xr, xc, same)
         K = np.asarray(K)
         if self.outputs == "full":
             if _whole(ir, orow, pr.size, self.n_outputs) and _whole(ic, ocol, pc.size, self.n_outputs):

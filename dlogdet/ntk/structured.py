@@ -97,9 +97,6 @@ class Structure:
             if m is not None:
                 self.merged[k] = m
 
-    def layers(self) -> list:
-        return layers(self)
-
     # ---- analysis ------------------------------------------------------------------------------------------------
 
     def _merge(self, k: int) -> Merge | None:
@@ -193,7 +190,7 @@ class Structure:
         records = set()
         for k in (*gram, *gradient):
             node = prog.nodes[uses[k].node]
-            if k in gram or rules.conv_patches_ok(prog, uses[k]):
+            if k in gram or rules.conv_patches_ok(prog, uses[k]) or node.name == "dot_general":
                 records.add(node.ins[1 - uses[k].pos])
             else:
                 records.update(a for a in node.ins if isinstance(a, int) and prog.kinds[a] == "X")
@@ -299,6 +296,9 @@ class Structure:
             d = prim.delta(node.outs[0])
             if rules.conv_patches_ok(prog, use):
                 G.append(rules.conv_gradient(prog, use, rec[node.ins[0]], d))
+                continue
+            if node.name == "dot_general":
+                G.append(rules.dot_gradient(prog, use, rec[node.ins[1 - use.pos]], d))
                 continue
             xs = {a: rec[a] for a in node.ins if isinstance(a, int) and prog.kinds[a] == "X"}
             fixed = {a: static[a] for a in node.ins if isinstance(a, int) and prog.kinds[a] != "X"}
@@ -476,54 +476,3 @@ def _run_chain(prog, steps, a):
         a = np.asarray(prog.run(prog.nodes[n], {}, {p: a})[0])
     return a
 
-
-def layers(s: Structure) -> list:
-    """Groups of trainable leaves that meet the point at the same node (a dense product or convolution with the
-    bias added after it), in program order: [(kind, leaves, last-layer boundary in points or None)].
-
-    The boundary is d + 1 (d + 1 features per output: the width of the layer's input and the bias) for a dense
-    layer with one row per point whose output features are the model's outputs (only permutations and scalar
-    factors after it); None elsewhere.
-    """
-    prog, uses = s.prog, s.uses
-    anchor, merged_leaves = {}, {}
-    for k, m in s.merged.items():
-        (l,) = s.use_leaves[k]
-        anchor[l] = uses[m.up].node
-        merged_leaves[l] = k
-    for l in range(s.n_leaves):
-        if l not in anchor and s.leaf_uses[l]:
-            anchor[l] = min(uses[k].node for k in s.leaf_uses[l])
-    groups: dict[int, list] = {}
-    for l, a in anchor.items():
-        groups.setdefault(a, []).append(l)
-    kinds = {"dot_general": "dense", "conv_general_dilated": "conv", "gather": "embedding"}
-    out = []
-    for a in sorted(groups):
-        leaves = sorted(groups[a])
-        node = prog.nodes[a]
-        out.append((kinds.get(node.name, node.name), leaves, _last_dense(s, a, leaves, merged_leaves)))
-    return out
-
-
-def _last_dense(s: Structure, a: int, leaves: list, merged_leaves: dict):
-    prog, uses = s.prog, s.uses
-    node = prog.nodes[a]
-    ws = [k for k in s.served if uses[k].node == a]
-    if node.name != "dot_general" or len(ws) != 1:
-        return None
-    _, _, (B, M, C), _, F, _ = rules.dot_layout(prog, uses[ws[0]])
-    if B * M != 1 or F != s.O:
-        return None
-    bias = [merged_leaves[l] for l in leaves if l in merged_leaves]
-    v = prog.nodes[uses[bias[0]].node].outs[0] if bias else node.outs[0]
-    while True:
-        cons = prog.consumers.get(v, [])
-        if len(cons) != 1:
-            return None
-        n, _ = cons[0]
-        if n == -1:
-            return C + len(bias)
-        if not jp.chain_step(prog, prog.nodes[n], v):
-            return None
-        v = prog.nodes[n].outs[0]
