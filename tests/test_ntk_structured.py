@@ -379,3 +379,14 @@ def test_flax_batchnorm_in_training_mode_names_the_fix():
     v = Net().init(jax.random.PRNGKey(0), x)
     with pytest.raises(InputError, match="use_running_average=True"):
         NTKSource.from_flax(Net(), v, x)
+
+
+def test_primaries_in_batches_of_points(monkeypatch):
+    """A memory bound of two points' passes: the backward passes run in batches of 2 points (5 = 2 + 2 + 1, a
+    ragged last one), and the tile does not change."""
+    from dlogdet.ntk import structured
+
+    src = case_cnn2d(outputs="trace", implementation="structured")
+    per_point = (1 + src.n_outputs) * src._structure().prog.numbers_per_point() * 8
+    monkeypatch.setattr(structured, "PRIMARIES_BYTES", 2 * per_point + 1)
+    assert rel_err(src.dense(), reference(src)) < RTOL

@@ -16,8 +16,12 @@ in one of four ways (:meth:`Structure.plan` picks, per tile size, by the cost mo
 * ``fallback``: some use has no rule (or the leaf reaches the output without meeting the point): the leaf's share
   comes from Jacobian contraction or NTK-vector products restricted to such leaves (:class:`NTKSource`).
 
-The per-point factors of a tile are one ``vmap`` over its points of one ``jacrev`` (O backward passes) of the
-program with zero perturbations added at the uses' outputs (δ), which also records the point-side operands.
+The per-point factors a tile caches (its primaries) are one ``vmap`` over its points of one ``jacrev`` (O backward
+passes) of the program with zero perturbations added where the uses' outputs' linear chains end (δ there; δ at a
+use's output follows by the vjp of the linear nodes between: a convolution, its BatchNorm scale and bias share one
+δ), and the recorded point-side operands. Per-point gradients are formed group by group inside the contraction
+and dropped once contracted: a tile's working set is the tile, its primaries (N·O numbers per tapped value, N per
+recorded one), one group's gradients (or :data:`JOIN_BYTES` of joined ones) and a few tile-sized temporaries.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ from . import rules
 #: each product adds a tile-sized matrix to the sum, which costs as much as the product of a few dozen parameters
 #: (why 64 MiB: bounded extra memory, and the biases and scales of a layer join its weights).
 JOIN_BYTES = 1 << 26
+
+
+#: The backward passes of the primaries run over batches of points whose passes (forward values and O cotangents
+#: per point, :meth:`Program.numbers_per_point` each) take about this many bytes: a ResNet-18's 256-point tile
+#: otherwise held all its points' passes at once beside the factors it keeps (3.6x the factors).
+PRIMARIES_BYTES = 1 << 28
 
 
 @dataclass(frozen=True)
@@ -216,7 +226,11 @@ class Structure:
                     return outs[0][0], rec
                 return jax.jacrev(run, has_aux=True)(zeros)
 
-            return jax.vmap(point)(x)
+            itemsize = np.dtype(prog.dtypes[prog.x_id]).itemsize
+            batch = max(1, PRIMARIES_BYTES // ((1 + self.O) * prog.numbers_per_point() * itemsize))
+            if batch >= x.shape[0]:
+                return jax.vmap(point)(x)
+            return jax.lax.map(point, x, batch_size=batch)       # vmap within batches of points, in turn
 
         return fn
 
@@ -255,7 +269,7 @@ class Structure:
 
             def add(K, a, b):
                 batch.append((a, b))
-                if sum(g.size for g, _ in batch) * g.dtype.itemsize >= JOIN_BYTES:
+                if sum(g.size for g, _ in batch) * a.dtype.itemsize >= JOIN_BYTES:
                     K = flush(K)
                 return K
 
