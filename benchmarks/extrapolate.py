@@ -31,7 +31,6 @@ import time
 import numpy as np
 
 import dlogdet
-from dlogdet.estimators.extrapolate import rows_per_point_of
 
 numpy_trapz = getattr(np, "trapz", None)
 if numpy_trapz is None:                       # detkit calls numpy.trapz, removed in numpy 2.4
@@ -97,7 +96,7 @@ def run_case(name, quick, runs, subsamples, limit=0, size=None):
     if size:
         n, ns = size
     src, opts = make(n)
-    rpp = rows_per_point_of(src)
+    rpp = src.rows_per_point
     t0 = time.perf_counter()
     exact = dlogdet.logdet(src, **opts)
     t_exact = time.perf_counter() - t0

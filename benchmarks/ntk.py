@@ -1,46 +1,40 @@
-"""NTK tile sources: throughput and memory per tile, float32 vs float64 formation, end-to-end log-determinant.
+"""NTK tiles of any JAX model: the generic structured path against NTK-vector products, Jacobian contraction and the
+zoo's former hand-written path; memory per tile; an end-to-end log-determinant.
 
-    python benchmarks/ntk.py [--tile 200] [--tile-full 20] [--tile-cnn 200] [--cap 30] [--repeat 1]
-                             [--f32-n 300] [--f32-n-full 40] [--e2e-n 300] [--workers 2] [--skip ...]
-                             [--nt-python PYTHON [--nt-pythonpath DIRS] [--nt-tile 1000] [--nt-sizes ...]]
+    python benchmarks/ntk.py [--sections zoo plain flax e2e] [--tiles 64 256] [--rounds 3] [--cap 20]
+                             [--resnet-width 8] [--e2e-n 10000] [--e2e-sub 1000] [--workers 2]
+                             [--nt-python PYTHON [--nt-pythonpath DIRS]]
 
-Sections (all in one process; within a section the contenders run back to back, round by round, and every ratio
-is taken within a round, then its median over rounds is printed):
+All times exclude JIT compilation (every contender is called once on the tile's shape first), float64, "highest"
+matmul precision. Within a section the contenders run back to back, round by round (the machine may be shared),
+every ratio is taken within a round and its median over rounds printed. A tile of N points is N x N ("trace") or
+10N x 10N ("full", O = 10 outputs).
 
-1. Tile throughput. One diagonal tile (default 200 x 200: 200 points traced, 20 points x 10 outputs full) of the
-   MLP 40->512->512->10 (outputs "trace" and "full") and of ``cnn1d()`` ("trace"), on MNIST-1D inputs, by each
-   ``NTKSource`` implementation and by the naive reference: ``jax.jacrev`` of the model on the tile's points with
-   respect to the whole ``ravel_pytree``-flattened parameter vector, J (N*O, P), then K = J Jᵀ (traced: the
-   per-output products summed over O). Every contender is called once on the same tile shape before it is timed
-   (warm-up: JIT compilation is excluded from the times). A contender whose time (or Jacobian memory) on the full
-   tile is bounded above ``--cap`` seconds (max of the fit below and a power-law extrapolation with the probes'
-   exponent, clipped to [2, 3]) (or a quarter of the machine's memory) is not run there: it is timed on two
-   smaller tiles, the time fitted as a*N + b*N^2 (N = points) and extrapolated; such rows say "est.".
-2. Memory per tile: peak RSS growth over the RSS just before the call (psutil, sampled every 10 ms in a thread)
-   during the timed call of section 1, as a multiple of the tile's bytes (float64). An estimated row reports the
-   memory of its largest measured tile, as a multiple of that tile's bytes.
-3. float32 vs float64 formation: an MLP trained a few Adam steps on MNIST-1D; log det(K + d I) for K formed in
-   float64 (reference), in float32 and cast to float64 for the factorization, and in float32 and factored in
-   float32 (scipy's spotrf), for d = rel * mean(diag K); relative errors against the float64 reference.
-4. End-to-end: log det of the full-output NTK of a trained MLP (n = --e2e-n points, m = 10 n) on a local
-   cluster of --workers processes x 1 thread. Split: the run is timed once with the NTKSource (tiles computed
-   on the workers, inside the factorization's tasks) and once on the same matrix saved to a .npy file
-   (factorization only, memory-mapped on the workers); tile time = first - second. The issue's size is
-   ``--e2e-n 2000`` (m = 20,000).
-5. neural-tangents (only with ``--nt-python``): its structured derivatives (``empirical_ntk_fn``,
-   implementation 3) against ours on the same MLP, weights and points: one traced tile of --nt-tile points and
-   one full tile of --nt-tile/10 points, for each of --nt-sizes. neural-tangents does not import with current
-   JAX, so it runs in its own environment (e.g. its GitHub head on jax 0.5.3): benchmarks/nt_peer.py is run by
-   that Python once per round, interleaved with ours, and times its calls itself after a warm-up; the tiles are
-   compared entry by entry (a cross-check of both). A peer environment that works (nothing of it is committed):
-       python3.11 -m venv PEER && PEER/bin/pip install "jax[cpu]==0.5.3" frozendict absl-py
-       git clone https://github.com/google/neural-tangents NT      # its GitHub head (the releases need older JAX)
-       python benchmarks/ntk.py --skip tiles cnn f32 e2e --nt-python PEER/bin/python --nt-pythonpath NT
+* zoo: each zoo model (``mlp``, ``factorized_mlp``, ``cnn1d``, ``resnet1d`` on MNIST-1D) through the generic
+  structured path against the hand-written one that served the zoo until the generic path replaced it (kept below
+  as the peer, ``HandWritten``). Target: generic/hand <= 1.25.
+* plain: the 40-512-512-10 MLP written as a user would (a plain JAX function over the zoo's parameters) against the
+  zoo's MLP, both structured (target: plain/zoo <= 1.25), and structured against NTK-vector products and Jacobian
+  contraction on it.
+* flax: a Flax ResNet-18 (BatchNorm in inference mode, base width ``--resnet-width``) on 32x32x3 inputs and a
+  transformer block (token embedding, 4-head attention, LayerNorm, MLP; 32 tokens, width 64): structured against
+  NTK-vector products (target >= 10x faster) and Jacobian contraction (structured timed twice, the others once);
+  memory per tile: the working set XLA assigns to the structured tile's compiled stages, as a multiple of the tile
+  plus the per-point factors it caches (deltas and recorded operands), and the RSS growth seen during the call.
+  A contender whose time on the full tile would exceed ``--cap`` seconds is timed on smaller tiles (doubling from
+  4 points) and extrapolated by a*N + b*N^2 fitted to its last two (rows say "est.").
+* e2e: the traced NTK of a Flax 1-D CNN on ``--e2e-n`` MNIST-1D points through the exact engine on ``--workers``
+  local worker processes: wall time split into tiles and factorization (the factorization alone timed on a
+  same-size SPD matrix read from .npy: Cholesky's work does not depend on the values), peak RSS per worker; then
+  ``dlogdet.extrapolate`` from ``--e2e-sub``-point subsamples, its band against the exact value.
+* nt (with ``--nt-python``): neural-tangents' structured derivatives in their own environment (its GitHub head on
+  jax 0.5.3; benchmarks/nt_peer.py) against ours on the zoo MLP, tile for tile.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import tempfile
@@ -49,25 +43,22 @@ import time
 
 import numpy as np
 
-IMPLS = ("structured", "ntvp", "jacobian")
+# ---- measurement helpers ----------------------------------------------------------------------------------------
 
-
-# ---- measurement helpers -------------------------------------------------------------------------------------------
 
 class RSSPeak:
-    """Peak RSS growth of this process over its RSS at entry, sampled every ``interval`` seconds in a thread."""
+    """Peak RSS growth of this process over its RSS at entry, sampled every 5 ms in a thread."""
 
-    def __init__(self, interval=0.01):
+    def __init__(self):
         import psutil
 
-        self.proc, self.interval = psutil.Process(), interval
-        self._stop = threading.Event()
+        self.proc, self._stop = psutil.Process(), threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
             self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(self.interval)
+            self._stop.wait(0.005)
 
     def __enter__(self):
         self.base = self.peak = self.proc.memory_info().rss
@@ -77,8 +68,7 @@ class RSSPeak:
     def __exit__(self, *exc):
         self._stop.set()
         self._t.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.growth = self.peak - self.base
+        self.growth = max(self.peak, self.proc.memory_info().rss) - self.base
 
 
 def timed(f):
@@ -87,354 +77,485 @@ def timed(f):
     return time.perf_counter() - t, out
 
 
-class Naive:
-    """The reference: jax.jacrev w.r.t. the whole flattened parameter vector on the tile's points, K = J Jᵀ."""
+def rows(src, N):
+    return N * (src.n_outputs if src.outputs == "full" else 1)
+
+
+def tile_time(src, N):
+    m = rows(src, N)
+    t, _ = timed(lambda: src.tile(0, m, 0, m))
+    return t
+
+
+def interleaved(contenders: dict, N: int, rounds: int) -> dict:
+    """Median time per contender on an N-point diagonal tile, and per-round ratios to the first contender."""
+    for s in contenders.values():
+        tile_time(s, N)                                             # warm-up: compilation
+    times = {k: [] for k in contenders}
+    for _ in range(rounds):
+        for k, s in contenders.items():
+            times[k].append(tile_time(s, N))
+    first = next(iter(contenders))
+    return {k: (statistics.median(v), statistics.median(a / b for a, b in zip(v, times[first])))
+            for k, v in times.items()}
+
+
+def ladder(src, N: int, cap: float) -> tuple[float, bool]:
+    """(time, estimated): the N-point tile if predicted within ``cap`` s, else a*k + b*k² fitted on smaller tiles."""
+    probes, k = [], min(4, N)
+    while True:
+        tile_time(src, k)                                           # compile this shape
+        probes.append((k, tile_time(src, k)))
+        if k >= N:
+            return probes[-1][1], False
+        nxt = min(N, 2 * k)
+        if probes[-1][1] * (nxt / k) ** 2 > cap:
+            break
+        k = nxt
+    if len(probes) == 1:
+        (k1, t1), = probes
+        return t1 * (N / k1) ** 2, True
+    (k1, t1), (k2, t2) = probes[-2:]
+    b = max(0.0, (t2 / k2 - t1 / k1) / (k2 - k1))
+    a = max(0.0, t2 / k2 - b * k2)
+    return a * N + b * N * N, True
+
+
+def xla_bytes(src, N) -> int:
+    """The structured tile's working set by XLA's buffer assignment (deterministic, unlike RSS on a shared machine):
+    the larger of the primaries' stage (outputs + temporaries) and the contraction's (its inputs, the primaries,
+    + temporaries + the tile)."""
+    from dlogdet.ntk import jax_context
+
+    plan, primaries, contract_same, _ = src._fn("structured", N)
+    s = src._structure()
+    jl = src._jleaves()
+    tv, nv, x = [jl[i] for i in src._t_idx], [jl[i] for i in s.n_idx], src.x[:N]
+    with jax_context(src.dtype == np.float64):
+        m1 = primaries.lower(tv, nv, x).compile().memory_analysis()
+        pr = primaries(tv, nv, x)
+        m2 = contract_same.lower(tv, nv, pr, pr).compile().memory_analysis()
+    stage1 = m1.output_size_in_bytes + m1.temp_size_in_bytes
+    stage2 = m1.output_size_in_bytes + m2.temp_size_in_bytes + m2.output_size_in_bytes
+    return int(max(stage1, stage2))
+
+
+def factor_bytes(src, N) -> int:
+    """Bytes of the per-point factors a structured tile of N points caches: deltas (N·O per tapped value) and the
+    recorded point-side operands (N per value)."""
+    s = src._structure()
+    plan = s.plan(N, src.outputs == "full")
+    per = sum(s.prog.size(v) * src.n_outputs for v in plan.taps) + sum(s.prog.size(v) for v in plan.records)
+    return int(N * per * src.dtype.itemsize)
+
+
+# ---- the peer: the hand-written structured path that served the zoo before the generic one ----------------------
+
+class HandWritten:
+    """Today's algorithm for the zoo until issue 16: the models' layers written out with a perturbation added to
+    each pre-activation z_l; δ_l = ∂f/∂z_l by one jacrev per point; dense layers by (H Hᵀ/d + β²) ⊙ (Δ Δᵀ),
+    convolutions by per-point gradients from patches (one batched product over positions)."""
 
     def __init__(self, f, params, x, outputs):
         import jax
-        import jax.numpy as jnp
-        from jax.flatten_util import ravel_pytree
 
         from dlogdet.ntk import jax_context
 
-        self.x, self.outputs, self.ctx = x, outputs, jax_context
-        with jax_context(True):
-            theta, unravel = ravel_pytree(jax.tree_util.tree_map(jnp.asarray, params))
-        self.theta, self.P = theta, theta.size
+        self.f, self.x, self.outputs, self.ctx = f, x, outputs, jax_context
+        self.params = jax.tree_util.tree_map(np.asarray, params)
+        self.n_outputs = f.n_outputs
+        self.fn = jax.jit(self._features)
 
-        def tile(theta, xs):  # diagonal tile: the rows' and the columns' points are the same
-            J = jax.jacrev(lambda th: f(unravel(th), xs).reshape(-1))(theta)      # (N*O, P)
-            if outputs == "full":
-                return J @ J.T
-            N = xs.shape[0]
-            J = J.reshape(N, -1, J.shape[-1])
-            return jnp.einsum("iop,jop->ij", J, J) / J.shape[1]
+    def _forward(self, params, x, pert):
+        """(output, layer inputs): a convolution's input is its patches, a dense layer's what multiplies W."""
+        import jax
+        import jax.numpy as jnp
 
-        self.fn = jax.jit(tile)
+        from dlogdet.ntk.models import CNN1D, FactorizedMLP, ResNet1D, _activation
+
+        f, hs, beta = self.f, [], self.f.beta
+        phi = _activation(f.activation)
+
+        def dense(h, l, d, R=None):
+            u = h if R is None else h @ jnp.asarray(R, h.dtype)
+            hs.append(u)
+            return u @ params[l]["W"] / math.sqrt(d) + beta * params[l]["b"] + pert[l]
+
+        def conv(h, l):
+            W = params[l]["W"]
+            hs.append(jax.lax.conv_general_dilated_patches(h, (f.kernel,), (1,), "SAME"))
+            z = jax.lax.conv_general_dilated(h, W, (1,), "SAME") / math.sqrt(W.shape[1] * f.kernel)
+            return z + beta * params[l]["b"][:, None] + pert[l]
+
+        if isinstance(f, (CNN1D, ResNet1D)):
+            c0 = f.channels[0] if isinstance(f, CNN1D) else f.in_channels
+            h = x.reshape(x.shape[0], c0, f.length)
+            if isinstance(f, CNN1D):
+                for l in range(f.n_conv):
+                    h = phi(conv(h, l))
+            else:
+                h = phi(conv(h, 0))
+                for k in range(f.blocks):
+                    h = phi(h + f.alpha * conv(phi(conv(h, 1 + 2 * k)), 2 + 2 * k))
+            h = h.mean(axis=-1) if f.pool == "avg" else h.reshape(h.shape[0], -1)
+            sizes, first = f.head_sizes, f.n_conv
+        else:
+            h, sizes, first = x, f.sizes, 0
+        for m in range(len(sizes) - 1):
+            l = first + m
+            R = f.projections[l] if isinstance(f, FactorizedMLP) else None
+            d = f.ranks[l] if isinstance(f, FactorizedMLP) else sizes[m]
+            z = dense(h, l, d, R)
+            h = phi(z) if m < len(sizes) - 2 else z
+        return h, hs
+
+    def _features(self, params, x):
+        import jax
+        import jax.numpy as jnp
+
+        _, hs = self._forward(params, x, [0.0] * len(params))
+        zs = [jnp.zeros(s) for s in self._z_shapes()]
+
+        def deltas(xp):
+            return jax.jacrev(lambda p: self._forward(params, xp[None], [q[None] for q in p])[0][0])(zs)
+
+        return hs, jax.vmap(deltas)(x)
+
+    def _z_shapes(self):
+        f = self.f
+        conv = getattr(f, "_conv_pairs", lambda: [])()
+        head = f.head_sizes if conv else f.sizes
+        return [(b, f.length) for _, b in conv] + [(b,) for b in head[1:]]
 
     def tile(self, r0, r1, c0, c1):
-        assert (r0, r1) == (c0, c1)
+        O, full = self.n_outputs, self.outputs == "full"
+        N = (r1 - r0) // (O if full else 1)
         with self.ctx(True):
-            return np.asarray(self.fn(self.theta, self.x[self.pts(r0, r1)]))
+            H, D = (list(map(np.asarray, t)) for t in self.fn(self.params, self.x[:N]))
+        K = 0.0
+        n_conv = len(getattr(self.f, "_conv_pairs", lambda: [])())
+        for l, (h, d) in enumerate(zip(H, D)):
+            beta = self.f.beta
+            if l >= n_conv:
+                fan = h.shape[1]
+                G = h @ h.T / fan + beta ** 2
+                R = d.reshape(N * O, -1) @ d.reshape(N * O, -1).T if full else d.reshape(N, -1) @ d.reshape(N, -1).T / O
+                K = K + (np.kron(G, np.ones((O, O))) * R if full else G * R)
+            else:
+                n, _, C, L = d.shape
+                g = np.matmul(d.reshape(n, O * C, L), h.transpose(0, 2, 1)).reshape(n, O, -1) / math.sqrt(h.shape[1])
+                g = np.concatenate([g, beta * d.sum(axis=-1)], axis=-1)
+                K = K + (g.reshape(N * O, -1) @ g.reshape(N * O, -1).T if full
+                         else g.reshape(N, -1) @ g.reshape(N, -1).T / O)
+        return K
 
-    def pts(self, r0, r1):
-        return slice(r0 // self.O, r1 // self.O) if self.outputs == "full" else slice(r0, r1)
+
+# ---- the sections ---------------------------------------------------------------------------------------------
+
+def zoo_section(args, x):
+    from dlogdet.ntk import NTKSource, cnn1d, factorized_mlp, mlp, resnet1d
+
+    print("\n[zoo] generic structured path / the hand-written one (target <= 1.25)", flush=True)
+    models = {"mlp 40-512-512-10": mlp((40, 512, 512, 10)), "factorized_mlp k=64": factorized_mlp(),
+              "cnn1d()": cnn1d(), "resnet1d()": resnet1d()}
+    worst = 0.0
+    for name, (f, params) in models.items():
+        for outputs in ("trace", "full"):
+            for N in args.tiles:
+                src = NTKSource(f, params, x, outputs=outputs, implementation="structured")
+                peer = HandWritten(f, params, x, outputs)
+                m = rows(src, N)
+                err = float(np.abs(src.tile(0, m, 0, m) - peer.tile(0, m, 0, m)).max()
+                            / np.abs(peer.tile(0, m, 0, m)).max())
+                r = interleaved({"hand": peer, "generic": src}, N, args.rounds)
+                worst = max(worst, r["generic"][1])
+                print(f"  {name:20s} {outputs:5s} N={N:4d}: generic {r['generic'][0]:8.4f} s, hand-written "
+                      f"{r['hand'][0]:8.4f} s, generic/hand {r['generic'][1]:5.2f}  (max rel. diff {err:.0e})",
+                      flush=True)
+    print(f"  worst generic/hand {worst:.2f}: {'MET' if worst <= 1.25 else 'NOT MET'} (<= 1.25)")
 
 
-def _contenders(f, params, x, outputs):
-    from dlogdet.ntk import NTKSource
+def plain_mlp(params, x):
+    """The zoo's MLP as a user writes it: a plain JAX function over the same parameters (NTK parameterization)."""
+    import jax
 
-    out = {impl: NTKSource(f, params, x, outputs=outputs, implementation=impl) for impl in IMPLS}
-    naive = Naive(f, params, x, outputs)
-    naive.O = out["structured"].n_outputs
-    out["jacrev (naive)"] = naive
+    h = x
+    for l, p in enumerate(params):
+        h = h @ p["W"] / np.sqrt(p["W"].shape[0]) + 0.1 * p["b"]
+        h = jax.nn.relu(h) if l < len(params) - 1 else h
+    return h
+
+
+def versus(label, src_of, N, args, extra=None):
+    """Structured against NTK-vector products and Jacobian contraction on an N-point tile (ladder for the slow)."""
+    src = src_of("structured")
+    m = rows(src, N)
+    tile_time(src, N)
+    with RSSPeak() as mem:
+        t_s = tile_time(src, N)
+    t_s = statistics.median([t_s] + [tile_time(src, N) for _ in range(min(args.rounds, 2) - 1)])
+    fb, xb = factor_bytes(src, N), xla_bytes(src, N)
+    base = m * m * 8 + fb
+    out = {"structured": t_s, "memory": xb / base}
+    line = (f"  {label:24s} {src.outputs:5s} N={N:4d} (P={src.n_params}): structured {t_s:7.3f} s; memory: XLA "
+            f"{xb / 2**20:.0f} MiB = {xb / base:4.2f}x (tile {m * m * 8 / 2**20:.0f} + factors {fb / 2**20:.0f} MiB), "
+            f"RSS growth {mem.growth / 2**20:.0f} MiB")
+    for impl in ("ntvp", "jacobian"):
+        t, est = ladder(src_of(impl), N, args.cap)
+        out[impl] = t
+        line += f"; {impl} {t:8.2f} s{' est.' if est else ''} ({t / t_s:6.1f}x structured)"
+    print(line, flush=True)
     return out
 
 
-def _jac_bytes(name, src, n_pts, O, P):
-    """Bytes of the Jacobians a contender holds for a diagonal tile of n_pts points (0 if it forms none)."""
-    if name in ("jacobian", "jacrev (naive)"):
-        return 2 * n_pts * O * P * 8            # the Jacobian and (jacrev's) the cotangent batch of the same size
-    return 0
+def plain_section(args, x):
+    from dlogdet.ntk import NTKSource, mlp
+
+    f, params = mlp((40, 512, 512, 10))
+    print("\n[plain] the MLP as a user's plain JAX function / the zoo's MLP, both structured (target <= 1.25)",
+          flush=True)
+    worst = 0.0
+    for outputs in ("trace", "full"):
+        for N in args.tiles:
+            r = interleaved({"zoo": NTKSource(f, params, x, outputs=outputs),
+                             "plain": NTKSource(plain_mlp, params, x, outputs=outputs)}, N, args.rounds)
+            worst = max(worst, r["plain"][1])
+            print(f"  {outputs:5s} N={N:4d}: plain {r['plain'][0]:8.4f} s, zoo {r['zoo'][0]:8.4f} s, plain/zoo "
+                  f"{r['plain'][1]:5.2f}", flush=True)
+    print(f"  worst plain/zoo {worst:.2f}: {'MET' if worst <= 1.25 else 'NOT MET'}")
+    print("  structured against the other algorithms on the plain function:", flush=True)
+    for outputs in ("trace", "full"):
+        for N in args.tiles:
+            versus("plain MLP 40-512-512-10", lambda i: NTKSource(plain_mlp, params, x, outputs=outputs,
+                                                                  implementation=i), N, args)
 
 
-def tile_section(label, f, params, x, outputs, n_pts, args, rows):
-    """Time (and measure the memory of) one n_pts-point diagonal tile by every contender."""
-    import psutil
+def flax_models(width: int, classes: int = 10):
+    """A ResNet-18 (He et al. 2016's basic blocks, 2 per stage, widths w, 2w, 4w, 8w, BatchNorm in inference mode)
+    for 32x32x3 inputs, and a transformer block (token embedding, positions, pre-LayerNorm multi-head attention and
+    MLP, mean over tokens, dense head)."""
+    import flax.linen as nn
+    import jax
 
-    srcs = _contenders(f, params, x, outputs)
-    s = srcs["structured"]
-    O, P = s.n_outputs, s.n_params
-    per = O if outputs == "full" else 1
-    T = n_pts * per
-    mem_cap = psutil.virtual_memory().total / 4
-    print(f"\n[{label}] outputs={outputs}, P = {P}, O = {O}; tile {T} x {T} ({n_pts} points), "
-          f"{T * T * 8 / 2**20:.2f} MiB in float64", flush=True)
-    res = {}
-    ref = None
-    for name in ("structured", "ntvp", "jacobian", "jacrev (naive)"):
-        if name in args.skip:
-            continue
-        src = srcs[name]
-        # a ladder of diagonal tiles of k = n1, 2 n1, 4 n1, ... points up to n_pts (each shape called once to
-        # compile, then timed with its memory): climb while the next rung, predicted from the last rung with the
-        # last two rungs' exponent (clipped to [2, 3]: a tile has N^2 entries), costs at most cap/2 for its two
-        # calls and its Jacobians fit in a quarter of RAM. Small probes alone mislead: CNN1D's vmap(jacrev) looked
-        # quadratic from 10 and 20 points and then took minutes on 200.
-        k = max(1, min(n_pts, args.probe if outputs == "trace" else max(1, args.probe // 10)))
-        probes, expo, stop = [], 2.0, ""
-        while True:
-            src.tile(0, k * per, 0, k * per)                          # warm-up (compilation)
-            with RSSPeak() as mem:
-                t, _ = timed(lambda: src.tile(0, k * per, 0, k * per))
-            probes.append((k, t, mem.growth))
-            if len(probes) >= 2 and probes[-2][1] > 0 and t > 0:
-                expo = float(np.clip(np.log(t / probes[-2][1]) / np.log(k / probes[-2][0]), 2, 3))
-            if k >= n_pts:
-                break
-            k_next = min(n_pts, 2 * k)
-            if _jac_bytes(name, src, k_next, O, P) > mem_cap:
-                stop = (f"; its Jacobians at {k_next} points, ~{_jac_bytes(name, src, k_next, O, P) / 2**30:.1f} "
-                        f"GiB, exceed 1/4 of RAM")
-                break
-            if 2 * t * (k_next / k) ** expo > args.cap:
-                stop = f"; {k_next} points predicted at {t * (k_next / k) ** expo:.1f} s per call"
-                break
-            k = k_next
-        kl, tl, ml = probes[-1]
-        if kl < n_pts:
-            est = tl * (n_pts / kl) ** expo
-            lo = f"{probes[-2][0]} and " if len(probes) >= 2 else ""
-            why = f"est. from tiles of {lo}{kl} points (exponent {expo:.2f}){stop}"
-            res[name] = dict(times=[est], est=True, mem=ml / ((kl * per) ** 2 * 8), why=why, mem_tile=kl * per)
-            print(f"  {name:15s} not run on the full tile (cap {args.cap:g} s per call, or memory): {why}",
-                  flush=True)
-            continue
-        res[name] = dict(times=[], est=False, mem=0.0, why="", mem_tile=T)
-    # the measured contenders, interleaved round by round
-    live = [n for n in res if not res[n]["est"]]
-    for rnd in range(args.repeat):
-        for name in live:
-            with RSSPeak() as mem:
-                t, K = timed(lambda: srcs[name].tile(0, T, 0, T))
-            res[name]["times"].append(t)
-            res[name]["mem"] = max(res[name]["mem"], mem.growth / (T * T * 8))
-            if ref is None:
-                ref = K
-            else:
-                err = np.abs(K - ref).max() / np.abs(ref).max()
-                res[name]["why"] = f"max rel. diff. vs structured {err:.1e}"
-            del K
-    base = "jacrev (naive)"
-    for name, r in res.items():
-        t = statistics.median(r["times"])
-        ratio = ""
-        if base in res and name != base:
-            # ratios within rounds where both ran; else of the medians (one side estimated)
-            if not r["est"] and not res[base]["est"]:
-                q = statistics.median(b / a for a, b in zip(r["times"], res[base]["times"]))
-            else:
-                q = statistics.median(res[base]["times"]) / t
-            ratio = f"{q:9.1f}x"
-        e = " est." if r["est"] else "     "
-        print(f"  {name:15s} {t:10.4f} s/tile{e}  {1 / t:10.3f} tiles/s  naive/this {ratio:>10s}   "
-              f"peak RSS growth {r['mem']:7.1f}x tile ({r['mem_tile']}x{r['mem_tile']})   {r['why']}", flush=True)
-        rows.append((label, outputs, name, t, r["est"]))
-    return res
+    class Block(nn.Module):
+        features: int
+        stride: int
+
+        @nn.compact
+        def __call__(self, x):
+            bn = lambda: nn.BatchNorm(use_running_average=True)  # noqa: E731
+            y = nn.relu(bn()(nn.Conv(self.features, (3, 3), self.stride, use_bias=False)(x)))
+            y = bn()(nn.Conv(self.features, (3, 3), use_bias=False)(y))
+            if self.stride != 1 or x.shape[-1] != self.features:
+                x = bn()(nn.Conv(self.features, (1, 1), self.stride, use_bias=False)(x))
+            return nn.relu(x + y)
+
+    class ResNet18(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.BatchNorm(use_running_average=True)(nn.Conv(width, (3, 3), use_bias=False)(x)))
+            for stage, mult in enumerate((1, 2, 4, 8)):
+                for b in range(2):
+                    x = Block(width * mult, 2 if stage and not b else 1)(x)
+            return nn.Dense(classes)(x.mean(axis=(1, 2)))
+
+    class Transformer(nn.Module):
+        vocab: int = 128
+        d: int = 64
+        heads: int = 4
+
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Embed(self.vocab, self.d)(x.astype(jax.numpy.int32))
+            h = h + self.param("pos", nn.initializers.normal(0.1), (x.shape[1], self.d))
+            h = h + nn.MultiHeadDotProductAttention(num_heads=self.heads)(nn.LayerNorm()(h))
+            h = h + nn.Dense(self.d)(nn.gelu(nn.Dense(4 * self.d)(nn.LayerNorm()(h))))
+            return nn.Dense(classes)(h.mean(axis=1))
+
+    return ResNet18(), Transformer()
 
 
-# ---- section 3: float32 vs float64 ------------------------------------------------------------------------------
+def flax_section(args):
+    import jax
 
-def _logdet_chol(K, d, dtype):
-    import scipy.linalg
+    from dlogdet.ntk import NTKSource
 
-    M = np.array(K, dtype=dtype)
-    M[np.diag_indices_from(M)] += dtype(d)
-    try:
-        c, _ = scipy.linalg.cho_factor(M, lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        return float("nan")
-    diag = np.diag(c).astype(np.float64)
-    if not np.all(diag > 0):
-        return float("nan")
-    return 2.0 * float(np.sum(np.log(diag)))
+    n = max(args.tiles)
+    rng = np.random.default_rng(0)
+    res, tr = flax_models(args.resnet_width)
+    xr = rng.standard_normal((n, 32, 32, 3))
+    v = res.init(jax.random.PRNGKey(0), xr[:1])
+    v = {"params": v["params"], "batch_stats": jax.tree_util.tree_map(      # running statistics as after training
+        lambda a: np.abs(0.2 * rng.standard_normal(a.shape) + 1.0), v["batch_stats"])}
+    xt = rng.integers(0, 128, (n, 32)).astype(float)
+    vt = tr.init(jax.random.PRNGKey(1), xt[:1])
+    print(f"\n[flax] structured against NTK-vector products (target >= 10x) and Jacobian contraction; ResNet-18 "
+          f"(base width {args.resnet_width}, BatchNorm inference) on 32x32x3, transformer block (vocab 128, 32 tokens, "
+          f"d 64, 4 heads, MLP 256)", flush=True)
+    worst, most = math.inf, 0.0
+    for label, model, var, xs in (("Flax ResNet-18", res, v, xr), ("Flax transformer block", tr, vt, xt)):
+        for outputs in ("trace", "full"):
+            for N in args.tiles:
+                r = versus(label, lambda i: NTKSource.from_flax(model, var, xs, outputs=outputs, implementation=i),
+                           N, args)
+                worst = min(worst, r["ntvp"] / r["structured"])
+                most = max(most, r["memory"])
+    print(f"  least ntvp/structured {worst:.1f}x: {'MET' if worst >= 10 else 'NOT MET'} (>= 10x); memory per tile at "
+          f"most {most:.2f}x the tile plus the per-point factors (XLA's buffers)")
 
-
-def f32_section(args):
-    from dlogdet.ntk import NTKSource, load_dataset, mlp, train
-
-    n_train = max(args.f32_n, args.f32_n_full)
-    x, y = load_dataset("mnist1d", n_train, seed=0)
-    f, p0 = mlp((40, 512, 512, 10))
-    t, (params, hist) = timed(lambda: train(f, p0, x, y, steps=args.train_steps, lr=1e-3, batch=128))
-    print(f"\n[float32 vs float64 formation] MLP 40->512->512->10 trained {args.train_steps} Adam steps on "
-          f"{n_train} MNIST-1D points ({t:.1f} s; accuracy {hist['accuracy_initial']:.2f} -> "
-          f"{hist['accuracy_final']:.2f}); structured tiles; d = rel * mean(diag K)")
-    print(f"  {'kernel':22s} {'rel':>8s} {'logdet f64':>14s} {'f32 form, f64 chol':>20s} {'f32 form+chol':>16s}")
-    for outputs, n in (("trace", args.f32_n), ("full", args.f32_n_full)):
-        xs = x[:n]
-        K64 = NTKSource(f, params, xs, outputs=outputs, implementation="structured").dense()
-        K32 = NTKSource(f, params, xs, outputs=outputs, implementation="structured", dtype=np.float32).dense()
-        assert K32.dtype == np.float32
-        scale = float(np.mean(np.diag(K64)))
-        for rel in args.f32_rel:
-            d = rel * scale
-            ref = _logdet_chol(K64, d, np.float64)
-            a = _logdet_chol(K32.astype(np.float64), d, np.float64)
-            b = _logdet_chol(K32, d, np.float32)
-
-            def fmt(v):
-                return "not PD" if np.isnan(v) else f"{abs(v - ref) / abs(ref):.2e}"
-
-            print(f"  {outputs + f' m={K64.shape[0]}':22s} {rel:8.0e} {ref:14.6g} {fmt(a):>20s} {fmt(b):>16s}",
-                  flush=True)
-
-
-# ---- section 4: end to end --------------------------------------------------------------------------------------
 
 def e2e_section(args):
+    import jax
     from distributed import Client, LocalCluster
 
     import dlogdet
     from dlogdet.engine.plan import auto_block_size
-    from dlogdet.ntk import NTKSource, load_dataset, mlp, train
+    from dlogdet.ntk import NTKSource, load_dataset
 
     n = args.e2e_n
-    x, y = load_dataset("mnist1d", n, seed=0)
-    f, p0 = mlp((40, 512, 512, 10))
-    t_train, (params, hist) = timed(lambda: train(f, p0, x, y, steps=args.train_steps, lr=1e-3, batch=128))
-    src = NTKSource(f, params, x, outputs="full", implementation="structured")
-    m = src.shape[0]
+    x, _ = load_dataset("mnist1d", n, seed=0)
+    model = E2ECNN()
+    v = model.init(jax.random.PRNGKey(0), x[:1])
+    src = NTKSource.from_flax(model, v, x, outputs="trace")
+    d = 1e-6 * float(np.mean([src.tile(i, i + 1, i, i + 1)[0, 0] for i in range(0, n, max(1, n // 50))]))
     tmp = tempfile.mkdtemp(prefix="dlogdet-ntk-bench-")
-    path = os.path.join(tmp, "K.npy")
-    # the same matrix on disk, formed here row panel by row panel (serial; reported, not part of the split)
-    t0 = time.perf_counter()
-    K = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(m, m))
-    step = 10 * max(1, 2000 // 10)
-    diag_sum = 0.0
-    for r0 in range(0, m, step):
-        r1 = min(m, r0 + step)
-        panel = src.tile(r0, r1, 0, m)
-        K[r0:r1] = panel
-        diag_sum += float(np.trace(panel[:, r0:r1]))
-    K.flush()
-    del K, panel
-    t_form = time.perf_counter() - t0
-    d = args.e2e_rel * diag_sum / m
-    print(f"\n[end-to-end] full-output NTK of the MLP trained {args.train_steps} steps ({t_train:.1f} s) on n = {n} "
-          f"MNIST-1D points: m = {m}, d = {args.e2e_rel:g} * mean(diag K) = {d:.3g}; {args.workers} workers x 1 "
-          f"thread; the .npy formed serially here in {t_form:.1f} s (not in the split)", flush=True)
+    path = os.path.join(tmp, "spd.npy")
+    A = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n, n))
+    rng, step = np.random.default_rng(0), 1000
+    for r0 in range(0, n, step):                 # a same-size symmetric matrix, entries in [0, 1): + n·I is SPD
+        for c0 in range(0, r0 + 1, step):
+            R = rng.random((min(step, n - r0), min(step, n - c0)))
+            R = (R + R.T) / 2 if r0 == c0 else R
+            A[r0:r0 + step, c0:c0 + step] = R
+            A[c0:c0 + step, r0:r0 + step] = R.T
+    A.flush()
+    del A
+    print(f"\n[e2e] traced NTK of a Flax 1-D CNN ({src.n_params} parameters) on n = {n} MNIST-1D points, d = 1e-6 * "
+          f"mean(diag K) = {d:.3g}; {args.workers} worker processes x 1 thread", flush=True)
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
-        bs = args.block_size or auto_block_size(m, args.workers)
-        # warm-up at the same block size (imports, JIT of the diagonal and off-diagonal tile shapes on the
-        # workers); a last partial tile row of the real run may still compile inside its timing
-        small = NTKSource(f, params, x[:min(n, 3 * -(-bs // 10))], outputs="full", implementation="structured")
+        bs = auto_block_size(n, args.workers)
+        # warm-up: the workers compile every tile shape of the run (a source on 2 block rows plus the last, partial
+        # one) into JAX's persistent cache, which the run's own source (another object, the same programs) reads
+        cache = os.path.join(tmp, "jax-cache")
+        client.run(_persistent_cache, cache)
+        _persistent_cache(cache)
+        small = NTKSource.from_flax(model, v, x[:2 * bs + n % bs], outputs="trace")
         dlogdet.logdet(small, d=d, client=client, block_size=bs)
-        dlogdet.logdet(small.dense(), d=d, client=client, block_size=bs)
-        t_src, r_src = timed(lambda: dlogdet.logdet(src, d=d, client=client, block_size=bs))
-        t_npy, r_npy = timed(lambda: dlogdet.logdet(path, d=d, client=client, block_size=bs))
-    print(f"  NTKSource (tiles + factorization) : {t_src:8.2f} s   logdet {r_src.logdet:.10g}, block size {bs}")
-    print(f"  same matrix from .npy (factor.)   : {t_npy:8.2f} s   logdet {r_npy.logdet:.10g} "
-          f"(|diff| {abs(r_src.logdet - r_npy.logdet):.1e})")
-    print(f"  split (timing difference, .npy method): NTK tiles {t_src - t_npy:8.2f} s "
-          f"({100 * (t_src - t_npy) / t_src:.0f}%), factorization {t_npy:8.2f} s ({100 * t_npy / t_src:.0f}%)")
-    os.remove(path)
-    os.rmdir(tmp)
+        t_src, r = timed(lambda: dlogdet.logdet(src, d=d, client=client, block_size=bs))
+        t_npy, _ = timed(lambda: dlogdet.logdet(path, d=float(n), client=client, block_size=bs))
+        peaks = r.diagnostics.get("peak_rss_bytes_per_worker") or {}
+        print(f"  exact: logdet {r.logdet:.10g} in {t_src:.1f} s (block size {bs}); split: factorization {t_npy:.1f} "
+              f"s ({100 * t_npy / t_src:.0f}%), tiles {t_src - t_npy:.1f} s ({100 * (t_src - t_npy) / t_src:.0f}%); "
+              f"peak RSS per worker {', '.join(f'{b / 2**30:.2f} GiB' for b in peaks.values())}", flush=True)
+        t_e, e = timed(lambda: dlogdet.extrapolate(src, n_sub=args.e2e_sub, subsamples=args.e2e_subsamples, seed=0,
+                                                   d=d, client=client))
+    lo, hi = e.diagnostics["band"]
+    err = (e.logdet - r.logdet) / abs(r.logdet)
+    print(f"  extrapolate from {args.e2e_subsamples} subsamples of {args.e2e_sub}: {e.logdet:.10g} ({100 * err:+.2f}% "
+          f"of the exact), band [{lo:.6g}, {hi:.6g}] {'contains' if lo <= r.logdet <= hi else 'MISSES'} the exact "
+          f"value; status {e.status}; {t_e:.1f} s ({t_src / t_e:.0f}x faster than exact)", flush=True)
+    import shutil
+
+    shutil.rmtree(tmp)
 
 
-# ---- section 5: neural-tangents ----------------------------------------------------------------------------------
+def _persistent_cache(path):
+    import jax
 
-def nt_section(args):
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _e2e_cnn():
+    import flax.linen as nn
+
+    class CNN(nn.Module):
+        """Two 1-D convolutions (8 channels, kernel 5, the second strided) and a dense head, on MNIST-1D's 40
+        samples."""
+
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.Conv(8, (5,))(x[..., None]))
+            h = nn.relu(nn.Conv(8, (5,), strides=2)(h))
+            return nn.Dense(10)(nn.relu(nn.Dense(32)(h.reshape(h.shape[0], -1))))
+
+    return CNN
+
+
+def E2ECNN():
+    return _e2e_cnn()()
+
+
+def nt_section(args, x):
+    """neural-tangents (empirical_ntk_fn, implementation 3) in its own Python against ours on the zoo MLP."""
     import subprocess
 
-    from dlogdet.ntk import NTKSource, load_dataset, mlp
+    from dlogdet.ntk import NTKSource, mlp
 
     peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nt_peer.py")
-    env = dict(os.environ)
-    if args.nt_pythonpath:
-        env["PYTHONPATH"] = args.nt_pythonpath
+    env = dict(os.environ, **({"PYTHONPATH": args.nt_pythonpath} if args.nt_pythonpath else {}))
+    f, params = mlp((40, 512, 512, 10), seed=0)
     tmp = tempfile.mkdtemp(prefix="dlogdet-nt-bench-")
-    print(f"\n[neural-tangents] structured derivatives (empirical_ntk_fn, implementation=3) in {args.nt_python}, "
-          f"vs dlogdet structured here; float64, median of {args.repeat} round(s), peer times measured inside its "
-          f"process after a warm-up call", flush=True)
-    for sizes in args.nt_sizes:
-        sizes = tuple(int(v) for v in sizes.split(","))
-        f, params = mlp(sizes, seed=0)
-        if sizes[0] == 40:
-            x, _ = load_dataset("mnist1d", args.nt_tile, seed=0)
-            what = "MNIST-1D"
-        else:
-            x = np.random.default_rng(0).standard_normal((args.nt_tile, sizes[0]))
-            what = "Gaussian"
-        for outputs, n_pts in (("trace", args.nt_tile), ("full", max(1, args.nt_tile // 10))):
-            xs = x[:n_pts]
-            inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+    inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+    print(f"\n[nt] neural-tangents' structured derivatives in {args.nt_python} (its own timing after a warm-up) "
+          f"against ours", flush=True)
+    for outputs in ("trace", "full"):
+        for N in args.tiles:
             arrays = {f"W{l}": q["W"] for l, q in enumerate(params)} | {f"b{l}": q["b"] for l, q in enumerate(params)}
-            np.savez(inp, x=xs, beta=f.beta, outputs=int(outputs == "full"), **arrays)
-            src = NTKSource(f, params, xs, outputs=outputs, implementation="structured")
-            T = src.n
-            src.tile(0, T, 0, T)                                       # warm-up: compilation
-            ours, theirs, ratios = [], [], []
-            for _ in range(args.repeat):
-                t, K = timed(lambda: src.tile(0, T, 0, T))
+            np.savez(inp, x=x[:N], beta=f.beta, outputs=int(outputs == "full"), **arrays)
+            src = NTKSource(f, params, x[:N], outputs=outputs, implementation="structured")
+            tile_time(src, N)
+            ratios = []
+            for _ in range(args.rounds):
+                t = tile_time(src, N)
                 proc = subprocess.run([args.nt_python, peer, inp, out], env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"  the neural-tangents run failed:\n{proc.stderr[-2000:]}")
                     return
-                res = np.load(out)
-                tp = float(np.median(res["times"]))
-                ours.append(t)
-                theirs.append(tp)
-                ratios.append(tp / t)
-            err = np.abs(res["K"] - K).max() / np.abs(K).max()
-            q = statistics.median(ratios)
-            print(f"  MLP {'-'.join(map(str, sizes))} on {what}, {outputs:5s} tile {T}x{T}: dlogdet "
-                  f"{statistics.median(ours):8.3f} s, neural-tangents {statistics.median(theirs):8.3f} s (jax "
-                  f"{res['jax']}): nt/dlogdet {q:6.2f}x {'(faster: MET)' if q > 1 else '(NOT MET)'}; "
-                  f"max rel. diff. {err:.1e}", flush=True)
+                ratios.append(float(np.median(np.load(out)["times"])) / t)
+            print(f"  MLP 40-512-512-10 {outputs:5s} N={N:4d}: neural-tangents / dlogdet {statistics.median(ratios):6.2f}",
+                  flush=True)
     for name in os.listdir(tmp):
         os.remove(os.path.join(tmp, name))
     os.rmdir(tmp)
+    del sys
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tile", type=int, default=200, help="points of the traced tile (tile = tile x tile)")
-    ap.add_argument("--tile-full", type=int, default=20, help="points of the full-output tile (10x as many rows)")
-    ap.add_argument("--tile-cnn", type=int, default=200, help="points of the CNN's traced tile")
-    ap.add_argument("--probe", type=int, default=10, help="points of the smaller probe tile (traced; /10 full)")
-    ap.add_argument("--cap", type=float, default=30.0, help="seconds per call: a slower contender is estimated, not run")
-    ap.add_argument("--repeat", type=int, default=1, help="rounds of the measured contenders in section 1")
-    ap.add_argument("--f32-n", type=int, default=300)
-    ap.add_argument("--f32-n-full", type=int, default=40)
-    ap.add_argument("--f32-rel", type=float, nargs="+", default=[1e-6, 1e-4, 1e-2])
-    ap.add_argument("--train-steps", type=int, default=50)
-    ap.add_argument("--e2e-n", type=int, default=300)
-    ap.add_argument("--e2e-rel", type=float, default=1e-6, help="jitter d as a multiple of mean(diag K)")
-    ap.add_argument("--block-size", type=int, default=None)
+    ap.add_argument("--sections", nargs="+", default=["zoo", "plain", "flax", "e2e"],
+                    choices=["zoo", "plain", "flax", "e2e", "nt"])
+    ap.add_argument("--tiles", type=int, nargs="+", default=[64, 256], help="points per tile")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--cap", type=float, default=20.0, help="seconds per call above which a contender is estimated")
+    ap.add_argument("--resnet-width", type=int, default=8)
+    ap.add_argument("--e2e-n", type=int, default=10000)
+    ap.add_argument("--e2e-sub", type=int, default=1000)
+    ap.add_argument("--e2e-subsamples", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--nt-python", metavar="PYTHON", default=None,
-                    help="a Python in which neural_tangents imports: run section 5 against it")
-    ap.add_argument("--nt-pythonpath", metavar="DIRS", default=None, help="PYTHONPATH for --nt-python")
-    ap.add_argument("--nt-tile", type=int, default=1000, help="points of section 5's traced tile (full: /10)")
-    ap.add_argument("--nt-sizes", nargs="+", default=["40,512,512,10", "784,512,512,10"],
-                    help="MLP widths of section 5 (input 40: MNIST-1D points; else Gaussian points)")
-    ap.add_argument("--skip", nargs="*", default=[],
-                    help="sections (tiles, cnn, f32, e2e) or contenders (structured, ntvp, jacobian, "
-                         "'jacrev (naive)') to leave out")
+    ap.add_argument("--nt-python", default=None)
+    ap.add_argument("--nt-pythonpath", default=None)
     args = ap.parse_args()
 
-    from dlogdet.ntk import cnn1d, load_dataset, mlp
+    from dlogdet.ntk import load_dataset
 
-    t_all = time.perf_counter()
-    print("Times exclude JIT compilation (each contender is called once on the same tile shape first); "
-          "float64, 'highest' matmul precision; ratios naive/this > 1 mean faster than the naive jacrev.")
-    rows = []
-    n_x = max(args.tile, args.tile_full, args.tile_cnn)
-    x, _ = load_dataset("mnist1d", n_x, seed=0)
-    if "tiles" not in args.skip:
-        f, params = mlp((40, 512, 512, 10))
-        r_tr = tile_section("MLP 40-512-512-10", f, params, x, "trace", args.tile, args, rows)
-        r_fu = tile_section("MLP 40-512-512-10", f, params, x, "full", args.tile_full, args, rows)
-    if "cnn" not in args.skip:
-        f, params = cnn1d()
-        tile_section("CNN1D()", f, params, x, "trace", args.tile_cnn, args, rows)
-    if "tiles" not in args.skip:
-        print()
-        for lab, r in (("traced", r_tr), ("full", r_fu)):
-            if "structured" in r and "jacobian" in r:
-                q = statistics.median(r["jacobian"]["times"]) / statistics.median(r["structured"]["times"])
-                e = " (jacobian estimated)" if r["jacobian"]["est"] else ""
-                print(f"target: structured >= 100x faster than Jacobian contraction, MLP {lab:6s}: {q:8.1f}x{e}  "
-                      f"{'MET' if q >= 100 else 'NOT MET'}")
-    if "f32" not in args.skip:
-        f32_section(args)
-    if "e2e" not in args.skip:
+    t0 = time.perf_counter()
+    print(f"Times exclude JIT compilation; float64; {args.rounds} interleaved rounds, medians; tiles of {args.tiles} "
+          f"points (full: 10x the rows); machine: {os.cpu_count()} CPUs", flush=True)
+    x, _ = load_dataset("mnist1d", max(args.tiles), seed=0)
+    if "zoo" in args.sections:
+        zoo_section(args, x)
+    if "plain" in args.sections:
+        plain_section(args, x)
+    if "flax" in args.sections:
+        flax_section(args)
+    if "e2e" in args.sections:
         e2e_section(args)
-    if args.nt_python and "nt" not in args.skip:
-        nt_section(args)
-    print(f"\ntotal wall time {time.perf_counter() - t_all:.1f} s")
+    if "nt" in args.sections and args.nt_python:
+        nt_section(args, x)
+    print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":

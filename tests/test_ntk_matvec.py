@@ -18,7 +18,7 @@ pytest.importorskip("jax")
 from dlogdet.runtime.operator import SourceOperator  # noqa: E402
 from dlogdet.engine.products import build_plan_graph  # noqa: E402
 from dlogdet.ntk import NTKSource, mlp  # noqa: E402
-from dlogdet.ntk import source as ntk_source  # noqa: E402
+from dlogdet.ntk import products as ntk_products  # noqa: E402
 from dlogdet.ntk.source import MATVEC_COTANGENTS  # noqa: E402
 
 RTOL = 1e-12
@@ -64,7 +64,7 @@ def test_plan_batches_and_memory(ntk, monkeypatch):
     # digits of 27: few shapes to compile, nothing padded)
     assert [b - a for a, b in src.matvec_plan(V).columns] == [16, 8, 2, 1]
     assert [b - a for a, b in src.matvec_plan(V, columns=8).columns] == [8, 8, 8, 2, 1]
-    monkeypatch.setattr(ntk_source, "MATVEC_MIN_FLOPS", 0.0)  # as for bigger models: MATVEC_COTANGENTS cotangents
+    monkeypatch.setattr(ntk_products, "MATVEC_MIN_FLOPS", 0.0)  # as for bigger models: MATVEC_COTANGENTS cotangents
     q = src.n_outputs if src.outputs == "trace" else 1
     want = max(1, MATVEC_COTANGENTS // q)
     widths = [b - a for a, b in src.matvec_plan(V).columns]

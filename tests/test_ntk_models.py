@@ -62,10 +62,13 @@ def reference(name):
     return _REFS[name]
 
 
-# every implementation on every model; the flatten-pooled CNN (same layers, another head input) with the
-# structured rule only, which is the one that depends on the head's layout (keeps the suite fast)
-CASES = ([(m, i) for m in ("fmlp", "fmlp_ratio", "cnn_avg", "resnet") for i in IMPLS]
-         + [("cnn_flatten", "structured")])
+# the structured path (the generic rules, as for any model) on every model; Jacobian contraction and NTK-vector
+# products on the 1-D CNN in the default run, on the others in the slow run ("auto" is "structured" here:
+# test_auto_choices)
+CASES = ([(m, "structured") for m in ("fmlp", "fmlp_ratio", "cnn_avg", "cnn_flatten", "resnet")]
+         + [("cnn_avg", i) for i in ("jacobian", "ntvp")]
+         + [pytest.param(m, i, marks=pytest.mark.slow) for m in ("fmlp", "fmlp_ratio", "resnet")
+            for i in ("jacobian", "ntvp", "auto")])
 
 
 @pytest.mark.parametrize("outputs", ["full", "trace"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from ..core.errors import InputError
@@ -98,5 +99,11 @@ def run(args: argparse.Namespace) -> int:
                    budget=args.budget, client=client, **options)
     if args.plot:
         save_decompression_plot(r, args.plot)
-    print(r.to_json() if args.json else format_result(r), flush=True)
+    if args.json:
+        out = r.to_dict()
+        if source.explain():
+            out["source"] = source.explain()
+        print(json.dumps(out), flush=True)
+    else:
+        print(format_result(r), flush=True)
     return 0

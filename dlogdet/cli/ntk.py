@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                       "implementation": src.implementation, "m": src.n, "train_steps": args.train_steps,
                       "train_time": built.train_time,
                       "final_loss": float(history["loss_final"]) if history is not None else None,
-                      "final_accuracy": float(history["accuracy_final"]) if history is not None else None}
+                      "final_accuracy": float(history["accuracy_final"]) if history is not None else None,
+                      "explain": src.explain()}
         print(json.dumps(out), flush=True)
     else:
         print(f"NTK of {args.model} on {args.n} points of {args.dataset} ({args.outputs} outputs: m = {src.n}, "

@@ -156,22 +156,6 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
         return rows
 
 
-def rows_per_point_of(source: TileSource) -> int:
-    """Rows per point of a source: its :attr:`~dlogdet.TileSource.rows_per_point` (O for a full-output NTK with O
-    outputs, else 1)."""
-    rpp = int(source.rows_per_point)
-    if rpp == 1 and _full_output_ntk(source):
-        # NTKSource does not set rows_per_point yet: its outputs="full" rows come n_outputs per point
-        rpp = int(source.n_outputs)
-    return rpp
-
-
-def _full_output_ntk(source: TileSource) -> bool:
-    from ..ntk.source import NTKSource   # no JAX at import
-
-    return isinstance(source, NTKSource) and source.outputs == "full"
-
-
 def _factor_in_process(sub: SubsetSource, t: float, d_sub) -> np.ndarray | None:
     """Cholesky factor of t·S + diag(d) for a small subsample S (float64, LAPACK); None where it is not positive
     definite (the engine then names the failing row)."""
@@ -204,7 +188,7 @@ def _checked_options(source: TileSource, n_total, n_sub, window, order, subsampl
                      weights, assume, d) -> tuple[int, int, int, str]:
     """(rows per point, n_sub, n_total, family) of valid options, or the InputError naming the bad one (before any
     work)."""
-    rpp = rows_per_point_of(source) if rows_per_point is None else int(rows_per_point)
+    rpp = int(source.rows_per_point) if rows_per_point is None else int(rows_per_point)
     if rpp < 1 or source.n % rpp:
         raise InputError(f"rows_per_point = {rows_per_point!r} must be a positive divisor of the order {source.n}")
     n_points = source.n // rpp

@@ -1,7 +1,8 @@
-"""Empirical neural tangent kernels as tile sources: ``NTKSource(f, params, x)`` and a small model zoo.
+"""Empirical neural tangent kernels as tile sources: ``NTKSource(f, params, x)`` for any JAX model, and a small zoo.
 
 JAX is needed only here and is imported lazily: ``import dlogdet.ntk`` works without JAX; building a source or a
-model's parameters with it does not.
+model's parameters with it does not. Flax and Equinox models enter through ``NTKSource.from_flax``,
+``NTKSource.from_nnx`` and ``NTKSource.from_equinox``.
 """
 
 from __future__ import annotations

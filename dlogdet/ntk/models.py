@@ -1,8 +1,11 @@
-"""Model zoo in the ``f(params, x)`` convention: plain JAX, picklable, with the layer structure exposed.
+"""Model zoo in the ``f(params, x)`` convention: plain JAX, picklable, ordinary models.
 
 The models are small classes with ``__call__(params, x)``, not closures: a source that holds one is pickled into
-the task graph and shipped to the workers, and a class pickles by reference to this module. JAX is imported only
-when a model is initialised or called, so importing this module (and ``dlogdet``) never imports JAX.
+the task graph and shipped to the workers, and a class pickles by reference to this module. Their structured NTK
+comes from the generic mechanism (:mod:`dlogdet.ntk.structured`, rules per primitive on the traced program), as for
+any user's model; ``param_shapes()`` and ``n_features`` only let :class:`~dlogdet.ntk.NTKSource` name a mismatched
+layer or input width. JAX is imported only when a model is initialised or called, so importing this module (and
+``dlogdet``) never imports JAX.
 """
 
 from __future__ import annotations
@@ -16,14 +19,6 @@ import numpy as np
 from ..core.errors import InputError
 
 ACTIVATIONS = ("relu", "tanh", "erf")
-
-#: Models whose NTK ``NTKSource(..., implementation="structured")`` computes from per-layer factors. Each has
-#: ``param_shapes()``, ``perturbation_shapes()`` (per point), ``layer_rules()`` (``("dense", fan_in)`` or
-#: ``("conv", fan_in)`` per layer), ``beta`` and ``forward(params, x, perturbations) -> (out, layer_inputs)``,
-#: where a dense layer's input is what multiplies its weight (h·R for a factorized layer) and a convolution's is
-#: its patches (n, C_in·kernel, L).
-STRUCTURED_MODELS: tuple = ()
-
 
 def _activation(name: str):
     import jax
@@ -93,12 +88,6 @@ class MLP(_Layered):
     def param_shapes(self) -> list[dict[str, tuple]]:
         return [{"W": (a, b), "b": (b,)} for a, b in zip(self.sizes[:-1], self.sizes[1:])]
 
-    def perturbation_shapes(self) -> list[tuple]:
-        return [(b,) for b in self.sizes[1:]]
-
-    def layer_rules(self) -> list[tuple[str, int]]:
-        return [("dense", a) for a in self.sizes[:-1]]
-
     def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
         """N(0, 1) weights and biases as NumPy arrays (deterministic given ``seed``)."""
         rng = np.random.default_rng(seed)
@@ -106,25 +95,12 @@ class MLP(_Layered):
                 for a, b in zip(self.sizes[:-1], self.sizes[1:])]
 
     def __call__(self, params, x):
-        out, _ = self.forward(params, x)
-        return out
-
-    def forward(self, params, x, perturbations=None):
-        """(output, layer inputs ``[h_0, …, h_{L−1}]``); ``perturbations[l]`` is added to ``z_l`` if given.
-
-        Differentiating the output with respect to the perturbation at zero gives δ_l = ∂f/∂z_l, the factor the
-        structured NTK algorithm needs beside h_l.
-        """
         phi = _activation(self.activation)
         h = x
-        hs = []
         for l, layer in enumerate(params):
-            hs.append(h)
             z = h @ layer["W"] / math.sqrt(self.sizes[l]) + self.beta * layer["b"]
-            if perturbations is not None:
-                z = z + perturbations[l]
             h = phi(z) if l < self.n_layers - 1 else z
-        return h, hs
+        return h
 
 
 def mlp(sizes=(40, 512, 512, 10), activation: str = "relu", seed: int = 0, dtype=np.float64, beta: float = 0.1):
@@ -199,12 +175,6 @@ class FactorizedMLP(_Layered):
     def param_shapes(self) -> list[dict[str, tuple]]:
         return [{"W": (k, b), "b": (b,)} for k, b in zip(self.ranks, self.sizes[1:])]
 
-    def perturbation_shapes(self) -> list[tuple]:
-        return [(b,) for b in self.sizes[1:]]
-
-    def layer_rules(self) -> list[tuple[str, int]]:
-        return [("dense", k) for k in self.ranks]
-
     def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
         """N(0, 1) factors and biases as NumPy arrays (deterministic given ``seed``)."""
         rng = np.random.default_rng(seed)
@@ -212,25 +182,16 @@ class FactorizedMLP(_Layered):
                 for s in self.param_shapes()]
 
     def __call__(self, params, x):
-        out, _ = self.forward(params, x)
-        return out
-
-    def forward(self, params, x, perturbations=None):
-        """(output, layer inputs ``[h_l·R_l]``); ``perturbations[l]`` is added to ``z_l`` if given."""
         import jax.numpy as jnp
 
         phi = _activation(self.activation)
         h = x
-        hs = []
         for l, layer in enumerate(params):
             R = self.projections[l]
             u = h if R is None else h @ jnp.asarray(R, dtype=h.dtype)
-            hs.append(u)
             z = u @ layer["W"] / math.sqrt(self.ranks[l]) + self.beta * layer["b"]
-            if perturbations is not None:
-                z = z + perturbations[l]
             h = phi(z) if l < self.n_layers - 1 else z
-        return h, hs
+        return h
 
 
 def factorized_mlp(sizes=(40, 512, 512, 10), k=64, activation: str = "relu", seed: int = 0, dtype=np.float64,
@@ -247,7 +208,7 @@ POOLS = ("avg", "flatten")
 
 
 class _Convolutional:
-    """Sizes, shapes and layer rules of a 1-D convolutional stack (``_conv_pairs()``: (C_in, C_out) of each
+    """Sizes and shapes of a 1-D convolutional stack (``_conv_pairs()``: (C_in, C_out) of each
     convolution, all of length ``length``) followed by pooling and a dense head (``hidden``, ``outputs``)."""
 
     length: int
@@ -285,13 +246,6 @@ class _Convolutional:
         hs = self.head_sizes
         return conv + [{"W": (a, b), "b": (b,)} for a, b in zip(hs[:-1], hs[1:])]
 
-    def perturbation_shapes(self) -> list[tuple]:
-        return [(b, self.length) for _, b in self._conv_pairs()] + [(b,) for b in self.head_sizes[1:]]
-
-    def layer_rules(self) -> list[tuple[str, int]]:
-        return ([("conv", a * self.kernel) for a, _ in self._conv_pairs()]
-                + [("dense", a) for a in self.head_sizes[:-1]])
-
     def init(self, seed: int = 0, dtype=np.float64) -> list[dict[str, np.ndarray]]:
         """N(0, 1) weights and biases as NumPy arrays (deterministic given ``seed``)."""
         rng = np.random.default_rng(seed)
@@ -299,8 +253,7 @@ class _Convolutional:
                 for s in self.param_shapes()]
 
     def __call__(self, params, x):
-        out, _ = self.forward(params, x, inputs=False)
-        return out
+        return self.forward(params, x)
 
 
 @dataclass(frozen=True)
@@ -345,39 +298,30 @@ class CNN1D(_Convolutional):
     def _conv_pairs(self) -> list[tuple[int, int]]:
         return list(zip(self.channels[:-1], self.channels[1:]))
 
-    def forward(self, params, x, perturbations=None, inputs: bool = True):
-        """(output, layer inputs): a convolution's are its patches (n, C_in·kernel, length), channel-major like
-        W.reshape(C_out, C_in·kernel); a dense layer's its input. ``perturbations[l]`` is added to z_l."""
+    def forward(self, params, x):
+        """The output: convolutions, pooling, head."""
         phi = _activation(self.activation)
         h = x.reshape(x.shape[0], self.channels[0], self.length)
-        hs = [] if inputs else None
         for l in range(self.n_conv):
-            h = phi(_conv(h, params, l, self.kernel, self.beta, perturbations, hs))
-        return _head(h, params, self.n_conv, self.head_sizes, self.pool, phi, self.beta, perturbations, hs), hs
+            h = phi(_conv(h, params, l, self.kernel, self.beta))
+        return _head(h, params, self.n_conv, self.head_sizes, self.pool, phi, self.beta)
 
 
-def _conv(h, params, l, kernel, beta, perturbations, hs):
-    """Pre-activation z_l = conv(h, W_l)/√(C_in·kernel) + β·b_l (+ perturbation); records h's patches in hs."""
+def _conv(h, params, l, kernel, beta):
+    """Pre-activation z_l = conv(h, W_l)/√(C_in·kernel) + β·b_l."""
     import jax
 
     W, b = params[l]["W"], params[l]["b"]
-    if hs is not None:
-        hs.append(jax.lax.conv_general_dilated_patches(h, (kernel,), (1,), "SAME"))
-    z = jax.lax.conv_general_dilated(h, W, (1,), "SAME") / math.sqrt(W.shape[1] * kernel) + beta * b[:, None]
-    return z if perturbations is None else z + perturbations[l]
+    return jax.lax.conv_general_dilated(h, W, (1,), "SAME") / math.sqrt(W.shape[1] * kernel) + beta * b[:, None]
 
 
-def _head(h, params, first, sizes, pool, phi, beta, perturbations, hs):
+def _head(h, params, first, sizes, pool, phi, beta):
     """Pool the (n, C, L) feature maps (mean over positions or flatten), then the dense layers ``first…``."""
     h = h.mean(axis=-1) if pool == "avg" else h.reshape(h.shape[0], -1)
     n_head = len(sizes) - 1
     for m in range(n_head):
         l = first + m
-        if hs is not None:
-            hs.append(h)
         z = h @ params[l]["W"] / math.sqrt(sizes[m]) + beta * params[l]["b"]
-        if perturbations is not None:
-            z = z + perturbations[l]
         h = phi(z) if m < n_head - 1 else z
     return h
 
@@ -398,10 +342,6 @@ class ResNet1D(_Convolutional):
     h ← φ(h + α·conv_b(φ(conv_a(h)))) at constant width, every convolution as in :class:`CNN1D`
     (z = conv(h, W)/√(C_in·kernel) + β·b, 'SAME' padding, stride 1); then a global average over positions
     (``pool="avg"``) or a flatten, and a dense head (widths ``hidden``, then ``outputs``).
-
-    The skip connections change nothing in the structured NTK algorithm: each layer still contributes
-    ⟨∂f/∂W_l⟩ products of its input patches and δ_l = ∂f/∂z_l, and δ_l (which now flows through the skips too) is
-    computed by automatic differentiation of the whole network.
 
     ``x`` has shape (n, in_channels·length). ``params`` is a list of ``{"W", "b"}`` dicts: stem, then
     conv_a and conv_b of each block, then the head.
@@ -436,16 +376,15 @@ class ResNet1D(_Convolutional):
     def _conv_pairs(self) -> list[tuple[int, int]]:
         return [(self.in_channels, self.width)] + [(self.width, self.width)] * (2 * self.blocks)
 
-    def forward(self, params, x, perturbations=None, inputs: bool = True):
-        """(output, layer inputs) as :meth:`CNN1D.forward`; ``perturbations[l]`` is added to z_l."""
+    def forward(self, params, x):
+        """The output: stem, residual blocks, pooling, head."""
         phi = _activation(self.activation)
         h = x.reshape(x.shape[0], self.in_channels, self.length)
-        hs = [] if inputs else None
-        h = phi(_conv(h, params, 0, self.kernel, self.beta, perturbations, hs))
+        h = phi(_conv(h, params, 0, self.kernel, self.beta))
         for k in range(self.blocks):
-            u = phi(_conv(h, params, 1 + 2 * k, self.kernel, self.beta, perturbations, hs))
-            h = phi(h + self.alpha * _conv(u, params, 2 + 2 * k, self.kernel, self.beta, perturbations, hs))
-        return _head(h, params, self.n_conv, self.head_sizes, self.pool, phi, self.beta, perturbations, hs), hs
+            u = phi(_conv(h, params, 1 + 2 * k, self.kernel, self.beta))
+            h = phi(h + self.alpha * _conv(u, params, 2 + 2 * k, self.kernel, self.beta))
+        return _head(h, params, self.n_conv, self.head_sizes, self.pool, phi, self.beta)
 
 
 def resnet1d(width: int = 16, blocks: int = 2, kernel: int = 3, hidden=(64,), outputs: int = 10,
@@ -455,5 +394,3 @@ def resnet1d(width: int = 16, blocks: int = 2, kernel: int = 3, hidden=(64,), ou
     f = ResNet1D(in_channels, width, blocks, kernel, tuple(hidden), outputs, activation, beta, length, pool, alpha)
     return f, f.init(seed, dtype)
 
-
-STRUCTURED_MODELS = (MLP, FactorizedMLP, CNN1D, ResNet1D)

@@ -243,8 +243,8 @@ def load_params(path, model, *, like=None):
     """Parameters saved by :func:`save_params`, checked against ``model`` and returned in its structure.
 
     The expected structure comes from ``model.init()`` (zoo models) or from ``like`` (any pytree of arrays
-    of the right shapes). Raises :class:`~dlogdet.errors.SourceError` if the file cannot be read or is not a
-    dlogdet parameter file, and :class:`~dlogdet.errors.InputError` naming the leaf (expected vs found shape)
+    of the right shapes). Raises :class:`~dlogdet.core.errors.SourceError` if the file cannot be read or is not a
+    dlogdet parameter file, and :class:`~dlogdet.core.errors.InputError` naming the leaf (expected vs found shape)
     or the signatures if it does not match the model.
     """
     import jax

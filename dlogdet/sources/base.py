@@ -99,5 +99,10 @@ class TileSource:
         random token per run). Override it only when equal tokens guarantee equal matrices."""
         return None
 
+    def explain(self) -> dict:
+        """How the tiles are computed, JSON-able, for the ``--json`` output of the command line: empty for a
+        source with one way (an array, a kernel); an NTK says which rule serves each parameter leaf."""
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
