@@ -301,6 +301,8 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
     for f in release:
         f.release()
     out, panels = futures[0], futures[1:]
+    finished = threading.Event()
+    out.add_done_callback(lambda _: finished.set())      # finished, failed or cancelled
     watch = watch or MemoryWatch()
     samples = _Samples(client, accounting, watch, t0)
     last_done = -1
@@ -316,13 +318,14 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
             samples.sample()
             if watch.stuck():
                 raise watch.error()
-            try:
-                # blocks up to `interval` on this future's own client (distributed.wait would look for a
-                # default client and, without one, fail at once: a busy loop that starves the workers)
-                value = out.result(timeout=interval)
-                break
-            except TimeoutError:
+            # wait up to `interval` for the result. Not out.result(timeout=): under load, asyncio's wait_for
+            # can let its own cancellation escape when the timeout and the result coincide, and distributed's
+            # sync() then fails with UnboundLocalError; a done-callback and an event have no such race
+            if not finished.wait(interval):
                 continue
+            try:
+                value = out.result()
+                break
             except BaseException as e:   # FutureCancelledError is a BaseException (asyncio's CancelledError)
                 samples.sample()
                 err = watch.error() if watch.lost else None
