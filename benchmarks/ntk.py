@@ -520,7 +520,6 @@ def nt_section(args, x):
     for name in os.listdir(tmp):
         os.remove(os.path.join(tmp, name))
     os.rmdir(tmp)
-    del sys
 
 
 def main():
