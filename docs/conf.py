@@ -83,5 +83,6 @@ html_theme_options = {
     "footer_end": ["sphinx-version", "theme-version"],
     "icon_links": [],
 }
-html_sidebars = {"index": [], "getting-started": [], "choosing-a-method": []}   # pages without sub-pages
+# no section navigation on pages without sub-pages, and on the notebooks (their code needs the width)
+html_sidebars = {"index": [], "getting-started": [], "choosing-a-method": [], "examples/0*": []}
 html_context = {"default_mode": "light"}

@@ -69,16 +69,33 @@ def browser(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------ in the browser
 
 READ = """
-const main = document.querySelector('main article') || document.querySelector('article') || document.body;
+const main = document.querySelector('main article') || document.querySelector('article') || document.body
+             || document.documentElement;
 const imgs = Array.from(document.images).map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0}));
 const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
-return {text: main.innerText || '', imgs: imgs, links: links, title: document.title,
+return {ready: document.readyState, text: main.innerText || main.textContent || '', imgs: imgs, links: links,
+        title: document.title,
         h1: (document.querySelector('h1') || {}).innerText || ''};
 """
 
 
-def read(drv) -> dict:
-    return drv.execute_script(READ)
+def read(drv, timeout: float = 20.0) -> dict:
+    """The page's text, images and links, once it has loaded (its text is laid out and its images are done)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            got = drv.execute_script(READ)
+        except Exception:       # the document is being replaced
+            got = None
+        if got is not None and got["ready"] == "complete" and got["text"].strip():
+            return got
+        if time.monotonic() > end:
+            if got is None:
+                raise AssertionError(f"{drv.current_url}: the page could not be read")
+            return got
+        time.sleep(0.1)
 
 
 def local_target(href: str) -> tuple[Path, str] | None:
@@ -124,7 +141,7 @@ def test_navigation_from_the_landing_page(browser):
     # landing page -> Examples -> the first notebook, rendered with its outputs and figures
     browser.get(url("index.html"))
     click_link(browser, "Examples")
-    click_link(browser, "01-quickstart")
+    click_link(browser, "quickstart")
     nb = read(browser)
     assert "quickstart" in nb["h1"].lower()
     outputs = browser.find_elements(By.CSS_SELECTOR, ".cell_output")
@@ -132,12 +149,15 @@ def test_navigation_from_the_landing_page(browser):
     assert "relative difference" in nb["text"]
     figures = [i for i in nb["imgs"] if "_images" in i["src"] or i["src"].startswith("data:")]
     assert figures and all(i["ok"] for i in figures), nb["imgs"]
+    browser.execute_script("document.querySelectorAll('.cell_output img')[0].scrollIntoView({block: 'center'})")
     browser.save_screenshot(str(shots / "notebook.png"))
 
     browser.get(url("choosing-a-method.html"))
     guide = read(browser)
     assert any(i["src"].endswith("cost-accuracy.svg") and i["ok"] for i in guide["imgs"]), guide["imgs"]
     browser.save_screenshot(str(shots / "decision-guide.png"))
+    browser.execute_script("document.querySelector('img.cost-accuracy').scrollIntoView({block: 'start'})")
+    browser.save_screenshot(str(shots / "decision-guide-figure.png"))
 
 
 @pytest.mark.timeout(1200)
@@ -156,7 +176,11 @@ def test_every_page_links_images_and_text(browser):
     while todo:
         p = todo.popleft()
         browser.get(p.as_uri())
-        got = read(browser)
+        try:
+            got = read(browser)
+        except AssertionError as e:   # a page the script cannot read is a problem of that page
+            problems.append(str(e))
+            continue
         rel = p.relative_to(SITE_DIR).as_posix()
         if len(got["text"].strip()) < 80:
             problems.append(f"{rel}: an empty page ({len(got['text'].strip())} characters)")
