@@ -42,6 +42,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 
 # -- cross-references: every one must resolve (make docs runs sphinx-build -n -W) ---------------------------------
 nitpicky = True
+smartquotes_action = "qe"        # curly quotes and ellipses, but keep "--option" as typed (no en dash)
 default_role = "py:obj"          # `name` in docstrings links where it can (and must resolve, being nitpicky)
 add_module_names = False
 python_display_short_literal_types = True
