@@ -28,11 +28,23 @@ def test_readme_first_example_runs():
     assert r.log_pivots.shape == (src.n,) and "wall_time" in r.diagnostics
 
 
-def test_readme_method_examples_print_what_they_show(tmp_path):
-    """Every example but the NTK one (next test), in order, in one namespace, each output as shown."""
-    blocks = [b for b in examples(README.read_text()) if "NTKSource" not in b[0]]
-    assert len(blocks) >= 4
-    assert run_blocks(blocks, "README.md", tmp_path) == len(blocks)
+BLOCKS = examples(README.read_text(encoding="utf-8"))
+#: blocks that run with the slow tests (their numbers are also checked by tests/test_slq.py, itself slow)
+SLOW = ('method="slq"',)
+
+
+def test_readme_blocks_stand_alone():
+    """Each block is one copy-and-paste: it imports what it uses (the NTK one runs in the next test)."""
+    assert len(BLOCKS) >= 5
+    for code, _, line in BLOCKS:
+        assert "import numpy as np, dlogdet" in code, f"README.md:{line}: the example does not stand alone"
+
+
+@pytest.mark.parametrize("block", [pytest.param(b, marks=[pytest.mark.slow] if any(k in b[0] for k in SLOW) else [],
+                                                id=f"line{b[2]}") for b in BLOCKS if "NTKSource" not in b[0]])
+def test_readme_example_prints_what_it_shows(block, tmp_path):
+    assert block[1] is not None, f"README.md:{block[2]}: show the example's output in a text block after it"
+    assert run_blocks([block], "README.md", tmp_path) == 1
 
 
 def test_readme_ntk_example_runs():
