@@ -8,7 +8,7 @@ PYTEST_ARGS =
 # local Slurm cluster) are grouped onto one process
 XDIST = -n auto --maxprocesses 4 --dist loadgroup
 
-.PHONY: venv venv-dev venv-docs demo test test-slow docs bench clean
+.PHONY: venv venv-dev venv-docs demo test test-slow lint docs bench clean
 
 venv: $(VENV)/.stamp-base
 
@@ -53,6 +53,16 @@ docs: venv-docs
 	$(VENV)/bin/sphinx-build -b html $(SPHINXOPTS) docs $(DOCS_BUILD)/html
 	DLOGDET_DOCS_SITE=$(DOCS_BUILD)/html $(VPY) -m pytest -m docs tests/test_docs_site.py -p no:cacheprovider \
 		-o addopts="" -q
+
+# the layer contracts (import-linter, in pyproject.toml), ruff and mypy, installed into the venv (the lint extra)
+lint: venv-dev $(VENV)/.stamp-lint
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check dlogdet tests benchmarks
+	$(VENV)/bin/mypy
+
+$(VENV)/.stamp-lint: pyproject.toml
+	$(VPY) -m pip install -e '.[lint]'
+	touch $@
 
 bench: venv
 	$(VPY) benchmarks/exact.py

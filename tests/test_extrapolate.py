@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.errors import ExtrapolationError, InputError
+from dlogdet.core.errors import ExtrapolationError, InputError
 from dlogdet.estimators import extrapolate as xmod
 from dlogdet.estimators.extrapolate import boxcox_fit, evaluate, features, fit_curves, loo_increments
 from dlogdet.sources.subset import SubsetSource

@@ -36,16 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from ..diagnostics import ABSENT, Absent, Diagnostics, record
-from ..errors import ExtrapolationError, InputError, NotPSDError
-from ..linop import spectrum_lower_bound
-from ..result import LogdetResult
-from ..scalinglaw import (FAMILIES, RENAMED_FAMILIES, BoxCoxProbe, Candidate, CurveFit, StderrParts,  # noqa: F401
-                          boxcox_fit, evaluate, family_name, features, fit_curves, increment_weights,
-                          loo_increments, parse_order, parse_window)
+from ..core.diagnostics import ABSENT, Absent, Diagnostics, record
+from ..core.errors import ExtrapolationError, InputError, NotPSDError
+from ..sources.bounds import spectrum_lower_bound
+from ..core.result import LogdetResult
+from ..linalg.scalinglaw import (FAMILIES, RENAMED_FAMILIES, BoxCoxProbe, Candidate, CurveFit, StderrParts,
+                                 boxcox_fit, evaluate, family_name, features, fit_curves, increment_weights,
+                                 loo_increments, parse_order, parse_window)
 from ..sources import TileSource
 from ..sources.subset import SubsetSource
-from ..status import Status
+from ..core.status import Status
 from . import get as _get_estimator
 
 log = logging.getLogger(__name__)
