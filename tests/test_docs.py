@@ -261,3 +261,19 @@ def test_the_docs_name_public_api_not_module_paths():
             if len(parts) > 2 and mod not in ("dlogdet.ntk",):
                 pytest.fail(f"{page.name}: {m.group(1)} is a module path; name the public object")
 
+
+def test_the_architecture_page_lists_the_layers_of_the_contracts():
+    """docs/architecture.md's table names the layers of pyproject.toml's layers contract, in its order, and every
+    folder of the package."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    layers = next(c for c in contracts["contracts"] if c["type"] == "layers")["layers"]
+    expected = [sorted(m.strip().removeprefix("dlogdet.") for m in re.split(r"[:|]", layer)) for layer in layers]
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| [^|]+ \| ((?:`[\w.]+/?`(?:, )?)+) \|", text, re.M)
+    on_page = [sorted(re.sub(r"(/|\.py)$", "", f) for f in re.findall(r"`([\w.]+/?)`", row)) for row in rows]
+    # the faces are two rows on the page (cli, ui) and two layers in the contract
+    assert on_page == expected, f"docs/architecture.md lists {on_page}; the contract has {expected}"
+    folders = {p.name for p in (ROOT / "dlogdet").iterdir() if (p / "__init__.py").exists()}
+    assert folders <= {m for row in on_page for m in row}, "a folder of dlogdet/ is missing from the page"
