@@ -77,6 +77,7 @@ html_css_files = ["dlogdet.css"]
 html_show_sourcelink = True
 html_theme_options = {
     "navbar_align": "left",
+    "header_links_before_dropdown": 7,   # every top-level page in the bar (the theme's default hides two in "More")
     "show_toc_level": 2,
     "navigation_with_keys": False,
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
