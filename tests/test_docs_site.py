@@ -218,8 +218,6 @@ def text_of(rel: str) -> str:
 
 
 def test_every_public_name_has_an_api_page():
-    import inspect
-
     import dlogdet
     import dlogdet.ntk
 
@@ -232,11 +230,44 @@ def test_every_public_name_has_an_api_page():
             words = re.sub(r"\s+", " ", body).strip()
             assert len(words) > 40, f"{full}: no summary on its page"
             obj = getattr(module, name)
-            if callable(obj) and not inspect.isclass(obj) or inspect.isclass(obj) and "__init__" in vars(obj):
-                sig = inspect.signature(obj)
-                for p in list(sig.parameters)[:3]:
-                    if p != "self":
-                        assert p in words, f"{full}: parameter {p} missing from its page"
+            missing = [p for p in documented_parameters(obj) if not re.search(rf"\b{p}\b", parameter_sections(html))]
+            assert not missing, f"{full}: its page's Parameters (or Attributes) section lacks {missing}"
+
+
+def documented_parameters(obj) -> list[str]:
+    """The parameters a public name's page must describe: those of a function's signature or of a class's
+    constructor (its own ``__init__``, or a dataclass's fields); not ``self``, ``*args``, ``**kwargs``."""
+    import dataclasses
+    import inspect
+
+    if inspect.isclass(obj) and not ("__init__" in vars(obj) or dataclasses.is_dataclass(obj)):
+        return []
+    if not callable(obj):
+        return []
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def parameter_sections(html: str) -> str:
+    """The text of the Parameters and Attributes sections of a built API page (numpydoc renders them as field
+    lists: ``<dt class="field-odd">Parameters``, then the next field's ``<dt class="field-...">``)."""
+    parts = re.split(r'<dt class="field-(?:odd|even)">', html)
+    text = " ".join(p for p in parts[1:] if re.match(r"\s*(Parameters|Attributes)\b", p))
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+
+
+def test_the_parameter_check_reads_sections():
+    html = ('<dt class="field-odd">Parameters<span>:</span></dt><dd><strong>sizes</strong> tuple</dd>'
+            '<dt class="field-even">Returns<span>:</span></dt><dd><strong>seed</strong></dd>')
+    assert re.search(r"\bsizes\b", parameter_sections(html))
+    assert "seed" not in parameter_sections(html)          # a Returns section does not document a parameter
+
+    def f(a, b=1, *args, c, **kw):
+        pass
+    assert documented_parameters(f) == ["a", "b", "c"]
 
 
 def test_every_command_and_setting_appears():
