@@ -86,5 +86,5 @@ html_theme_options = {
     "icon_links": [],
 }
 # no section navigation on pages without sub-pages, and on the notebooks (their code needs the width)
-html_sidebars = {"index": [], "getting-started": [], "choosing-a-method": [], "examples/0*": []}
+html_sidebars = {"index": [], "getting-started": [], "choosing-a-method": [], "architecture": [], "examples/0*": []}
 html_context = {"default_mode": "light"}
