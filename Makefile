@@ -8,11 +8,13 @@ PYTEST_ARGS =
 # local Slurm cluster) are grouped onto one process
 XDIST = -n auto --maxprocesses 4 --dist loadgroup
 
-.PHONY: venv venv-dev demo test test-slow lint bench clean
+.PHONY: venv venv-dev venv-docs demo test test-slow lint docs bench clean
 
 venv: $(VENV)/.stamp-base
 
 venv-dev: $(VENV)/.stamp-dev
+
+venv-docs: $(VENV)/.stamp-docs
 
 $(VENV)/.stamp-base: pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -26,15 +28,31 @@ $(VENV)/.stamp-dev: pyproject.toml
 	$(VPY) -m pip install -e '.[dev]'
 	touch $(VENV)/.stamp-base $@
 
+$(VENV)/.stamp-docs: pyproject.toml
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -e '.[docs]'
+	touch $(VENV)/.stamp-base $@
+
 demo: venv
 	$(VENV)/bin/dlogdet demo
 
 # the default run leaves out the tests marked slow (long validations, notebooks); CI runs both
 test: venv-dev
-	$(VPY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
+	$(VPY) -m pytest -m "not slow and not docs" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: venv-dev
-	$(VPY) -m pytest -m slow $(XDIST) $(PYTEST_ARGS)
+	$(VPY) -m pytest -m "slow and not docs" $(XDIST) $(PYTEST_ARGS)
+
+# the documentation site (docs/, the docs extra): built with warnings as errors and unresolved references refused,
+# the notebooks executed (cached by content under docs/_build/.jupyter_cache), then opened in headless Chromium by
+# tests/test_docs_site.py; the site is docs/_build/html/index.html
+DOCS_BUILD = docs/_build
+SPHINXOPTS = -W --keep-going -n
+docs: venv-docs
+	$(VENV)/bin/sphinx-build -b html $(SPHINXOPTS) docs $(DOCS_BUILD)/html
+	DLOGDET_DOCS_SITE=$(DOCS_BUILD)/html $(VPY) -m pytest -m docs tests/test_docs_site.py -p no:cacheprovider \
+		-o addopts="" -q
 
 # the layer contracts (import-linter, in pyproject.toml), ruff and mypy, installed into the venv (the lint extra)
 lint: venv-dev $(VENV)/.stamp-lint
@@ -51,4 +69,6 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache dask-worker-space dask-scratch-space
+	rm -rf docs/_build docs/_generated docs/jupyter_execute docs/api/generated docs/api/dlogdet.rst \
+		docs/api/dlogdet.ntk.rst docs/examples/*.ipynb
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -107,6 +107,26 @@ def mlp(sizes=(40, 512, 512, 10), activation: str = "relu", seed: int = 0, dtype
     """An :class:`MLP` and its initial parameters: ``f, params = mlp((8, 16, 3))``; then ``f(params, x)``.
 
     The parameters are NumPy arrays (they pickle and hash cheaply; JAX converts them on use).
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        Layer widths, input first and output last.
+    activation : {"relu", "tanh", "erf"}
+        Non-linearity of the hidden layers.
+    seed : int
+        Seed of the initial parameters, N(0, 1) in the NTK parameterization.
+    dtype : numpy dtype
+        dtype of the parameter arrays.
+    beta : float
+        Bias scale β.
+
+    Returns
+    -------
+    f : MLP
+        The model, ``f(params, x)``.
+    params : list of dict
+        Its initial parameters.
     """
     f = MLP(tuple(sizes), activation, beta)
     return f, f.init(seed, dtype)
@@ -139,6 +159,19 @@ class FactorizedMLP(_Layered):
 
     Calling ``model(params, x)`` with x of shape (n, sizes[0]) returns (n, sizes[-1]); ``params`` is a list of
     ``{"W": (k_l, d_{l+1}), "b": (d_{l+1},)}`` dicts.
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        Layer widths, input first and output last.
+    rank_or_ratio : int or float
+        k_l: an int >= 1 (capped at d_l) or a ratio in (0, 1] of the layer's input width.
+    activation : {"relu", "tanh", "erf"}
+        Non-linearity of the hidden layers.
+    beta : float
+        Bias scale β.
+    seed : int
+        Seed of the fixed projections R_l.
     """
 
     def __init__(self, sizes, rank_or_ratio, activation: str = "relu", beta: float = 0.1, seed: int = 0):
@@ -198,7 +231,28 @@ def factorized_mlp(sizes=(40, 512, 512, 10), k=64, activation: str = "relu", see
                    beta: float = 0.1):
     """A :class:`FactorizedMLP` (projections drawn from ``seed``) and its initial parameters (from ``seed``).
 
-    ``k`` is the rank (int) or the ratio k/d (float in (0, 1]).
+    Parameters
+    ----------
+    sizes : tuple of int
+        Layer widths, input first and output last.
+    k : int or float
+        The rank k_l of each layer's factorization (an int, capped at the layer's input width) or the ratio
+        k_l/d_l (a float in (0, 1]).
+    activation : {"relu", "tanh", "erf"}
+        Non-linearity of the hidden layers.
+    seed : int
+        Seed of the fixed projections and of the initial parameters.
+    dtype : numpy dtype
+        dtype of the parameter arrays.
+    beta : float
+        Bias scale β.
+
+    Returns
+    -------
+    f : FactorizedMLP
+        The model, ``f(params, x)``.
+    params : list of dict
+        Its initial parameters.
     """
     f = FactorizedMLP(tuple(sizes), k, activation, beta, seed)
     return f, f.init(seed, dtype)
@@ -267,6 +321,25 @@ class CNN1D(_Convolutional):
 
     ``x`` has shape (n, channels[0]·length), read as (n, channels[0], length) (channel-major; one channel: the
     signal itself). ``params`` is a list of ``{"W", "b"}`` dicts: the convolutions first, then the head.
+
+    Parameters
+    ----------
+    channels : tuple of int
+        The input's channels, then each convolution's output channels (at least one convolution).
+    kernel : int
+        Width of every convolution's kernel.
+    hidden : tuple of int
+        Widths of the dense head's hidden layers.
+    outputs : int
+        Number of outputs.
+    activation : {"relu", "tanh", "erf"}
+        Non-linearity after each convolution and hidden layer.
+    beta : float
+        Bias scale β.
+    length : int
+        Length of the signal (positions per channel).
+    pool : {"avg", "flatten"}
+        Global average over positions, or a flatten, before the head.
     """
 
     channels: tuple[int, ...] = (1, 16, 16)
@@ -328,7 +401,24 @@ def _head(h, params, first, sizes, pool, phi, beta):
 
 def cnn1d(channels=(1, 16, 16), kernel: int = 5, hidden=(64,), outputs: int = 10, activation: str = "relu",
           seed: int = 0, dtype=np.float64, beta: float = 0.1, length: int = 40, pool: str = "avg"):
-    """A :class:`CNN1D` and its initial parameters: ``f, params = cnn1d()``; then ``f(params, x)`` for x (n, 40)."""
+    """A :class:`CNN1D` and its initial parameters: ``f, params = cnn1d()``; then ``f(params, x)`` for x (n, 40).
+
+    Parameters
+    ----------
+    channels, kernel, hidden, outputs, activation, beta, length, pool
+        As in :class:`CNN1D`.
+    seed : int
+        Seed of the initial parameters.
+    dtype : numpy dtype
+        dtype of the parameter arrays.
+
+    Returns
+    -------
+    f : CNN1D
+        The model, ``f(params, x)``.
+    params : list of dict
+        Its initial parameters.
+    """
     f = CNN1D(tuple(channels), kernel, tuple(hidden), outputs, activation, beta, length, pool)
     return f, f.init(seed, dtype)
 
@@ -345,6 +435,31 @@ class ResNet1D(_Convolutional):
 
     ``x`` has shape (n, in_channels·length). ``params`` is a list of ``{"W", "b"}`` dicts: stem, then
     conv_a and conv_b of each block, then the head.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input.
+    width : int
+        Channels of the stem and of every residual block.
+    blocks : int
+        Number of residual blocks (0: the stem alone).
+    kernel : int
+        Width of every convolution's kernel.
+    hidden : tuple of int
+        Widths of the dense head's hidden layers.
+    outputs : int
+        Number of outputs.
+    activation : {"relu", "tanh", "erf"}
+        Non-linearity φ.
+    beta : float
+        Bias scale β.
+    length : int
+        Length of the signal (positions per channel).
+    pool : {"avg", "flatten"}
+        Global average over positions, or a flatten, before the head.
+    alpha : float
+        Scale α of each block's residual branch.
     """
 
     in_channels: int = 1
@@ -390,7 +505,24 @@ class ResNet1D(_Convolutional):
 def resnet1d(width: int = 16, blocks: int = 2, kernel: int = 3, hidden=(64,), outputs: int = 10,
              activation: str = "relu", seed: int = 0, dtype=np.float64, beta: float = 0.1, length: int = 40,
              pool: str = "avg", in_channels: int = 1, alpha: float = 1.0):
-    """A :class:`ResNet1D` and its initial parameters: ``f, params = resnet1d()``; then ``f(params, x)``."""
+    """A :class:`ResNet1D` and its initial parameters: ``f, params = resnet1d()``; then ``f(params, x)``.
+
+    Parameters
+    ----------
+    width, blocks, kernel, hidden, outputs, activation, beta, length, pool, in_channels, alpha
+        As in :class:`ResNet1D`.
+    seed : int
+        Seed of the initial parameters.
+    dtype : numpy dtype
+        dtype of the parameter arrays.
+
+    Returns
+    -------
+    f : ResNet1D
+        The model, ``f(params, x)``.
+    params : list of dict
+        Its initial parameters.
+    """
     f = ResNet1D(in_channels, width, blocks, kernel, tuple(hidden), outputs, activation, beta, length, pool, alpha)
     return f, f.init(seed, dtype)
 

@@ -208,6 +208,15 @@ def save_params(path, params, model) -> None:
     The file is written to a temporary name beside ``path`` and renamed, so a crash never leaves half a file.
     ``path`` is used as given (no ``.npz`` is appended). If ``model`` has ``init()`` the params must match its
     structure and shapes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    params : pytree of arrays
+        The parameters (numeric arrays), e.g. those :func:`train` returns.
+    model : callable
+        The model ``f(params, x)`` they belong to; its signature is stored and checked on loading.
     """
     leaves, _ = _flatten(params)
     if not leaves:
@@ -243,9 +252,18 @@ def load_params(path, model, *, like=None):
     """Parameters saved by :func:`save_params`, checked against ``model`` and returned in its structure.
 
     The expected structure comes from ``model.init()`` (zoo models) or from ``like`` (any pytree of arrays
-    of the right shapes). Raises :class:`~dlogdet.core.errors.SourceError` if the file cannot be read or is not a
-    dlogdet parameter file, and :class:`~dlogdet.core.errors.InputError` naming the leaf (expected vs found shape)
+    of the right shapes). Raises :class:`~dlogdet.SourceError` if the file cannot be read or is not a
+    dlogdet parameter file, and :class:`~dlogdet.InputError` naming the leaf (expected vs found shape)
     or the signatures if it does not match the model.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save_params`.
+    model : callable
+        The model the parameters are for.
+    like : pytree of arrays, optional
+        The expected structure, for a model without ``init()``.
     """
     import jax
 

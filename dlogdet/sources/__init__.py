@@ -24,6 +24,18 @@ def as_source(A) -> TileSource:
     Accepted: a :class:`TileSource`; a NumPy (or CuPy) array; a ``numpy.memmap`` of a ``.npy`` file; a path to
     a ``.npy`` file or a zarr directory; a source spec such as ``"kernel:rbf:n=2000"`` or
     ``"ntk:mlp:digits:n=500"`` (:mod:`dlogdet.sources.spec`); a ``zarr.Array``; a dask array.
+
+    Parameters
+    ----------
+    A : TileSource, array, str, os.PathLike, zarr.Array or dask.array.Array
+        The matrix, in one of the forms above; a list or any object with ``__array__`` is read as a NumPy array.
+        Anything else raises :class:`~dlogdet.InputError`, a path that does not exist :class:`~dlogdet.SourceError`.
+
+    Returns
+    -------
+    TileSource
+        ``A`` itself if it is one, else the source that reads it (:class:`ArraySource`, :class:`NpySource`,
+        :class:`ZarrSource`, :class:`DaskArraySource`, or the source a spec builds).
     """
     if isinstance(A, TileSource):
         return A

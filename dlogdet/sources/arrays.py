@@ -16,6 +16,12 @@ class ArraySource(TileSource):
 
     On a distributed cluster its tiles are scattered to the workers once (the lower triangle only where the
     upper one is not needed); with the in-process scheduler tiles are views, never copies.
+
+    Parameters
+    ----------
+    a : numpy.ndarray, cupy.ndarray or numpy.memmap
+        The square matrix, float32 or float64 (any other shape or dtype raises :class:`~dlogdet.NotSquareError`
+        or :class:`~dlogdet.UnsupportedDtypeError`). It is used as it is, not copied.
     """
 
     in_memory = True
@@ -38,7 +44,14 @@ def _open_npy(path: str, mtime_ns: int):
 
 
 class NpySource(TileSource):
-    """A ``.npy`` file, memory-mapped by each worker that reads a tile; only its header is read here."""
+    """A ``.npy`` file, memory-mapped by each worker that reads a tile; only its header is read here.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, holding one square float32 or float64 array (C or Fortran order). A missing or unreadable file
+        raises :class:`~dlogdet.SourceError`. Workers on other machines need the same path.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.path.abspath(os.fspath(path))
@@ -114,7 +127,14 @@ class NpySource(TileSource):
 
 
 class ZarrSource(TileSource):
-    """A 2-D zarr array (a directory path or an opened ``zarr.Array``), read tile by tile on the workers."""
+    """A 2-D zarr array (a directory path or an opened ``zarr.Array``), read tile by tile on the workers.
+
+    Parameters
+    ----------
+    array_or_path : str, os.PathLike or zarr.Array
+        A zarr directory (opened read-only; a missing one raises :class:`~dlogdet.SourceError`) or an opened
+        array. It must be square, float32 or float64.
+    """
 
     def __init__(self, array_or_path):
         import zarr
@@ -156,7 +176,14 @@ class ZarrSource(TileSource):
 
 
 class DaskArraySource(TileSource):
-    """A dask array: its chunks are rechunked to the tile size and its graph merged into the factorization."""
+    """A dask array: its chunks are rechunked to the tile size and its graph merged into the factorization.
+
+    Parameters
+    ----------
+    array : dask.array.Array
+        A square float32 or float64 dask array whose chunk sizes are known (call ``compute_chunk_sizes()``
+        first where they are not).
+    """
 
     def __init__(self, array):
         self.array = array
