@@ -60,10 +60,10 @@ class NTKSource(TileSource):
     ``"auto"``
         ``"structured"`` wherever the model traces: by the formulas above its time is at most Jacobian
         contraction's up to the per-use terms (the same backward passes, without the weight gradients, which the
-        rules form where they are cheapest) and far below NTK-vector products' N²·O forward passes; measured
-        (docs/benchmarks/ntk.md, tiles of 64 and 256 points) 11–220× faster than NTK-vector products and 16–7000×
-        faster than Jacobian contraction, including conv nets whose flop counts tie (a ResNet-18: per-point
-        ``jacrev`` through convolutions runs slowly on CPUs, the patches product does not). Where the model does
+        rules form where they are cheapest) and far below NTK-vector products' N²·O forward passes; measured faster
+        than both on every model of the benchmark (docs/benchmarks/ntk.md), conv nets included, whose flop counts
+        tie with Jacobian contraction's (per-point ``jacrev`` through convolutions runs slowly on CPUs, the
+        patches product does not). Where the model does
         not trace, the cheaper by :meth:`estimates` of ``"jacobian"`` (while a tile's Jacobians take at most
         :data:`JACOBIAN_BYTES`) and ``"ntvp"``.
 
@@ -72,16 +72,19 @@ class NTKSource(TileSource):
     Parameters
     ----------
     f : callable
-        ``f(params, x) -> (n, O)`` for ``x`` of shape (n, *point_shape); plain JAX, or a Flax / Equinox model
+        ``f(params, x) -> (n, O)`` for ``x`` of shape ``(n, *point_shape)``; plain JAX, or a Flax / Equinox model
         through :meth:`from_flax`, :meth:`from_nnx`, :meth:`from_equinox`. It is pickled with the source: a
         module-level function or a class instance, not a lambda, when the run uses worker processes. Its output
         for a point must not depend on the other points of the batch (checked).
     params : pytree
         The parameters and any other array state (dicts, lists, tuples, dataclass pytrees). Floating leaves are
         kept as NumPy arrays of ``dtype``, others as they are.
-    x : array_like, shape (n, d) or (n, *point_shape)
+    x : array_like, shape ``(n, d)`` or ``(n, *point_shape)``
+        The n points, one per row of the kernel (O rows per point for ``outputs="full"``).
     outputs : {"full", "trace"}
+        The full n·O × n·O NTK (default) or the n × n kernel averaged over the outputs.
     implementation : {"auto", "jacobian", "ntvp", "structured"}
+        The tile algorithm (above); ``"auto"`` by default.
     dtype : float64 or float32
         Precision of the derivatives and of the tiles. float64 by default: forming an NTK in 32-bit moves its
         log-determinant by several percent (Ameli et al. 2025 report 4–14%).
