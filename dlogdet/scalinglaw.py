@@ -1,6 +1,6 @@
-r"""The scaling law of log-determinants: its family, its fit with window and order chosen by validation, the
-Box-Cox curvature probe and the leave-one-out increments (pure maths on ℓ_k curves; the method that factors the
-subsamples is :mod:`dlogdet.estimators.extrapolate`).
+r"""The scaling law of log-determinants: its family and its fit with window and order chosen by validation (pure
+maths on ℓ_k curves; the band is :mod:`dlogdet.scalingband`, the Box-Cox probe :mod:`dlogdet.scalingprobe`, the
+method that factors the subsamples :mod:`dlogdet.estimators.extrapolate`).
 
 ℓ(n) = a₀ + a₁n + (b₀ + Σᵢ₌₁^q bᵢn⁻ⁱ)·ln n! + Σᵢ₌₁^r cᵢn⁻ⁱ, fitted to ℓ_k = log det K_k (k ≤ n_s) and read at n.
 
@@ -18,26 +18,19 @@ What :func:`fit_curves` adds to the published fit, whose error moves a great dea
   scaled to the real extrapolation ratio R = n/n_s (increment errors that grow linearly in log k: the extrapolated
   error grows as n_s·I(R) / (n_h·I(ρ)) with I(u) = u ln u − u + 1). The candidate with the least estimated mean
   squared error (prediction variance + scaled validation bias²) is kept.
-- **An uncertainty that includes the model error.** stderr² = σ²_stat (sandwich variance of the fit's prediction,
-  and the spread over subsamples when there are several) + max(σ_val, σ_curv)² (the scaled validation error above;
-  the curvature probe, below) + σ²_sel (the spread of the best candidates' predictions: the choice of window and
-  order) + σ²_law (below).
-- **A test of the law itself.** A quadratic-in-ln k term fitted to the tail of the increments measures curvature in
-  log-log that no member of the family can follow. Its t-statistic and the relative change of the local log-log
-  slope across the window weigh σ_law = half the larger distance from the estimate to two brackets: the monotone
-  bound (E δ_k never increases with k, since conditioning on more points can only shrink a Schur complement:
-  ℓ_n ≤ ℓ_{n_s} + (n − n_s)·δ̄_tail) and an increment curve that keeps falling linearly in k. With |t| ≥ 2 and a
-  slope change ≥ 100% the law is rejected (``law_rejected``). The estimate is also capped by the monotone bound.
-- **Curvature beyond the window (σ_curv).** The Box-Cox probe (:func:`boxcox_fit`: δ_k = α + β·(k^γ − 1)/γ, γ by
-  profile least squares over :data:`BOXCOX_GAMMAS`, fitted on (n_s/10, n_s]) extrapolates with the curvature the
-  subsample shows; σ_curv = :data:`CURVATURE_WEIGHT` × |probe − family| enters the band. Why: the increments of a
-  trained network's NTK fall faster than any power law beyond the subsample, which no held-out check inside the
-  curve can see. ``family="boxcox"`` returns the probe's curve as the estimate with the same band.
-- **Leave-one-out increments for the probe.** :func:`loo_increments` gives, from a subsample's Cholesky factor and
-  one triangular inversion, the mean increment of each of the first k points added last, for every k: the same
-  expectation as δ_k with far less noise, which the probe fits instead of the raw increments.
+- **An uncertainty that includes the model error.** stderr² = σ²_sampling + σ²_model (:mod:`dlogdet.scalingband`):
+  the sampling part from the noise of the increments (it falls as 1/√S with S subsamples), the model part from the
+  next best candidates, the held-out validation above, a test of the law (log-log curvature that no member of the
+  family can follow, weighing the distance to two brackets: the monotone bound, since E δ_k never increases with
+  k, and an increment curve that keeps falling linearly; with |t| ≥ 2 and a slope change ≥ 100% the law is
+  rejected, ``law_rejected``) and the Box-Cox probe's distance. The estimate is capped by the monotone bound.
+- **Curvature beyond the window.** The Box-Cox probe (:mod:`dlogdet.scalingprobe`) extrapolates with the curvature
+  the subsample shows, fitted to the leave-one-out increments (:func:`loo_increments`: the same expectation as δ_k
+  with far less noise) where the factor was kept; ``family="boxcox"`` returns its curve as the estimate with the same
+  band. Why: the increments of a trained network's NTK fall faster than any power law beyond the subsample, which no
+  held-out check inside the curve can see.
 - **Weights.** ``weights="inverse-variance"`` (or an array, one weight per increment) makes the least squares
-  weighted; the HC1 sandwich keeps σ_stat honest under any weighting. Not the default: it showed no consistent
+  weighted (the band's sampling part follows the weights). Not the default: it showed no consistent
   gain.
 - **A known floor.** When M ⪰ a·I (a kernel's jitter, a shift d > 0), no increment falls below rpp·log a: every
   extrapolated increment (family, probe, falling bracket) is raised to that ``floor`` (an RBF kernel's increments
@@ -56,8 +49,13 @@ from typing import Mapping
 import numpy as np
 from scipy.special import gammaln
 
+from . import scalingband as band
 from .diagnostics import Record, record
 from .errors import ExtrapolationError, InputError, warn_renamed
+from .scalingband import StderrParts  # noqa: F401  (a field of CurveFit; defined with the band)
+from .scalingprobe import (BOXCOX_GAMMAS, MIN_START, BoxCoxProbe, _boxcox_increments, _sum_increments,  # noqa: F401
+                          boxcox_fit,
+                          loo_increments, probe as _probe)
 
 #: Window starts tried by ``window="auto"``, as fractions of n_s (why: from "almost everything" to "the last 70%";
 #: early points carry small-k transients, late windows leave too few points for the slope).
@@ -70,15 +68,8 @@ HOLDOUT_RATIOS = (2.0, 3.0, 4.0)
 #: Candidates whose prediction spread enters σ_sel (why: the few nearly as good as the best are the real
 #: alternatives; the worst ones would only widen the band).
 TOP_CANDIDATES = 5
-#: Earliest automatic window start (why: the first increments, before the points fill the domain, follow no law).
-MIN_START = 10
-#: Exponents γ of the Box-Cox curvature probe δ_k = α + β·(k^γ − 1)/γ (γ = 0: α + β ln k, the scaling law's).
-#: Why this range: γ < 0 flattens towards a floor (a jitter floor), γ > 0 falls faster than any power law, as the
-#: late curves of trained networks' NTKs do.
-BOXCOX_GAMMAS = tuple(round(-0.5 + 0.05 * i, 2) for i in range(31))
-#: Weight of the curvature probe's distance in the band (why: the probe's γ, fitted inside the subsample, trails
-#: the growing curvature beyond it, and with weight 1 the band covered too few runs on a full-output NTK).
-CURVATURE_WEIGHT = 1.5
+#: Points of each extrapolation curve kept for a plot (``CurveFit.curves``: log-spaced, so ~10 KB of JSON).
+CURVE_POINTS = 120
 #: Families of ``family=``: "auto" (the default of :func:`dlogdet.extrapolate`: the Box-Cox probe where the source reports
 #: a rank boundary between n_sub and n_total, the scaling-law family elsewhere), the scaling-law family ℓ(n) above, or the
 #: Box-Cox probe.
@@ -110,29 +101,6 @@ def family_name(family: str, *, auto: bool = True) -> str:
 
 
 # --------------------------------------------------------------------------------------------- typed results
-
-
-@record
-class StderrParts(Record):
-    """The parts of an extrapolation's stderr (module doc): stderr² = stat² + max(validation, curvature)² +
-    selection² + law²."""
-
-    stat: float
-    validation: float
-    selection: float
-    law: float
-    curvature: float
-
-
-@record
-class BoxCoxProbe(Record):
-    """The Box-Cox curvature probe: its exponent γ, its estimate, the window (n0, n_s] it was fitted on, and the
-    curve it was fitted to (``"loo"``: the leave-one-out increments; ``"increments"``: the raw ones)."""
-
-    gamma: float
-    estimate: float
-    window: tuple[int, int]
-    on: str
 
 
 @record
@@ -185,6 +153,9 @@ class CurveFit(Record):
     candidates : list of Candidate
     ell_mean : numpy.ndarray
         The mean ℓ_k curve.
+    curves : dict
+        ``{"n": [...], "scaling-law": [...], "boxcox": [...] or None}``: both curves as the estimate reads them,
+        from the window's start to n_total (:func:`_curves`), for a plot whose curve ends at the estimate.
     """
 
     RENAMED = {"issue_estimate": "scaling_law_estimate"}
@@ -210,6 +181,7 @@ class CurveFit(Record):
     per_subsample: list | None
     candidates: list
     ell_mean: np.ndarray
+    curves: dict
 
 
 # ---------------------------------------------------------------------------------------------------- the family
@@ -240,6 +212,7 @@ class _Fit:
     coef: np.ndarray          # [a1, b0, b1..bq, c1..cr]
     cov: np.ndarray           # sandwich covariance of coef
     resid_var: float          # mean squared residual of the increments
+    hat: np.ndarray           # coef = hat @ delta[n0:n1]: the fit is linear in the window's increments
 
 
 def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0,
@@ -261,7 +234,8 @@ def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0
     m, p = y.size, X.shape[1]
     meat = Xs.T @ ((w * w * e * e * (m / max(m - p, 1)))[:, None] * Xs)   # HC1 sandwich: heteroscedastic noise
     cov = Ai @ meat @ Ai
-    return _Fit(n0, n1, q, r, c / s, cov / np.outer(s, s), float(np.mean(e * e)))
+    hat = (Ai @ (Xs.T * w)) / s[:, None]
+    return _Fit(n0, n1, q, r, c / s, cov / np.outer(s, s), float(np.mean(e * e)), hat)
 
 
 def _predict(fit: _Fit, n_anchor: int, ell_anchor: float, targets) -> tuple[np.ndarray, np.ndarray]:
@@ -270,72 +244,24 @@ def _predict(fit: _Fit, n_anchor: int, ell_anchor: float, targets) -> tuple[np.n
     return ell_anchor + g @ fit.coef, np.sqrt(np.maximum(np.einsum("ti,ij,tj->t", g, fit.cov, g), 0.0))
 
 
-def _floored(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float) -> float:
-    """ℓ̂(n_total) of a fit with every extrapolated increment raised to ``floor`` (a known lower bound: log of the
-    smallest eigenvalue of the shift, per point)."""
+def _extrapolated(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float | None) -> tuple[float, np.ndarray]:
+    """ℓ̂(n_total) of a fit anchored at ℓ_{n_s}, every extrapolated increment raised to ``floor`` where there is one
+    (a known lower bound: log of the smallest eigenvalue of the shift, per point), and g: the sum of the family's
+    increment features over the increments the floor does not hold (ℓ̂ moves by gᵀΔc when the coefficients do)."""
     out, step = ell_end, 1 << 20
+    g = np.zeros(fit.coef.size)
     for a in range(ns + 1, n_total + 1, step):
         k = np.arange(a, min(a + step, n_total + 1), dtype=np.float64)
-        inc = (features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)) @ fit.coef
-        out += float(np.maximum(inc, floor).sum())
-    return out
+        G = features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)
+        inc = G @ fit.coef
+        live = np.ones(inc.shape, dtype=bool) if floor is None else inc > floor
+        out += float(np.where(live, inc, floor if floor is not None else 0.0).sum())
+        g += G[live].sum(axis=0)
+    return out, g
 
 
 def _growth(u: float) -> float:
     return u * math.log(u) - u + 1.0
-
-
-def _boxcox_basis(k: np.ndarray, gamma: float) -> np.ndarray:
-    return np.log(k) if gamma == 0 else np.expm1(gamma * np.log(k)) / gamma
-
-
-def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float,
-               floor: float | None = None) -> tuple[float, float]:
-    r"""Box-Cox curvature probe: fit δ_k = α + β·(k^γ − 1)/γ on k ∈ (n0, ns] for every γ of
-    :data:`BOXCOX_GAMMAS` (profile least squares), keep the γ of least residual and return
-    (ℓ_{ns} + Σ_{k=ns+1}^{n_total} max(δ̂(k), floor), γ). γ = 0 is the plain power law of the scaling-law family; γ ≠ 0 is
-    curvature in log-log that the family cannot follow."""
-    k = np.arange(n0 + 1, ns + 1, dtype=np.float64)
-    kk = np.arange(ns + 1, n_total + 1, dtype=np.float64)
-    y = delta[n0:ns]
-    best = None
-    for g in BOXCOX_GAMMAS:
-        X = np.stack([np.ones_like(k), _boxcox_basis(k, g)], axis=-1)
-        c, *_ = np.linalg.lstsq(X, y, rcond=None)
-        rss = float(np.sum((y - X @ c) ** 2))
-        if best is None or rss < best[0]:
-            inc = c[0] + c[1] * _boxcox_basis(kk, g)
-            pred = ell_end + float((inc if floor is None else np.maximum(inc, floor)).sum())
-            best = (rss, pred, g)
-    return best[1], best[2]
-
-
-def loo_increments(L: np.ndarray, rows_per_point: int = 1) -> np.ndarray:
-    r"""Leave-one-out increment curve of one ordering from its Cholesky factor L (lower, rows grouped by point).
-
-    δ̄_k = (1/k)·Σ_{i ≤ k} [ℓ(P_k) − ℓ(P_k ∖ i)] for every prefix P_k of the first k points: the mean increment of
-    adding each of them last, −log det of its diagonal block of K_{P_k}⁻¹. Its expectation is the expected
-    increment E δ_k (P_k ∖ i is a random (k−1)-subset) and it uses only the first k points, like ℓ_k, but its noise
-    is far lower (an order of magnitude on a full-output NTK, docs/benchmarks/extrapolate.md). With
-    W = L⁻¹, K_{P_k}⁻¹ = W_kᵀW_k for the leading block W_k of W, so the diagonal blocks of all prefixes are
-    cumulative sums of W's column blocks' Gram matrices: one triangular inversion for the whole curve.
-    """
-    from scipy.linalg import solve_triangular
-
-    m = L.shape[0]
-    O = int(rows_per_point)
-    ns = m // O
-    W = solve_triangular(L, np.eye(m), lower=True, check_finite=False)
-    if O == 1:
-        D = np.cumsum(W * W, axis=0)                      # D[k, i] = [K_{P_(k+1)}^-1]_ii for i <= k
-        D[np.triu_indices(m, 1)] = 1.0
-        return -np.log(D).sum(axis=1) / np.arange(1, m + 1)
-    tot = np.zeros(ns)
-    for i in range(ns):
-        Wi = W[i * O:, i * O:(i + 1) * O].reshape(ns - i, O, O)
-        G = np.cumsum(np.einsum("jab,jac->jbc", Wi, Wi), axis=0)
-        tot[i:] -= np.linalg.slogdet(G)[1]
-    return tot / np.arange(1, ns + 1)
 
 
 # ------------------------------------------------------------------------------------------------ the selection
@@ -378,24 +304,6 @@ def parse_window(window, n_sub: int) -> list[tuple[int, int]] | None:
 
 def _min_points(p: int) -> int:
     return max(5 * p, 20)
-
-
-def _curvature(delta: np.ndarray, a: int, b: int) -> tuple[float, float]:
-    """Log-log curvature of the increments that the family cannot follow: fit δ_k = α + β ln k + γ (ln k)² on
-    k ∈ (a, b] and return the t-statistic of γ and the relative change of the local slope dδ/d ln k across the
-    window, |2γ·ln(b/a)| / |β| (0 for a power law; ≈ 2 for an RBF kernel on its way to the jitter floor)."""
-    k = np.arange(a + 1, b + 1, dtype=np.float64)
-    if k.size < 10:
-        return 0.0, 0.0
-    lk = np.log(k)
-    u = lk - lk.mean()
-    X = np.stack([np.ones_like(k), u, u * u], axis=-1)
-    c, *_ = np.linalg.lstsq(X, delta[a:b], rcond=None)
-    e = delta[a:b] - X @ c
-    cov = (e @ e / (k.size - 3)) * np.linalg.pinv(X.T @ X)
-    t = float(c[2] / math.sqrt(cov[2, 2])) if cov[2, 2] > 0 else 0.0
-    change = abs(2.0 * c[2] * (lk[-1] - lk[0])) / max(abs(c[1]), 1e-300)
-    return t, float(change)
 
 
 def increment_weights(ell, weights) -> np.ndarray | None:
@@ -505,56 +413,64 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
     return out
 
 
-def _stat_variance(best: Candidate, fit: _Fit, deltas: np.ndarray, N: int, ridge: float, w) -> tuple[float, list | None]:
-    """σ²_stat: the chosen fit's prediction variance plus the anchor's sampling variance, or with 2 or more
-    subsamples the spread of their own estimates if larger; and those per-subsample estimates."""
+def _per_subsample(fit: _Fit, deltas: np.ndarray, N: int, ridge: float, w) -> list | None:
+    """Each subsample's own estimate with the chosen window and order (2 or more subsamples; diagnostics)."""
     S, ns = deltas.shape
-    anchor_var = ns * fit.resid_var * max(1.0 - ns / N, 0.0)
-    s_stat2 = best.sd ** 2 + anchor_var
     if S < 2:
-        return s_stat2, None
-    per_sub = []
-    for s in range(S):
-        fs = _fit(deltas[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w)
-        per_sub.append(float(_predict(fs, ns, float(deltas[s].sum()), [N])[0][0]))
-    return max(s_stat2, float(np.var(per_sub, ddof=1)) / S + anchor_var), per_sub
+        return None
+    return [float(_predict(_fit(deltas[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w), ns, float(deltas[s].sum()),
+                           [N])[0][0]) for s in range(S)]
 
 
-def _law_brackets(d: np.ndarray, N: int, floor: float | None) -> tuple[float, float]:
-    """The two brackets of σ_law: the monotone upper bound ℓ_{n_s} + (n − n_s)·(tail mean + 2 se) and an increment
-    curve that keeps falling linearly in k (raised to ``floor`` where there is one)."""
+def _cumulative(inc, a: int, points, floor: float | None) -> list[float]:
+    """Σ_{k=a+1}^{n} max(inc(k), floor) at each of the sorted ``points`` n ≥ a."""
+    out, total, pos = [], 0.0, a
+    for n in points:
+        total += _sum_increments(inc, pos, int(n), floor)
+        pos = max(pos, int(n))
+        out.append(total)
+    return out
+
+
+def _curves(fit: _Fit, coefficients: dict, probe: BoxCoxProbe, ns: int, N: int, ell_end: float,
+            floor: float | None, upper: float) -> dict:
+    """Both curves as the estimate reads them, at ≤ :data:`CURVE_POINTS` log-spaced n from the window's start to
+    n_total (n_s and n_total included): the family ℓ(n) inside the subsample, ℓ_{n_s} + its increments raised to the
+    floor beyond it, capped by the monotone bound's line; the Box-Cox probe the same way from its window's start
+    (None where it fell back to the family). Each ends at its estimate, so a plot's curve and point agree."""
+    grid = np.unique(np.r_[np.geomspace(max(fit.n0, 1), N, CURVE_POINTS).round(), ns, N]).astype(int)
+    inside, beyond = grid[grid <= ns], grid[grid > ns]
+    cap = ell_end + (beyond - ns) * ((upper - ell_end) / (N - ns) if N > ns else 0.0)
+    fam = lambda k: (features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)) @ fit.coef
+    out = {"n": grid.tolist(), "scaling-law": [*evaluate(coefficients, inside).tolist(),
+                                               *np.minimum(ell_end + np.array(_cumulative(fam, ns, beyond, floor)),
+                                                           cap).tolist()], "boxcox": None}
+    if math.isfinite(probe.alpha):
+        inc = _boxcox_increments(probe.gamma, probe.alpha, probe.beta)
+        b0 = probe.window[0]
+        ins = inside[inside >= b0]
+        back = [ell_end - _sum_increments(inc, int(n), ns, None) for n in ins]
+        out["boxcox"] = [*([None] * int(np.sum(inside < b0))), *back,
+                         *np.minimum(ell_end + np.array(_cumulative(inc, ns, beyond, floor)), cap).tolist()]
+    return out
+
+
+def _band(d: np.ndarray, fit: _Fit, g: np.ndarray, best: Candidate, cands: list, N: int, ell_end: float,
+          floor: float | None, estimate: float, upper: float, falling: float, t_curv: float, slope_change: float,
+          probe: BoxCoxProbe) -> StderrParts:
+    """The band's parts (:mod:`dlogdet.scalingband`): the sampling part from the noise profile of the mean curve,
+    and the model part from the next best candidates, the held-out validation, the law's test and the probe."""
     ns = d.size
-    ell_end = float(d.sum())
-    m = max(ns // 10, min(10, ns))
-    tail = d[ns - m:]
-    upper = ell_end + (N - ns) * (float(tail.mean()) + 2.0 * float(tail.std(ddof=1) if m > 1 else 0.0) / math.sqrt(m))
-    a = ns // 4
-    kk = np.arange(a + 1, ns + 1, dtype=np.float64)
-    lin, *_ = np.linalg.lstsq(np.stack([np.ones_like(kk), kk], axis=-1), d[a:], rcond=None)
-    if floor is None:
-        kf_sum = (N * (N + 1) - ns * (ns + 1)) / 2.0
-        return upper, ell_end + lin[0] * (N - ns) + lin[1] * kf_sum
-    kf = np.arange(ns + 1, N + 1, dtype=np.float64)
-    return upper, ell_end + float(np.maximum(lin[0] + lin[1] * kf, floor).sum())
-
-
-def _law_weight(t_curv: float, slope_change: float) -> float:
-    """Weight of the law's failure in [0, 1]: significant (|t| from 1 to 2) and large (the local log-log slope
-    changing by 50% to 100% across the window; Matérn kernels stay below, RBF kernels before their jitter floor
-    above)."""
-    return min(max(abs(t_curv) - 1.0, 0.0), 1.0) * min(max((slope_change - 0.5) / 0.5, 0.0), 1.0)
-
-
-def _probe(y: np.ndarray, ns: int, N: int, ell_end: float, floor: float | None, upper: float, fallback: float,
-           on: str) -> BoxCoxProbe:
-    """The Box-Cox probe on the increment curve ``y``, fitted on (n_s/10, n_s], anchored at ℓ_{n_s} = ``ell_end``
-    and capped by the monotone bound; the scaling law's ``fallback`` (γ = 0) where the curve is too short or there is
-    nothing to extrapolate."""
-    b0 = max(MIN_START, int(round(0.1 * ns)))
-    if ns - b0 >= 10 and N > ns:
-        est, gamma = boxcox_fit(y, b0, ns, N, ell_end, floor)
-        return BoxCoxProbe(gamma=float(gamma), estimate=float(min(est, upper)), window=(b0, ns), on=on)
-    return BoxCoxProbe(gamma=0.0, estimate=float(fallback), window=(b0, ns), on=on)
+    v = band.noise_profile(d)
+    sampling = math.sqrt(band.prediction_variance(fit.hat, g, v[fit.n0:fit.n1]) + band.anchor_variance(v, ns, N))
+    # the choice: root mean square distance of the next best candidates' estimates (floored and capped alike)
+    others = [min(_extrapolated(f, ns, N, ell_end, floor)[0], upper) for _, f in cands[1:TOP_CANDIDATES]]
+    selection = math.sqrt(float(np.mean([(e - estimate) ** 2 for e in others]))) if others else 0.0
+    # the law itself: log-log curvature of the tail, and the brackets it opens
+    law = band.law_part(t_curv, slope_change, estimate, upper, falling)
+    # curvature beyond the window: the distance between the probe's extrapolation and the family's
+    curvature = band.CURVATURE_WEIGHT * abs(probe.estimate - estimate)
+    return band.parts(sampling, best.model, selection, law, curvature)
 
 
 def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float = 0.0, loo=None,
@@ -605,37 +521,28 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     cands = _candidates(d, N, orders, parse_window(window, ns), ridge, w)
     best, fit = cands[0]
 
-    s_stat2, per_sub = _stat_variance(best, fit, deltas, N, ridge, w)
-    # the choice: root mean square distance of the next best candidates' predictions from the chosen one
-    top = np.array([c.prediction for c, _ in cands[1:TOP_CANDIDATES]])
-    s_sel = float(np.sqrt(np.mean((top - best.prediction) ** 2))) if top.size else 0.0
-
-    # the law itself: log-log curvature of the tail, and the brackets it opens
-    t_curv, slope_change = _curvature(d, max(ns // 20, 1), ns)
-    upper, falling = _law_brackets(d, N, floor)
-    estimate = best.prediction if floor is None else _floored(fit, ns, N, ell_end, floor)
+    # the estimate: the chosen fit read at n (increments raised to the floor), capped by the monotone bound
+    t_curv, slope_change = band.curvature_test(d, max(ns // 20, 1), ns)
+    upper, falling = band.law_brackets(d, N, floor)
+    estimate, g = _extrapolated(fit, ns, N, ell_end, floor)
     estimate = min(estimate, upper)
-    s_law = _law_weight(t_curv, slope_change) * max(abs(estimate - falling), abs(upper - estimate)) / 2.0
-    # curvature beyond the window: the distance between the probe's extrapolation and the family's is model risk
-    # that the held-out validation cannot see
     probe = _probe(loo.mean(axis=0) if loo is not None else d, ns, N, ell_end, floor, upper, estimate,
                    "loo" if loo is not None else "increments")
-    s_curv = CURVATURE_WEIGHT * abs(probe.estimate - estimate)
-    stderr = math.sqrt(s_stat2 + max(best.model, s_curv) ** 2 + s_sel ** 2 + s_law ** 2)
-
+    parts = _band(d, fit, g, best, cands, N, ell_end, floor, estimate, upper, falling, t_curv, slope_change, probe)
     coef = fit.coef
-    a0 = ell_end - float(features([ns], fit.q, fit.r)[0] @ coef)
+    coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r)[0] @ coef), "a1": float(coef[0]),
+                    "b": [float(v) for v in coef[1:2 + fit.q]], "c": [float(v) for v in coef[2 + fit.q:]]}
     return CurveFit(
-        estimate=float(probe.estimate if family == "boxcox" else estimate), stderr=float(stderr),
-        components=StderrParts(stat=math.sqrt(s_stat2), validation=best.model, selection=s_sel, law=s_law,
-                               curvature=s_curv),
+        estimate=float(probe.estimate if family == "boxcox" else estimate), stderr=band.stderr_of(parts),
+        components=parts,
         family=family, weights=None if weights is None else (weights if isinstance(weights, str) else "array"),
         boxcox=probe, scaling_law_estimate=float(estimate), window=(fit.n0, fit.n1), order=(fit.q, fit.r),
-        coefficients={"a0": a0, "a1": float(coef[0]), "b": [float(v) for v in coef[1:2 + fit.q]],
-                      "c": [float(v) for v in coef[2 + fit.q:]]},
+        coefficients=coefficients,
         extrapolation_ratio=N / ns, curvature_t=t_curv, slope_change=slope_change,
-        law_rejected=abs(t_curv) >= 2.0 and slope_change >= 1.0, upper_monotone=float(upper),
-        falling_bracket=float(falling), validated=bool(best.validated), floor=floor, per_subsample=per_sub,
-        candidates=[c for c, _ in cands], ell_mean=np.cumsum(d))
+        law_rejected=band.law_rejected(t_curv, slope_change), upper_monotone=float(upper),
+        falling_bracket=float(falling), validated=bool(best.validated), floor=floor,
+        per_subsample=_per_subsample(fit, deltas, N, ridge, w),
+        candidates=[c for c, _ in cands], ell_mean=np.cumsum(d),
+        curves=_curves(fit, coefficients, probe, ns, N, ell_end, floor, upper))
 
 

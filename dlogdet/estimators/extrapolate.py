@@ -31,22 +31,22 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..diagnostics import ABSENT, Absent, Diagnostics, record
-from ..errors import ExtrapolationError, InputError, NotPSDError
+from ..errors import DlogdetError, InputError
 from ..linop import spectrum_lower_bound
 from ..result import LogdetResult
 from ..scalinglaw import (FAMILIES, RENAMED_FAMILIES, BoxCoxProbe, Candidate, CurveFit, StderrParts,  # noqa: F401
                           boxcox_fit, evaluate, family_name, features, fit_curves, increment_weights,
                           loo_increments, parse_order, parse_window)
 from ..sources import TileSource
-from ..sources.subset import SubsetSource
 from ..status import Status
+from . import extrapolate_adaptive as adaptive
 from . import get as _get_estimator
+from .extrapolate_subsamples import LOO_MAX_ROWS, SINGLE_THREAD_ROWS, Pool  # noqa: F401  (their home)
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,6 @@ PASSES_TO = ("exact",)
 
 #: Smallest number of points in a subsample (why: the smallest window of the fit needs 20 increments).
 MIN_SUB = 20
-#: Largest subsample (rows) factored in-process with its inverse factor, which gives the leave-one-out increment
-#: curve (why: two n×n float64 work arrays, 0.5 GiB each at this size); larger ones go through the engine.
-LOO_MAX_ROWS = 8192
-#: In-process factorizations up to this many rows run on one BLAS thread (why: on a loaded machine a small
-#: Cholesky is several times faster on one thread than on two that compete; larger ones use all).
-SINGLE_THREAD_ROWS = 4096
 
 
 # --------------------------------------------------------------------------------------------------- the method
@@ -91,6 +85,16 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
         The ``family=`` asked for; ``family`` (a fit field) the one used.
     rank_boundaries : list of dict
         The source's rank boundaries between n_sub and n_total.
+    stopped, stop_reason : str
+        Why no more subsamples were drawn (:class:`~dlogdet.estimators.extrapolate_adaptive.Stop`), in words.
+    rtol, fallback
+        As asked.
+    cost : Cost
+        Seconds spent, the predicted cost of the exact factorization, and the ceiling that applied.
+    steps : list of Step
+        Each refit: subsamples and n_sub so far, estimate, stderr and its sampling and model parts.
+    curves : dict
+        The family's and the probe's curves as the estimate reads them (for a plot).
     """
 
     RENAMED = CurveFit.RENAMED
@@ -113,6 +117,13 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
     family_asked: str | Absent = ABSENT
     rank_boundaries: list | Absent = ABSENT
     components: StderrParts | Absent = ABSENT
+    stopped: str | Absent = ABSENT
+    stop_reason: str | Absent = ABSENT
+    rtol: float | None | Absent = ABSENT
+    fallback: str | None | Absent = ABSENT
+    cost: adaptive.Cost | Absent = ABSENT
+    steps: list | Absent = ABSENT
+    curves: dict | Absent = ABSENT
     family: str | Absent = ABSENT
     weights: str | None | Absent = ABSENT
     boxcox: BoxCoxProbe | Absent = ABSENT
@@ -137,13 +148,20 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
         c = self.components
         rows = [
             ("logdet (estimate)", repr(result.logdet)),
-            ("stderr", f"{result.stderr:.6g} ({100 * result.stderr / abs(result.logdet):.3g}%): stat {c['stat']:.3g}, "
-                       f"validation {c['validation']:.3g}, selection {c['selection']:.3g}, law {c['law']:.3g}, "
-                       f"curvature {c['curvature']:.3g}"),
+            ("stderr", f"{result.stderr:.6g} ({100 * result.stderr / abs(result.logdet):.3g}%): sampling "
+                       f"{c['sampling']:.3g}, model {c['model']:.3g} (selection {c['selection']:.3g}, validation "
+                       f"{c['validation']:.3g}, law {c['law']:.3g}, curvature {c['curvature']:.3g})"),
             ("band (± 2 stderr)", f"[{lo!r}, {hi!r}]"),
             ("status", result.status.describe()),
             ("n_total", f"{self.n_total} points ({result.n} rows), ratio {self.extrapolation_ratio:.3g}"),
-            ("subsamples", f"{self.subsamples} x {self.n_sub} points"),
+            ("subsamples", f"{self.subsamples} x {self.n_sub} points"
+                           + (f" (stopped: {self.stop_reason})" if self.get("stop_reason") else "")),
+        ]
+        if self.get("cost"):
+            k = self.cost
+            rows.append(("cost", f"{k['spent_s']:.3g} s; exact predicted {k['exact_predicted_s']:.3g} s, ceiling "
+                                 f"{k['max_cost']:g} x that" + (f"; rtol {self.rtol:g}" if self.get("rtol") else "")))
+        rows += [
             ("window, order", f"{tuple(self.window)}, (q, r) = {tuple(self.order)}"),
             ("curvature t", f"{self.curvature_t:.2f} (slope change {self.slope_change:.2f})"),
             ("Box-Cox probe", f"gamma {self.boxcox['gamma']:.2f}, estimate {self.boxcox['estimate']!r} "
@@ -172,24 +190,6 @@ def _full_output_ntk(source: TileSource) -> bool:
     return isinstance(source, NTKSource) and source.outputs == "full"
 
 
-def _factor_in_process(sub: SubsetSource, t: float, d_sub) -> np.ndarray | None:
-    """Cholesky factor of t·S + diag(d) for a small subsample S (float64, LAPACK); None where it is not positive
-    definite (the engine then names the failing row)."""
-    from scipy.linalg import LinAlgError, cholesky
-    from threadpoolctl import threadpool_limits
-
-    a = np.array(sub.dense(), dtype=np.float64) * t          # the source's tiles, with its own threading
-    a[np.diag_indices_from(a)] += d_sub
-    if not np.all(np.isfinite(a)):
-        return None
-    try:
-        with threadpool_limits(1 if sub.n <= SINGLE_THREAD_ROWS else None):
-            L = cholesky(a, lower=True, overwrite_a=True, check_finite=False)
-    except LinAlgError:
-        return None
-    return L if np.all(np.diagonal(L) > 0) else None
-
-
 def crossed_boundaries(source: TileSource, n_sub: int, n_total: int) -> list[dict]:
     """The source's rank boundaries (:meth:`~dlogdet.TileSource.rank_boundaries`, e.g. an NTK's layers) with
     n_sub < points ≤ n_total: structure that the subsample's ℓ_k cannot show and the full set has."""
@@ -200,8 +200,8 @@ def _is_count(v, low: int) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= low
 
 
-def _checked_options(source: TileSource, n_total, n_sub, window, order, subsamples, rows_per_point, family,
-                     weights, assume, d) -> tuple[int, int, int, str]:
+def _checked_options(source: TileSource, n_total, n_sub, window, order, rows_per_point, family, weights, assume,
+                     d) -> tuple[int, int, int, str]:
     """(rows per point, n_sub, n_total, family) of valid options, or the InputError naming the bad one (before any
     work)."""
     rpp = rows_per_point_of(source) if rows_per_point is None else int(rows_per_point)
@@ -220,8 +220,6 @@ def _checked_options(source: TileSource, n_total, n_sub, window, order, subsampl
     n_total = n_points if n_total is None else n_total
     if not _is_count(n_total, n_sub):
         raise InputError(f"n_total must be an integer >= n_sub = {n_sub} (points of the full data), got {n_total!r}")
-    if not _is_count(subsamples, 1):
-        raise InputError(f"subsamples must be a positive integer, got {subsamples!r}")
     parse_window(window, n_sub)
     parse_order(order)
     family = family_name(family)
@@ -234,57 +232,6 @@ def _checked_options(source: TileSource, n_total, n_sub, window, order, subsampl
     return rpp, n_sub, int(n_total), family
 
 
-@dataclass
-class _Curves:
-    """ℓ_k curves of the subsamples, their leave-one-out curves (in-process factorizations only), points, times."""
-
-    ell: list
-    loo: list
-    points: list
-    times: list
-    in_process: bool
-
-
-def _subsample_curves(source: TileSource, rpp: int, n_sub: int, subsamples: int, seed, t, d, block_size, budget,
-                      client, options) -> _Curves:
-    """Factor ``subsamples`` random subsets of n_sub points: in-process (LAPACK, which also gives the leave-one-out
-    curve) when small and no cluster was given, else through the exact engine."""
-    exact = _get_estimator("exact")
-    rng = np.random.default_rng(seed)
-    n_points = source.n // rpp
-    out = _Curves([], [], [], [], in_process=client is None and n_sub * rpp <= LOO_MAX_ROWS)
-    for s in range(int(subsamples)):
-        pts = rng.choice(n_points, size=n_sub, replace=False)
-        sub = SubsetSource(source, pts, rows_per_point=rpp)
-        d_sub = d if np.ndim(d) == 0 else np.asarray(d, dtype=np.float64)[sub.parent_rows(np.arange(sub.n))]
-        if out.in_process:
-            tf = time.perf_counter()
-            L = _factor_in_process(sub, t, d_sub)
-            if L is not None:
-                lp = 2.0 * np.log(np.diagonal(L)).reshape(n_sub, rpp).sum(axis=1)
-                out.ell.append(np.cumsum(lp))
-                from threadpoolctl import threadpool_limits
-
-                with threadpool_limits(1 if sub.n <= SINGLE_THREAD_ROWS else None):
-                    out.loo.append(loo_increments(L, rpp))
-                out.points.append(pts)
-                out.times.append(time.perf_counter() - tf)
-                continue
-        try:
-            r = exact(sub, assume="spd", t=t, d=d_sub, block_size=block_size, budget=budget, client=client,
-                      **options)
-        except NotPSDError as e:
-            point = None if e.row is None else int(pts[e.row // rpp])
-            raise ExtrapolationError(
-                f"subsample {s} is not positive definite (failed at its row {e.row}, point {point} of the source): "
-                "ℓ_k is not finite there; add a diagonal shift d= (jitter) or use a smaller n_sub") from e
-        lp = np.asarray(r.log_pivots, dtype=np.float64).reshape(n_sub, rpp).sum(axis=1)
-        out.ell.append(np.cumsum(lp))
-        out.points.append(pts)
-        out.times.append(float(r.diagnostics.get("wall_time", math.nan)))
-    return out
-
-
 def _warn_boundaries(crossed: list[dict], n_sub: int, n_total: int, family: str, used: str) -> None:
     where = ", ".join(f"layer {b['layer']} ({b['kind']}, {b['parameters']} parameters) at {b['points']} points"
                       for b in crossed)
@@ -295,55 +242,124 @@ def _warn_boundaries(crossed: list[dict], n_sub: int, n_total: int, family: str,
                 f"family={family!r} was asked for.")
 
 
+
+
+def _exact_seconds(source: TileSource, rows: int, client, budget) -> Callable[[float | None], float]:
+    """Predicted seconds of the exact factorization of ``rows`` rows: :func:`dlogdet.plan`'s time on these workers
+    and budget, plus the source's tiles (the lower triangle) at the measured seconds per entry of the subsamples'."""
+    import dlogdet
+    from ..memory import resolve
+    from ..runtime import n_workers
+
+    try:
+        held = resolve(budget, client).bytes        # None: no budget, every tile in memory
+        plan = dlogdet.plan(rows, workers=n_workers(client), budget=held if held else 1 << 62)
+        factor = float(plan.time_total_s)
+    except DlogdetError as e:      # no plan for this budget: the flops at the planner's default rate
+        log.info("extrapolate: no plan of the exact run (%s); its cost is taken as its flops at 50 GFLOP/s", e)
+        factor = rows ** 3 / 3.0 / 50e9
+    return lambda per_entry: factor + (per_entry or 0.0) * rows * rows / 2.0
+
+
 def run(source: TileSource, n_total: int | None = None, *, n_sub: int, window="auto", order="auto",
-        subsamples: int = 1, seed=None, rows_per_point: int | None = None, ridge: float = 0.0,
-        family: str = "auto", weights=None, assume: str = "spd", t: float = 1.0, d=0.0,
-        block_size: int | None = None, budget=None, client=None, **options) -> LogdetResult:
-    r"""log det of ``n_total`` points extrapolated from ``subsamples`` exact factorizations of n_sub random points.
+        subsamples="auto", rtol: float | None = None, max_cost: float | None = None, fallback: str | None = None,
+        seed=None, rows_per_point: int | None = None, ridge: float = 0.0, family: str = "auto", weights=None,
+        assume: str = "spd", t: float = 1.0, d=0.0, block_size: int | None = None, budget=None, client=None,
+        **options) -> LogdetResult:
+    r"""log det of ``n_total`` points extrapolated from exact factorizations of random subsamples of n_sub points.
 
     See :func:`dlogdet.extrapolate` for the parameters. ``options`` go to the exact engine (``backend``,
     ``progress``, ``check_symmetry``, ``scratch``, ``resume``).
     """
     t0 = time.perf_counter()
-    rpp, n_sub, n_total, family = _checked_options(source, n_total, n_sub, window, order, subsamples,
-                                                   rows_per_point, family, weights, assume, d)
-    curves = _subsample_curves(source, rpp, n_sub, subsamples, seed, t, d, block_size, budget, client, options)
-    loo = np.array(curves.loo) if len(curves.loo) == len(curves.ell) else None
-    crossed = crossed_boundaries(source, n_sub, n_total)
-    used_family = family if family != "auto" else ("boxcox" if crossed else "scaling-law")
-    if crossed:
-        _warn_boundaries(crossed, n_sub, n_total, family, used_family)
-    # t·A + diag(d) ⪰ a·I (a kernel's jitter, a shift): no increment falls below rpp·log a
-    a = spectrum_lower_bound(source, t, d)
+    count, rtol, max_cost, fallback = adaptive.checked(subsamples, rtol, max_cost, fallback)
+    rpp, n_sub, n_total, family = _checked_options(source, n_total, n_sub, window, order, rows_per_point, family,
+                                                   weights, assume, d)
+    if rtol is not None and (not isinstance(window, str) or (weights is not None and not isinstance(weights, str))):
+        raise InputError("rtol= may grow n_sub: give window='auto' and weights=None or 'inverse-variance', not a "
+                         "window or weights of the first n_sub's length")
+    pool = Pool(source, rpp, seed, t, d, block_size, budget, client, options)
+    a = spectrum_lower_bound(source, t, d)      # t·A + diag(d) ⪰ a·I: no increment falls below rpp·log a
     floor = rpp * math.log(a) if a is not None else None
-    fit = fit_curves(np.array(curves.ell), n_total, window=window, order=order, ridge=ridge, loo=loo,
-                     family=used_family, floor=floor, weights=weights)
+    fits: list = []
+
+    def refit() -> tuple[float, float, float, float]:
+        ell, loo = pool.curves()
+        crossed = crossed_boundaries(source, pool.n_sub, n_total)
+        used = family if family != "auto" else ("boxcox" if crossed else "scaling-law")
+        fit = fit_curves(ell, n_total, window=window, order=order, ridge=ridge, loo=loo, family=used, floor=floor,
+                         weights=weights)
+        fits.append((fit, crossed))
+        return fit.estimate, fit.stderr, fit.components.sampling, fit.components.model
+
+    loop = adaptive.Loop(pool.draw, refit, n_sub, pool.n_points, rtol, max_cost,
+                         _exact_seconds(source, n_total * rpp, client, budget), t0=t0)
+    stop = loop.fixed(count) if count is not None else loop.auto()
+    fit, crossed = fits[-1]
+    if crossed:
+        _warn_boundaries(crossed, pool.n_sub, n_total, family, fit.family)
+    if stop is adaptive.Stop.EXACT_CHEAPER:
+        out = _rtol_not_reached(source, fit, rtol, fallback, loop, n_total, rpp, t=t, d=d, block_size=block_size,
+                                budget=budget, client=client, options=options)
+        if out is not None:
+            return out
+    return _result(source, fit, crossed, pool, loop, stop, n_total=n_total, rpp=rpp, seed=seed, ridge=ridge, t=t,
+                   d=d, family=family, rtol=rtol, fallback=fallback)
+
+
+def _rtol_not_reached(source, fit, rtol, fallback, loop, n_total, rpp, **exact_options) -> LogdetResult | None:
+    """Say that rtol is out of reach below the exact cost; with ``fallback="exact"`` (and the whole data at hand)
+    run the exact factorization and return its result."""
+    cost = loop.cost()
+    half = 2.0 * fit.stderr / abs(fit.estimate)
+    at_hand = n_total * rpp == source.n
+    log.warning("extrapolate: the band is ±%.3g of |log det| after %.3g s, and narrowing it to rtol = %.3g would take "
+                "longer than the exact factorization (predicted %.3g s): %s", half, cost.spent_s, rtol,
+                cost.exact_predicted_s,
+                "running it (fallback='exact')" if fallback == "exact" and at_hand else
+                "use method='exact' (dlogdet.logdet) for this accuracy" if at_hand else
+                "the source holds fewer points than n_total, so no exact run can replace it: loosen rtol")
+    if fallback != "exact" or not at_hand:
+        return None
+    opts = exact_options.pop("options")
+    return _get_estimator("exact")(source, assume="spd", **exact_options, **opts)
+
+
+def _result(source, fit, crossed, pool, loop, stop, *, n_total, rpp, seed, ridge, t, d, family, rtol,
+            fallback) -> LogdetResult:
     est, se = fit.estimate, fit.stderr
-    status = (Status.SCALING_LAW_REJECTED if fit.law_rejected else Status.RANK_BOUNDARY if crossed
-              else Status.OK if fit.validated else Status.UNVALIDATED)
+    status = (Status.SCALING_LAW_REJECTED if fit.law_rejected
+              else Status.RTOL_NOT_REACHED if stop is adaptive.Stop.EXACT_CHEAPER
+              else Status.RANK_BOUNDARY if crossed else Status.OK if fit.validated else Status.UNVALIDATED)
+    ell, _ = pool.curves()
     diagnostics = ExtrapolateDiagnostics.from_mapping({
-        "wall_time": time.perf_counter() - t0,
-        "factor_wall_times": curves.times,
+        "wall_time": time.perf_counter() - loop.t0,
+        "factor_wall_times": pool.times,
         "n_total": n_total,
-        "n_sub": n_sub,
-        "subsample_sizes": [n_sub] * int(subsamples),
-        "subsample_rows": n_sub * rpp,
+        "n_sub": pool.n_sub,
+        "subsample_sizes": [pool.n_sub] * len(pool.ell),
+        "subsample_rows": pool.n_sub * rpp,
         "rows_per_point": rpp,
-        "subsamples": int(subsamples),
+        "subsamples": len(pool.ell),
+        "stopped": str(stop),
+        "stop_reason": stop.reason,
+        "rtol": rtol,
+        "fallback": fallback,
+        "cost": loop.cost(),
+        "steps": list(loop.steps),
         "seed": seed if seed is None or isinstance(seed, (int, np.integer)) else repr(seed),
         "band": (est - 2.0 * se, est + 2.0 * se),
-        "ell": np.array(curves.ell),
-        "points": np.array(curves.points),
+        "ell": ell,
+        "points": np.array(pool.points),
         "ridge": ridge,
-        "factorization": "in-process" if curves.in_process else "engine",
+        "factorization": "in-process" if pool.in_process else "engine",
         "t": t,
         "d": d if np.ndim(d) == 0 else "vector",
         "family_asked": family,
         "rank_boundaries": crossed,
         **{k: v for k, v in fit.items() if k not in ("estimate", "stderr", "ell_mean")},
     })
-    log.info("extrapolate: %d subsample(s) of %d points -> n = %d: %.6g ± %.3g (window %s, order %s)",
-             subsamples, n_sub, n_total, est, se, fit.window, fit.order)
+    log.info("extrapolate: %d subsample(s) of %d points -> n = %d: %.6g ± %.3g (window %s, order %s; %s)",
+             len(pool.ell), pool.n_sub, n_total, est, se, fit.window, fit.order, stop.reason)
     return LogdetResult(logdet=est, sign=1.0, method="extrapolate", n=n_total * rpp, dtype=str(source.dtype),
                         stderr=se, assume="spd", status=status, diagnostics=diagnostics)
-
