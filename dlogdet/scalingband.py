@@ -160,6 +160,14 @@ def law_part(t_curv: float, slope_change: float, estimate: float, upper: float, 
     return law_weight(t_curv, slope_change) * LAW_FRACTION * max(abs(estimate - falling), abs(upper - estimate))
 
 
+def curvature_part(family: str, probe: float, scaling_law: float, probe_weight: float) -> float:
+    """σ_curv = :data:`CURVATURE_WEIGHT` × √w × |probe − family|, w the weight of the curve that does not give the
+    estimate (the probe's held-out weight, or 1 minus it): were the truth on that curve with probability w and on
+    the estimate's otherwise, the mean squared distance would be w·(probe − family)²."""
+    w = probe_weight if family != "boxcox" else 1.0 - probe_weight
+    return CURVATURE_WEIGHT * math.sqrt(min(max(w, 0.0), 1.0)) * abs(probe - scaling_law)
+
+
 def law_rejected(t_curv: float, slope_change: float) -> bool:
     """The law fails: significant (|t| ≥ 2) and large (slope change ≥ 100%) curvature in log-log."""
     return abs(t_curv) >= 2.0 and slope_change >= 1.0

@@ -42,6 +42,7 @@ page ``docs/benchmarks/extrapolate.md`` (``benchmarks/extrapolate.py``) and in `
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -53,8 +54,8 @@ from . import scalingband as band
 from .diagnostics import Record, record
 from .errors import ExtrapolationError, InputError, warn_renamed
 from .scalingband import StderrParts  # noqa: F401  (a field of CurveFit; defined with the band)
-from .scalingprobe import (BOXCOX_GAMMAS, MIN_START, BoxCoxProbe, _boxcox_increments, _sum_increments,  # noqa: F401
-                          boxcox_fit,
+from .scalingprobe import (BOXCOX_GAMMAS, MIN_START, BoxCoxProbe, _boxcox_increments, _boxcox_select,  # noqa: F401
+                          _sum_increments, boxcox_fit,
                           loo_increments, probe as _probe)
 
 #: Window starts tried by ``window="auto"``, as fractions of n_s (why: from "almost everything" to "the last 70%";
@@ -215,12 +216,49 @@ class _Fit:
     hat: np.ndarray           # coef = hat @ delta[n0:n1]: the fit is linear in the window's increments
 
 
+@functools.lru_cache(maxsize=8)
+def _increment_features(n_max: int) -> np.ndarray:
+    """Row k (1 < k ≤ n_max): features(k) − features(k − 1) at the largest orders (q = r = :data:`MAX_ORDER`), the
+    design of every fit on k ≤ n_max (columns picked by :func:`_columns`); rows 0 and 1 unused. Read-only."""
+    k = np.arange(2, n_max + 1, dtype=np.float64)
+    X = np.full((n_max + 1, 2 + 2 * MAX_ORDER), np.nan)
+    X[2:] = features(k, MAX_ORDER, MAX_ORDER) - features(k - 1.0, MAX_ORDER, MAX_ORDER)
+    X.setflags(write=False)
+    return X
+
+
+def _columns(q: int, r: int) -> list[int]:
+    return [0, 1, *range(2, 2 + q), *range(2 + MAX_ORDER, 2 + MAX_ORDER + r)]
+
+
+def _design(n0: int, n1: int, q: int, r: int) -> np.ndarray:
+    """The differenced family on k ∈ (n0, n1]: rows of :func:`_increment_features` where the orders allow."""
+    if q <= MAX_ORDER and r <= MAX_ORDER and n0 >= 1:
+        return _increment_features(max(n1, 64))[n0 + 1:n1 + 1][:, _columns(q, r)]
+    k = np.arange(n0 + 1, n1 + 1, dtype=np.float64)
+    return features(k, q, r) - features(k - 1.0, q, r)
+
+
+def _pinv_sym(A: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of a symmetric positive semi-definite matrix (eigenvalues below 1e-15 × the largest dropped,
+    as :func:`numpy.linalg.pinv`), from one eigendecomposition."""
+    w, V = np.linalg.eigh(A)
+    keep = w > 1e-15 * max(float(w[-1]), 0.0)
+    inv = np.zeros_like(w)
+    inv[keep] = 1.0 / w[keep]
+    return (V * inv) @ V.T
+
+
+@functools.lru_cache(maxsize=256)
+def _features_at(n: int, q: int, r: int) -> np.ndarray:
+    return features([float(n)], q, r)[0]
+
+
 def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0,
          weights: np.ndarray | None = None) -> _Fit:
     """Least squares of the increments δ_k, k ∈ (n0, n1], on the differenced family (columns scaled to unit RMS;
     ``ridge`` penalizes the correction terms bᵢ, cᵢ in those units: a smoothness prior towards the plain law)."""
-    k = np.arange(n0 + 1, n1 + 1, dtype=np.float64)
-    X = features(k, q, r) - features(k - 1.0, q, r)
+    X = _design(n0, n1, q, r)
     y = delta[n0:n1]
     s = np.sqrt(np.mean(X * X, axis=0))
     Xs = X / s
@@ -228,19 +266,19 @@ def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0
     A = Xs.T @ (w[:, None] * Xs)
     if ridge:
         A = A + np.diag([0.0, 0.0] + [ridge * y.size] * (q + r))
-    Ai = np.linalg.pinv(A)
+    Ai = _pinv_sym(A)
     c = Ai @ (Xs.T @ (w * y))
     e = y - Xs @ c
     m, p = y.size, X.shape[1]
     meat = Xs.T @ ((w * w * e * e * (m / max(m - p, 1)))[:, None] * Xs)   # HC1 sandwich: heteroscedastic noise
     cov = Ai @ meat @ Ai
     hat = (Ai @ (Xs.T * w)) / s[:, None]
-    return _Fit(n0, n1, q, r, c / s, cov / np.outer(s, s), float(np.mean(e * e)), hat)
+    return _Fit(n0, n1, q, r, c / s, cov / (s[:, None] * s[None, :]), float(np.mean(e * e)), hat)
 
 
 def _predict(fit: _Fit, n_anchor: int, ell_anchor: float, targets) -> tuple[np.ndarray, np.ndarray]:
     """ℓ̂ at targets anchored at the observed ℓ at ``n_anchor``, and the prediction's standard deviation."""
-    g = features(np.asarray(targets, dtype=np.float64), fit.q, fit.r) - features([n_anchor], fit.q, fit.r)
+    g = np.stack([_features_at(int(t), fit.q, fit.r) for t in targets]) - _features_at(int(n_anchor), fit.q, fit.r)
     return ell_anchor + g @ fit.coef, np.sqrt(np.maximum(np.einsum("ti,ij,tj->t", g, fit.cov, g), 0.0))
 
 
@@ -352,8 +390,10 @@ def _checked_curves(ell, loo, n_total: int) -> tuple[np.ndarray, np.ndarray | No
                                  "diagonal shift d= (jitter) or use a smaller n_sub")
     if loo is not None:
         loo = np.atleast_2d(np.asarray(loo, dtype=np.float64))
-        if loo.shape != ell.shape or not np.all(np.isfinite(loo)):
-            raise ExtrapolationError(f"loo curves must be finite with the shape of ell {ell.shape}, got {loo.shape}")
+        if loo.ndim != 2 or loo.shape[1] != ell.shape[1] or not 1 <= loo.shape[0] <= ell.shape[0] \
+                or not np.all(np.isfinite(loo)):
+            raise ExtrapolationError(f"loo curves must be finite, of the length of ell {ell.shape} and at most as many, "
+                                     f"got {loo.shape}")
     return ell, loo, int(n_total)
 
 
@@ -455,9 +495,34 @@ def _curves(fit: _Fit, coefficients: dict, probe: BoxCoxProbe, ns: int, N: int, 
     return out
 
 
+def _probe_weight(d: np.ndarray, y: np.ndarray, fit: _Fit, probe: BoxCoxProbe) -> float:
+    """The probe's weight against the chosen family fit, from their held-out errors: each refitted on its window
+    shrunk by ρ ∈ :data:`HOLDOUT_RATIOS` predicts the observed ℓ_{n_s} − ℓ_{n_s/ρ} (the same data for both, so the
+    noise of the observed end is common). With m = mean squared held-out error, the Gaussian profile likelihood of n
+    residuals is ∝ m^(−n/2): w = m_F^(n/2) / (m_F^(n/2) + m_P^(n/2)). 1/2 where no hold-out fits."""
+    ns = d.size
+    eF, eP = [], []
+    for rho in HOLDOUT_RATIOS:
+        nh = int(round(ns / rho))
+        h0, c0 = max(int(round(fit.n0 / rho)), 1), max(MIN_START, int(round(probe.window[0] / rho)))
+        if nh - h0 < max(3 * (2 + fit.q + fit.r), 10) or nh - c0 < 10 or nh >= ns:
+            continue
+        observed = float(d[nh:ns].sum())
+        eF.append(float(_predict(_fit(d, h0, nh, fit.q, fit.r), nh, 0.0, [ns])[0][0]) - observed)
+        g, a, b = _boxcox_select(y, c0, nh)
+        eP.append(_sum_increments(_boxcox_increments(g, a, b), nh, ns, None) - observed)
+    if not eF:
+        return 0.5
+    half = len(eF) / 2.0
+    mF, mP = float(np.mean(np.square(eF))), float(np.mean(np.square(eP)))
+    if mF == mP:
+        return 0.5
+    return 1.0 / (1.0 + (mP / mF) ** half) if mF > 0 else 0.0
+
+
 def _band(d: np.ndarray, fit: _Fit, g: np.ndarray, best: Candidate, cands: list, N: int, ell_end: float,
           floor: float | None, estimate: float, upper: float, falling: float, t_curv: float, slope_change: float,
-          probe: BoxCoxProbe) -> StderrParts:
+          probe: BoxCoxProbe, family: str) -> StderrParts:
     """The band's parts (:mod:`dlogdet.scalingband`): the sampling part from the noise profile of the mean curve,
     and the model part from the next best candidates, the held-out validation, the law's test and the probe."""
     ns = d.size
@@ -468,8 +533,8 @@ def _band(d: np.ndarray, fit: _Fit, g: np.ndarray, best: Candidate, cands: list,
     selection = math.sqrt(float(np.mean([(e - estimate) ** 2 for e in others]))) if others else 0.0
     # the law itself: log-log curvature of the tail, and the brackets it opens
     law = band.law_part(t_curv, slope_change, estimate, upper, falling)
-    # curvature beyond the window: the distance between the probe's extrapolation and the family's
-    curvature = band.CURVATURE_WEIGHT * abs(probe.estimate - estimate)
+    # curvature beyond the window: the other curve's distance, weighed by how well it predicts held-out data
+    curvature = band.curvature_part(family, probe.estimate, estimate, probe.weight)
     return band.parts(sampling, best.model, selection, law, curvature)
 
 
@@ -490,8 +555,8 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     ridge : float
         Penalty on the correction coefficients bᵢ, cᵢ (0: none).
     loo : array_like, optional
-        Leave-one-out increment curves (:func:`loo_increments`), same shape as ``ell``: the low-noise curve on which
-        the Box-Cox curvature probe is fitted (default: the raw increments of ``ell``).
+        Leave-one-out increment curves (:func:`loo_increments`) of some of the subsamples (as long as ``ell``'s): the
+        low-noise curve on which the Box-Cox curvature probe is fitted (default: the raw increments of ``ell``).
     family : "scaling-law" or "boxcox"
         Which curve gives the estimate: the scaling-law family (chosen by validation) or the Box-Cox probe's. The
         band holds the distance between the two either way. ("issue" is the deprecated spelling of
@@ -526,9 +591,12 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     upper, falling = band.law_brackets(d, N, floor)
     estimate, g = _extrapolated(fit, ns, N, ell_end, floor)
     estimate = min(estimate, upper)
-    probe = _probe(loo.mean(axis=0) if loo is not None else d, ns, N, ell_end, floor, upper, estimate,
-                   "loo" if loo is not None else "increments")
-    parts = _band(d, fit, g, best, cands, N, ell_end, floor, estimate, upper, falling, t_curv, slope_change, probe)
+    y = loo.mean(axis=0) if loo is not None else d
+    probe = _probe(y, ns, N, ell_end, floor, upper, estimate, "loo" if loo is not None else "increments")
+    if math.isfinite(probe.alpha):
+        probe = probe.replace(weight=_probe_weight(d, y, fit, probe))
+    parts = _band(d, fit, g, best, cands, N, ell_end, floor, estimate, upper, falling, t_curv, slope_change, probe,
+                  family)
     coef = fit.coef
     coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r)[0] @ coef), "a1": float(coef[0]),
                     "b": [float(v) for v in coef[1:2 + fit.q]], "c": [float(v) for v in coef[2 + fit.q:]]}

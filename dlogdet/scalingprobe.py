@@ -24,8 +24,10 @@ MIN_START = 10
 BOXCOX_GAMMAS = tuple(round(-0.5 + 0.05 * i, 2) for i in range(31))
 @record
 class BoxCoxProbe(Record):
-    """The Box-Cox curvature probe: its exponent γ, its estimate, the window (n0, n_s] it was fitted on, and the
-    curve it was fitted to (``"loo"``: the leave-one-out increments; ``"increments"``: the raw ones)."""
+    """The Box-Cox curvature probe: its exponent γ, its estimate, the window (n0, n_s] it was fitted on, the
+    curve it was fitted to (``"loo"``: the leave-one-out increments; ``"increments"``: the raw ones), its
+    coefficients α, β, and its weight against the family from their held-out errors (0 where it fell back to the
+    family)."""
 
     gamma: float
     estimate: float
@@ -33,6 +35,7 @@ class BoxCoxProbe(Record):
     on: str
     alpha: float = math.nan
     beta: float = math.nan
+    weight: float = 0.0
 
 
 def _boxcox_basis(k: np.ndarray, gamma: float) -> np.ndarray:
@@ -40,17 +43,19 @@ def _boxcox_basis(k: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def _boxcox_select(delta: np.ndarray, n0: int, ns: int) -> tuple[float, float, float]:
-    """(γ, α, β) of least residual of δ_k = α + β·(k^γ − 1)/γ on k ∈ (n0, ns] over :data:`BOXCOX_GAMMAS`."""
+    """(γ, α, β) of least residual of δ_k = α + β·(k^γ − 1)/γ on k ∈ (n0, ns] over :data:`BOXCOX_GAMMAS` (each γ a
+    straight-line least squares in the basis, all at once; the first γ of least residual)."""
     k = np.arange(n0 + 1, ns + 1, dtype=np.float64)
     y = delta[n0:ns]
-    best = None
-    for g in BOXCOX_GAMMAS:
-        X = np.stack([np.ones_like(k), _boxcox_basis(k, g)], axis=-1)
-        c, *_ = np.linalg.lstsq(X, y, rcond=None)
-        rss = float(np.sum((y - X @ c) ** 2))
-        if best is None or rss < best[0]:
-            best = (rss, g, float(c[0]), float(c[1]))
-    return best[1], best[2], best[3]
+    B = np.stack([_boxcox_basis(k, g) for g in BOXCOX_GAMMAS], axis=1)        # (points, gammas)
+    Bc = B - B.mean(axis=0)
+    yc = y - y.mean()
+    sxx = np.einsum("ij,ij->j", Bc, Bc)
+    beta = (Bc.T @ yc) / np.where(sxx > 0, sxx, 1.0)
+    rss = float(yc @ yc) - beta * (Bc.T @ yc)
+    i = int(np.argmin(np.round(rss, 12)))
+    g = BOXCOX_GAMMAS[i]
+    return g, float(y.mean() - beta[i] * B[:, i].mean()), float(beta[i])
 
 
 def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float,
