@@ -44,9 +44,6 @@ VALIDATION_WEIGHT = 0.1
 #: Half-width of the moving average of the noise profile, as a fraction of n_s (why: one squared difference is a
 #: χ²₁ variable; 2·5% of the curve averages ~0.1·n_s of them, while the noise level changes slowly along k).
 NOISE_SMOOTHING = 0.05
-#: Fraction of the distance to the farther bracket that the law's failure puts in the band (why: at one half the
-#: bands of the calibration cases where the law fails were 2–5× wider than their errors; see the benchmark page).
-LAW_FRACTION = 0.25
 #: Weight of the Box-Cox probe's distance |probe − family| in the band (why: the probe follows curvature in log-log
 #: that the family cannot, and a trained network's NTK bends beyond the subsample where no held-out check sees it;
 #: measured on the calibration NTK, docs/benchmarks/extrapolate.md).
@@ -56,22 +53,21 @@ CURVATURE_WEIGHT = 1.0
 @record
 class StderrParts(Record):
     """The parts of an extrapolation's stderr (module doc): stderr² = sampling² + model², model² =
-    λ·validation² + selection² + law² + curvature²; ``stat`` is the sampling part's old name (the same number)."""
+    λ·validation² + selection² + curvature²; ``stat`` is the sampling part's old name (the same number)."""
 
     sampling: float
     model: float
     validation: float
     selection: float
-    law: float
     curvature: float
     stat: float
 
 
-def parts(sampling: float, validation: float, selection: float, law: float, curvature: float) -> StderrParts:
+def parts(sampling: float, validation: float, selection: float, curvature: float) -> StderrParts:
     """The band's parts and the model part they make (module doc)."""
-    model = math.sqrt(VALIDATION_WEIGHT * validation ** 2 + selection ** 2 + law ** 2 + curvature ** 2)
+    model = math.sqrt(VALIDATION_WEIGHT * validation ** 2 + selection ** 2 + curvature ** 2)
     return StderrParts(sampling=float(sampling), model=float(model), validation=float(validation),
-                       selection=float(selection), law=float(law), curvature=float(curvature), stat=float(sampling))
+                       selection=float(selection), curvature=float(curvature), stat=float(sampling))
 
 
 def stderr_of(p: StderrParts) -> float:
@@ -153,11 +149,6 @@ def law_weight(t_curv: float, slope_change: float) -> float:
     changing by 50% to 100% across the window; Matérn kernels stay below, RBF kernels before their jitter floor
     above)."""
     return min(max(abs(t_curv) - 1.0, 0.0), 1.0) * min(max((slope_change - 0.5) / 0.5, 0.0), 1.0)
-
-
-def law_part(t_curv: float, slope_change: float, estimate: float, upper: float, falling: float) -> float:
-    """σ_law: :func:`law_weight` × :data:`LAW_FRACTION` × the distance from the estimate to the farther bracket."""
-    return law_weight(t_curv, slope_change) * LAW_FRACTION * max(abs(estimate - falling), abs(upper - estimate))
 
 
 def curvature_part(family: str, probe: float, scaling_law: float, probe_weight: float) -> float:

@@ -62,7 +62,8 @@ def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float
                floor: float | None = None) -> tuple[float, float]:
     r"""Box-Cox curvature probe: fit δ_k = α + β·(k^γ − 1)/γ on k ∈ (n0, ns] for every γ of
     :data:`BOXCOX_GAMMAS` (profile least squares), keep the γ of least residual and return
-    (ℓ_{ns} + Σ_{k=ns+1}^{n_total} max(δ̂(k), floor), γ). γ = 0 is the plain power law of the scaling-law family; γ ≠ 0 is
+    (ℓ_{ns} + Σ_{k=ns+1}^{n_total} log(e^δ̂(k) + e^floor), γ): with a floor, ``delta`` is the increments' excess over
+    it. γ = 0 is the plain power law of the scaling-law family; γ ≠ 0 is
     curvature in log-log that the family cannot follow."""
     g, a, b = _boxcox_select(delta, n0, ns)
     inc = _boxcox_increments(g, a, b)
@@ -74,11 +75,12 @@ def _boxcox_increments(gamma: float, alpha: float, beta: float):
 
 
 def _sum_increments(inc, a: int, b: int, floor: float | None) -> float:
-    """Σ_{k=a+1}^{b} max(inc(k), floor), in chunks (n may be millions)."""
+    """Σ_{k=a+1}^{b} of inc(k) read through the floor, log(e^inc + e^floor) (inc: the increments' excess over the
+    floor), in chunks (n may be millions)."""
     out, step = 0.0, 1 << 20
     for lo in range(a + 1, b + 1, step):
         v = inc(np.arange(lo, min(lo + step, b + 1), dtype=np.float64))
-        out += float((v if floor is None else np.maximum(v, floor)).sum())
+        out += float((v if floor is None else np.logaddexp(v, floor)).sum())
     return out
 
 

@@ -150,7 +150,7 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
             ("logdet (estimate)", repr(result.logdet)),
             ("stderr", f"{result.stderr:.6g} ({100 * result.stderr / abs(result.logdet):.3g}%): sampling "
                        f"{c['sampling']:.3g}, model {c['model']:.3g} (selection {c['selection']:.3g}, validation "
-                       f"{c['validation']:.3g}, law {c['law']:.3g}, curvature {c['curvature']:.3g})"),
+                       f"{c['validation']:.3g}, curvature {c['curvature']:.3g})"),
             ("band (± 2 stderr)", f"[{lo!r}, {hi!r}]"),
             ("status", result.status.describe()),
             ("n_total", f"{self.n_total} points ({result.n} rows), ratio {self.extrapolation_ratio:.3g}"),
