@@ -438,11 +438,13 @@ def _validation_error(d: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: fl
 
 
 def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list[tuple[Candidate, _Fit]]:
-    """Every window and order that has enough points, fitted and validated, best (least estimated MSE) first."""
+    """Every window and order that has enough points, fitted, and validated where it can still be among the
+    :data:`TOP_CANDIDATES` best (least estimated MSE) — a candidate whose prediction variance alone exceeds the
+    MSE of the 5th best validated so far cannot, and keeps ``mse = inf``; best first."""
     ns = d.size
     ell_end = float(d.sum())
     auto_window = windows is None
-    out = []
+    fits = []
     for q, r in orders:
         p = 2 + q + r
         wins = windows if not auto_window else sorted({(max(int(round(f * ns)), MIN_START), ns)
@@ -454,11 +456,18 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
                 continue                              # weights that leave too few increments in this window
             fit = _fit(d, n0, n1, q, r, ridge, w)
             pred, sd = _predict(fit, ns, ell_end, [N])
-            bias2 = _validation_error(d, n0, n1, q, r, ridge, w, N / ns)
-            validated = bool(bias2)
-            s_val = math.sqrt(max(float(np.mean(bias2)), 0.0)) if validated else float(sd[0])
-            out.append((Candidate(n0=n0, n1=n1, q=q, r=r, prediction=float(pred[0]), sd=float(sd[0]), model=s_val,
-                                  mse=float(sd[0]) ** 2 + s_val ** 2, validated=validated), fit))
+            fits.append((float(sd[0]), float(pred[0]), fit))
+    out, best = [], []
+    for sd, pred, fit in sorted(fits, key=lambda t: t[0]):
+        c = dict(n0=fit.n0, n1=fit.n1, q=fit.q, r=fit.r, prediction=pred, sd=sd)
+        if len(best) >= TOP_CANDIDATES and sd * sd >= best[TOP_CANDIDATES - 1]:
+            out.append((Candidate(**c, model=math.nan, mse=math.inf, validated=False), fit))
+            continue
+        bias2 = _validation_error(d, fit.n0, fit.n1, fit.q, fit.r, ridge, w, N / ns)
+        validated = bool(bias2)
+        s_val = math.sqrt(max(float(np.mean(bias2)), 0.0)) if validated else sd
+        out.append((Candidate(**c, model=s_val, mse=sd * sd + s_val * s_val, validated=validated), fit))
+        best = sorted(best + [sd * sd + s_val * s_val])
     if not out:
         p = 2 + min(q + r for q, r in orders)
         need = _min_points(p) if auto_window else 3 * p

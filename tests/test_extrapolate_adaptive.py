@@ -106,13 +106,13 @@ def loop(script, *, n_sub=100, n_points=10_000, rtol=None, max_cost=None, exact=
 
 
 def test_auto_draws_until_the_sampling_part_is_below_the_model_part():
-    # 10/√S ≤ 3 from S = 12: each step asks for the S·(sampling/model)² it needs, at most doubling: 1, 2, 4, 8,
-    # then the 4 that make 12
+    # 10/√S ≤ 3 from S = 12: each step draws the S·(sampling/model)² − S it needs, at most 3·S more (STEP_GROWTH):
+    # 1, then 3 (of 11), then the 8 that make 12
     s = Scripted(s=10.0, m=3.0)
     lp = loop(s)
     assert lp.auto() is adaptive.Stop.SAMPLING_BELOW_MODEL
-    assert s.draws == [(100, 1), (100, 1), (100, 2), (100, 4), (100, 4)] and lp.pool == 12
-    assert [st["subsamples"] for st in lp.steps] == [1, 2, 4, 8, 12]
+    assert s.draws == [(100, 1), (100, 3), (100, 8)] and lp.pool == 12
+    assert [st["subsamples"] for st in lp.steps] == [1, 4, 12]
     assert lp.steps[-1]["sampling"] <= lp.steps[-1]["model"] < lp.steps[-2]["sampling"]
 
 

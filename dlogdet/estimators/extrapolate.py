@@ -28,6 +28,7 @@ The measurements behind each choice are on the benchmark page ``docs/benchmarks/
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 #: The method whose options ``run`` passes on to the factorizations of the subsamples (the registry checks them).
 PASSES_TO = ("exact",)
 
+#: Order of the GEMM that measures this machine's rate for the predicted exact cost (why: ~20 ms in all, long enough
+#: to reach the BLAS kernel's speed).
+RATE_GEMM = 384
 #: Smallest number of points in a subsample (why: the smallest window of the fit needs 20 increments).
 MIN_SUB = 20
 
@@ -244,16 +248,35 @@ def _warn_boundaries(crossed: list[dict], n_sub: int, n_total: int, family: str,
 
 
 
+@functools.lru_cache(maxsize=1)
+def gemm_rate() -> float:
+    """Flop/s of a float64 GEMM on one BLAS thread here, now (the rate of one engine task; best of 3 products of
+    order :data:`RATE_GEMM`, measured once per process)."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((RATE_GEMM, RATE_GEMM))
+    best = math.inf
+    with threadpool_limits(1, user_api="blas"):
+        a @ a
+        for _ in range(3):
+            t = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t)
+    return 2.0 * RATE_GEMM ** 3 / best
+
+
 def _exact_seconds(source: TileSource, rows: int, client, budget) -> Callable[[float | None], float]:
     """Predicted seconds of the exact factorization of ``rows`` rows: :func:`dlogdet.plan`'s time on these workers
-    and budget, plus the source's tiles (the lower triangle) at the measured seconds per entry of the subsamples'."""
+    and budget (at this machine's GEMM rate, :func:`gemm_rate`, in-process; the planner's rates on a cluster), plus
+    the source's tiles (the lower triangle) at the measured seconds per entry of the subsamples'."""
     import dlogdet
     from ..memory import resolve
     from ..runtime import n_workers
 
     try:
         held = resolve(budget, client).bytes        # None: no budget, every tile in memory
-        plan = dlogdet.plan(rows, workers=n_workers(client), budget=held if held else 1 << 62)
+        rates = None if client is not None else {"gemm_flops": gemm_rate()}
+        plan = dlogdet.plan(rows, workers=n_workers(client), budget=held if held else 1 << 62, rates=rates)
         factor = float(plan.time_total_s)
     except DlogdetError as e:      # no plan for this budget: the flops at the planner's default rate
         log.info("extrapolate: no plan of the exact run (%s); its cost is taken as its flops at 50 GFLOP/s", e)
