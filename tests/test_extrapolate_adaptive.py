@@ -106,14 +106,18 @@ def loop(script, *, n_sub=100, n_points=10_000, rtol=None, max_cost=None, exact=
 
 
 def test_auto_draws_until_the_sampling_part_is_below_the_model_part():
-    # 10/√S ≤ 3 from S = 12: each step draws the S·(sampling/model)² − S it needs, at most 3·S more (STEP_GROWTH):
-    # 1, then 3 (of 11), then the 8 that make 12
+    # 10/√S ≤ 3 from S = 12: each step draws the S·(sampling/model)² − S it needs, at most 3·S more (STEP_GROWTH)
+    # except that the first goes straight to MIN_AUTO = 8: 1, then 7, then the 4 that make 12
     s = Scripted(s=10.0, m=3.0)
     lp = loop(s)
     assert lp.auto() is adaptive.Stop.SAMPLING_BELOW_MODEL
-    assert s.draws == [(100, 1), (100, 3), (100, 8)] and lp.pool == 12
-    assert [st["subsamples"] for st in lp.steps] == [1, 4, 12]
+    assert s.draws == [(100, 1), (100, 7), (100, 4)] and lp.pool == 12
+    assert [st["subsamples"] for st in lp.steps] == [1, 8, 12]
     assert lp.steps[-1]["sampling"] <= lp.steps[-1]["model"] < lp.steps[-2]["sampling"]
+    # a model part above the sampling part from the first subsample: still MIN_AUTO before the parts are compared
+    s = Scripted(s=1.0, m=3.0)
+    lp = loop(s)
+    assert lp.auto() is adaptive.Stop.SAMPLING_BELOW_MODEL and s.draws == [(100, 1), (100, adaptive.MIN_AUTO - 1)]
 
 
 def test_auto_stops_at_the_budget_and_fixed_draws_exactly_k():
@@ -277,3 +281,34 @@ def test_unseen_matern_kernels_with_the_defaults():
             hits += lo <= exact <= hi
     assert np.mean(errors) <= 0.03, np.round(errors, 4)
     assert hits >= 20, (hits, np.round(errors, 4))
+
+
+# ----------------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_subsamples_auto_rtol_and_max_cost(capsys):
+    from dlogdet.cli import main
+
+    assert main(["extrapolate", "kernel:matern32:n=600,d=2,lengthscale=0.2", "--n-sub", "60", "--seed", "0",
+                 "--subsamples", "auto", "--max-cost", "0.5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    dg = out["diagnostics"]
+    assert dg["stopped"] in ("sampling-below-model", "budget", "max-subsamples") and dg["cost"]["max_cost"] == 0.5
+    assert dg["subsamples"] >= 1 and len(dg["ell"]["ell"]) == dg["subsamples"]
+    assert main(["extrapolate", "kernel:matern32:n=600,d=2,lengthscale=0.2", "--n-sub", "60", "--seed", "0",
+                 "--rtol", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "rtol 0.5" in text and "stopped: " in text
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--subsamples", "many"], "'auto' or a positive integer"),
+    (["--rtol", "2"], "fraction in (0, 1)"),
+    (["--max-cost", "-1"], "positive number"),
+    (["--fallback", "exact"], "give rtol= with it"),
+])
+def test_cli_bad_adaptive_options_exit_2(argv, match, capsys):
+    from dlogdet.cli import main
+
+    assert main(["extrapolate", "kernel:matern32:n=300", "--n-sub", "40", *argv]) == 2
+    assert match in capsys.readouterr().err

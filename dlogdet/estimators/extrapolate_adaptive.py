@@ -33,15 +33,16 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: Default time budget of ``subsamples="auto"`` without ``rtol``, as a fraction of the predicted exact cost (why: at
-#: n = 6000 from 500 points the Matérn kernels of benchmarks/extrapolate.py went from ~5% mean error with one
-#: subsample to under 3% with 6-8, which took 15-20% of the exact run; where the exact run is larger the stop rule,
-#: not this budget, ends the loop: docs/benchmarks/extrapolate.md).
-MAX_COST = 0.2
-#: Fewest subsamples before the sampling and model parts are compared, where the budget allows (why: with one, the
-#: model part is itself noisy — the probe's exponent and the held-out checks read one noisy curve — and was as large
-#: as the sampling part in runs whose error then halved with 4 subsamples; with 4 its noise has halved too).
-MIN_AUTO = 4
+#: Default time budget of ``subsamples="auto"`` without ``rtol``, as a fraction of the predicted exact cost (why:
+#: :data:`MIN_AUTO` subsamples of 500 points and their fits take ~20-25% of an exact run at n = 6000; where the exact
+#: run is larger the stop rule, not this budget, ends the loop: docs/benchmarks/extrapolate.md).
+MAX_COST = 0.25
+#: Fewest subsamples before the sampling and model parts are compared, where the budget allows (why: with few, the
+#: model part is itself noisy — the probe's exponent and the held-out checks read noisy curves — and was as large as
+#: the sampling part in runs whose error then kept falling: on the calibration cases of benchmarks/extrapolate.py
+#: the mean error went from 4.4% with 1 subsample to 3.3% with 4 and 3.1% with 8, the Matérn ones' 4.1% → 3.2%
+#: from 4 to 8).
+MIN_AUTO = 8
 #: Most a step multiplies the subsamples by (why: each refit costs a fit of the curves, so the loop draws what the
 #: sampling part asks for at once; the first estimate of that part is noisy, so not more than this).
 STEP_GROWTH = 4
@@ -198,7 +199,7 @@ class Loop:
         if self.rtol is None:
             if samp <= model and self.pool >= MIN_AUTO:
                 return Stop.SAMPLING_BELOW_MODEL, 0, 0
-            goal = min(model, samp * math.sqrt(self.pool / MIN_AUTO)) if self.pool < MIN_AUTO else model
+            goal = model
         else:
             half = self.rtol * abs(est) / 2.0          # the stderr that makes 2·stderr = rtol·|log det|
             if se <= half:
@@ -209,9 +210,13 @@ class Loop:
             goal = math.sqrt(max(half * half - model * model, (half * half) / 2.0))
         if self.pool >= MAX_SUBSAMPLES:
             return Stop.MAX_SUBSAMPLES, 0, 0
-        # the sampling part falls as 1/√S: the subsamples that would bring it to the goal, at most STEP_GROWTH x
+        # the sampling part falls as 1/√S: the subsamples that would bring it to the goal, at most STEP_GROWTH x (but
+        # MIN_AUTO at once without rtol: no comparison is made before)
         need = math.ceil(self.pool * (samp / goal) ** 2) - self.pool if goal > 0 else self.pool
-        return None, self.n_sub, max(1, min(need, (STEP_GROWTH - 1) * self.pool, MAX_SUBSAMPLES - self.pool))
+        most = (STEP_GROWTH - 1) * self.pool
+        if self.rtol is None and self.pool < MIN_AUTO:
+            need, most = max(need, MIN_AUTO - self.pool), max(most, MIN_AUTO - self.pool)
+        return None, self.n_sub, max(1, min(need, most, MAX_SUBSAMPLES - self.pool))
 
     def _seconds_per_subsample(self, n_sub: int) -> float:
         """Measured at this size, else the nearest measured size scaled by the cube of the sizes (a Cholesky)."""
