@@ -8,7 +8,7 @@ PYTEST_ARGS =
 # local Slurm cluster) are grouped onto one process
 XDIST = -n auto --maxprocesses 4 --dist loadgroup
 
-.PHONY: venv venv-dev demo test test-slow bench clean
+.PHONY: venv venv-dev demo test test-slow lint bench clean
 
 venv: $(VENV)/.stamp-base
 
@@ -35,6 +35,16 @@ test: venv-dev
 
 test-slow: venv-dev
 	$(VPY) -m pytest -m slow $(XDIST) $(PYTEST_ARGS)
+
+# the layer contracts (import-linter, in pyproject.toml), ruff and mypy, installed into the venv (the lint extra)
+lint: venv-dev $(VENV)/.stamp-lint
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check dlogdet tests benchmarks
+	$(VENV)/bin/mypy
+
+$(VENV)/.stamp-lint: pyproject.toml
+	$(VPY) -m pip install -e '.[lint]'
+	touch $@
 
 bench: venv
 	$(VPY) benchmarks/exact.py

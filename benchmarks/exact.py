@@ -93,7 +93,7 @@ def main():
     from threadpoolctl import threadpool_limits
 
     import dlogdet
-    from dlogdet.graph import auto_block_size
+    from dlogdet.engine.plan import auto_block_size
 
     n, R = args.n, args.repeat
     A = spd_matrix(n)

@@ -204,7 +204,7 @@ def line(label, v, t_exact):
             f"{100 * a.max():5.2f}%  bias {100 * e.mean():+5.2f}%  coverage {np.mean(v['hit']):4.2f}  half-width "
             f"{100 * np.median(half):5.2f}% = {ratio:4.2f}x |err|  subsamples "
             + ", ".join(f"{k}: {c}" for k, c in sorted(subs.items(), key=lambda kv: -kv[1])[:3])
-            + f"  stopped " + ", ".join(f"{k}: {c}" for k, c in stops.items())
+            + "  stopped " + ", ".join(f"{k}: {c}" for k, c in stops.items())
             + f"  time {t:.2f} s  exact/this {t_exact / t:.0f}x")
 
 

@@ -6,11 +6,11 @@ its dense form), and a bank of ``--bank`` subsample curves: random orderings of 
 subsample, so one bank serves every n_sub up to its length). Both are kept in ``--cache DIR`` and reused.
 
 Then, for S = 1, 4, 8 subsamples: ``runs`` disjoint draws of S curves from the bank, each fitted by
-``dlogdet.scalinglaw.fit_curves`` exactly as ``dlogdet.extrapolate`` fits them (same floor, same leave-one-out
+``dlogdet.linalg.scalinglaw.fit_curves`` exactly as ``dlogdet.extrapolate`` fits them (same floor, same leave-one-out
 curves), and per case: mean |error|, bias, coverage of estimate ± 2·stderr, the median half-width over the median
 |error| (a calibrated Gaussian band: 2.97), the median sampling and model parts and the model's pieces. Many runs
 cost one factorization of the bank, which is what made it possible to set the band's constants
-(``dlogdet.scalingband``) on the ``calibration`` group and only check them on the others.
+(``dlogdet.linalg.scalinglaw.band``) on the ``calibration`` group and only check them on the others.
 
     python benchmarks/extrapolate_calibration.py --cache DIR                         # the calibration group
     python benchmarks/extrapolate_calibration.py --cache DIR --cases validation,unseen
@@ -32,11 +32,11 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import extrapolate as bx  # noqa: E402  (the case registry of the benchmark beside this one)
 
-from dlogdet import scalingband  # noqa: E402
 from dlogdet.estimators.extrapolate import crossed_boundaries  # noqa: E402
-from dlogdet.estimators.extrapolate_subsamples import LOO_SUBSAMPLES  # noqa: E402
-from dlogdet.linop import spectrum_lower_bound  # noqa: E402
-from dlogdet.scalinglaw import fit_curves, loo_increments  # noqa: E402
+from dlogdet.estimators.extrapolate.subsamples import LOO_SUBSAMPLES  # noqa: E402
+from dlogdet.linalg.scalinglaw import band as scalingband  # noqa: E402
+from dlogdet.linalg.scalinglaw import fit_curves, loo_increments  # noqa: E402
+from dlogdet.sources.bounds import spectrum_lower_bound  # noqa: E402
 
 
 def bank(name: str, cache: str, size: int, mult: int) -> dict:
@@ -113,12 +113,12 @@ def main():
     ap.add_argument("--runs", type=int, default=30, help="draws per case and S (default 30)")
     ap.add_argument("--subsamples", default="1,4,8", help="values of S (default 1,4,8)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="change a constant of dlogdet.scalingband for this run (to see what it does)")
+                    help="change a constant of dlogdet.linalg.scalinglaw.band for this run (to see what it does)")
     args = ap.parse_args()
     for kv in args.set:
         k, v = kv.split("=")
         if not hasattr(scalingband, k):
-            raise SystemExit(f"dlogdet.scalingband has no constant {k}")
+            raise SystemExit(f"dlogdet.linalg.scalinglaw.band has no constant {k}")
         setattr(scalingband, k, float(v))
     names = []
     for item in args.cases.split(","):

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dlogdet  # noqa: E402
-from dlogdet import freecurve as F  # noqa: E402
+from dlogdet.linalg import freecurve as F  # noqa: E402
 from tests.test_freedecomp import WishartSource  # noqa: E402
 
 CACHE = Path(os.environ.get("DLOGDET_BENCH_CACHE", tempfile.gettempdir())) / "dlogdet-bench-freedecomp"

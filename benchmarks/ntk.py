@@ -276,7 +276,7 @@ def e2e_section(args):
     from distributed import Client, LocalCluster
 
     import dlogdet
-    from dlogdet.graph import auto_block_size
+    from dlogdet.engine.plan import auto_block_size
     from dlogdet.ntk import NTKSource, load_dataset, mlp, train
 
     n = args.e2e_n
@@ -327,7 +327,6 @@ def e2e_section(args):
 
 def nt_section(args):
     import subprocess
-    import sys
 
     from dlogdet.ntk import NTKSource, load_dataset, mlp
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import estimators
-from .result import LogdetResult
+from .core.result import LogdetResult
 from .sources import as_source
 
 
@@ -38,7 +38,7 @@ def logdet(A, *, method: str = "exact", assume: str = "spd", t: float = 1.0, d=0
     d : float or array of length n
         Diagonal shift (jitter; default 0): cheap regularization without copying A.
     block_size : int, optional
-        Tile size; by default chosen from n and the number of workers (:func:`dlogdet.graph.auto_block_size`).
+        Tile size; by default chosen from n and the number of workers (:func:`dlogdet.engine.plan.auto_block_size`).
     budget : int or str, optional
         Per-worker memory budget for tiles, such as ``"2GiB"`` (default: dask config ``dlogdet.memory.budget``).
         When the matrix's lower triangle exceeds half of the workers' summed budgets, the run goes out of core:
@@ -86,7 +86,7 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     has a sampling part (the noise of the subsamples' curves, which more subsamples shrink) and a model part (the
     choice among the best windows/orders, the held-out check, a test of the law, the Box-Cox probe's distance), which
     only a larger n_sub shrinks. See :mod:`dlogdet.estimators.extrapolate` for the method and
-    :mod:`dlogdet.estimators.extrapolate_adaptive` for how many subsamples are drawn.
+    :mod:`dlogdet.estimators.extrapolate.adaptive` for how many subsamples are drawn.
 
     Parameters
     ----------
@@ -139,7 +139,7 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     -------
     LogdetResult
         ``method="extrapolate"``, ``logdet`` the estimate, ``stderr`` its honest standard error (the band
-        ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` :attr:`~dlogdet.status.Status.OK`,
+        ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` :attr:`~dlogdet.core.status.Status.OK`,
         ``UNVALIDATED``, ``SCALING_LAW_REJECTED``, ``RTOL_NOT_REACHED`` or ``RANK_BOUNDARY``,
         ``diagnostics["family"]`` the family used, ``diagnostics["rank_boundaries"]`` the model's rank boundaries
         between n_sub and n_total, ``subsamples`` and ``stopped``/``stop_reason`` (how many were drawn and why no
@@ -171,9 +171,9 @@ def spectrum(A, *, n0: int, samples: int = 1, seed=None, nested=(), t: float = 1
 
     One task per submatrix forms it from the source's tiles on a worker and returns its eigenvalues (NumPy
     ``eigvalsh``, CuPy's where the backend is ``"cupy"``), and those of its leading blocks of the ``nested`` sizes.
-    The result's :meth:`~dlogdet.spectra.SubmatrixSpectra.pooled` is the empirical law of n0×n0 submatrices, the
-    input of free decompression (:func:`dlogdet.spectra.fit_spectra`, :mod:`dlogdet.freecurve`,
-    ``logdet(A, method="freedecomp", n0=...)``).
+    The result's :meth:`~dlogdet.estimators.freedecomp.spectra.SubmatrixSpectra.pooled` is the empirical law of
+    n0×n0 submatrices, the input of free decompression (:func:`dlogdet.estimators.freedecomp.spectra.fit_spectra`,
+    :mod:`dlogdet.linalg.freecurve`, ``logdet(A, method="freedecomp", n0=...)``).
 
     Parameters
     ----------
@@ -193,9 +193,9 @@ def spectrum(A, *, n0: int, samples: int = 1, seed=None, nested=(), t: float = 1
 
     Returns
     -------
-    dlogdet.spectra.SubmatrixSpectra
+    dlogdet.estimators.freedecomp.spectra.SubmatrixSpectra
         ``eigenvalues`` (samples × n0), ``points``, ``nested``, ``n``, ``pooled()``, ``diagnostics``.
     """
-    from .spectra import submatrix_spectra
+    from .estimators.freedecomp.spectra import submatrix_spectra
     return submatrix_spectra(A, n0=n0, samples=samples, seed=seed, nested=nested, t=t, backend=backend,
                              client=client)

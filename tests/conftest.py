@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet import backend as _backend
+from dlogdet.linalg import backend as _backend
 
 EPS64 = float(np.finfo(np.float64).eps)
 EPS32 = float(np.finfo(np.float32).eps)

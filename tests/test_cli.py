@@ -23,7 +23,7 @@ import pytest
 
 import dlogdet
 from dlogdet import cli
-from dlogdet.runtime import Progress
+from dlogdet.runtime.execute import Progress
 
 N = 600
 BS = 128

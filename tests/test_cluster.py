@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.errors import NonFiniteError, NotPSDError, NotSymmetricError
+from dlogdet.core.errors import NonFiniteError, NotPSDError, NotSymmetricError
 
 from .conftest import ArrayBlockSource, general_matrix, log_uniform_spectrum, logdet_tol, spectrum_matrix
 

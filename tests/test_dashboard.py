@@ -18,8 +18,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from dlogdet.dashboard import (DONE, IN_MEMORY, ON_DISK, OUTSIDE, WAITING, DashboardPlugin, RunBoard, _parse)
-from dlogdet.timeline import Series, Timeline
+from dlogdet.ui.dashboard import DONE, IN_MEMORY, ON_DISK, OUTSIDE, WAITING, DashboardPlugin, _parse
+from dlogdet.runtime.timeline import Series, Timeline
 
 TOK = "abc123"
 
@@ -155,7 +155,7 @@ def _source(n: int):
 @pytest.mark.cluster
 def test_a_run_adds_the_page_and_fills_the_grid(client):
     import dlogdet
-    from dlogdet import dashboard
+    from dlogdet.ui import dashboard
 
     import dask
 
@@ -252,7 +252,7 @@ def _wait(drv, pred, timeout: float, what: str) -> dict:
 @pytest.mark.slow
 def test_page_in_a_headless_browser(client, browser, tmp_path):
     import dlogdet
-    from dlogdet import dashboard
+    from dlogdet.ui import dashboard
 
     url = dashboard.install(client)
     browser.get(url)
@@ -305,7 +305,7 @@ def test_runs_without_a_factorization_add_the_page_too():
     import dlogdet
     from distributed import Client, LocalCluster
 
-    from dlogdet import dashboard
+    from dlogdet.ui import dashboard
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as c:

@@ -9,15 +9,14 @@ import datetime
 import os
 import signal
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.deploy import connect, gpu_count, job_script, load_profile
-from dlogdet.errors import ClusterError
+from dlogdet.runtime.deploy import connect, gpu_count, job_script, load_profile
+from dlogdet.core.errors import ClusterError
 
 pytest.importorskip("dask_jobqueue")
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.errors import (DlogdetError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError,
-                            NotSquareError, NotSymmetricError, SingularMatrixError, SourceError,
-                            UnsupportedDtypeError)
+from dlogdet.core.errors import (DlogdetError, InputError, MemoryBudgetError, NonFiniteError, NotPSDError,
+                                 NotSquareError, NotSymmetricError, SingularMatrixError, SourceError,
+                                 UnsupportedDtypeError)
 
 from .conftest import spectrum_matrix
 

@@ -20,8 +20,9 @@ import pytest
 from dask.utils import key_split
 
 import dlogdet
-from dlogdet.graph import Tiling, build_factor_graph
-from dlogdet.runtime import Progress
+from dlogdet.engine.schedule import Tiling
+from dlogdet.engine.tiles import build_factor_graph
+from dlogdet.runtime.execute import Progress
 
 from .conftest import (EPS32, ArrayBlockSource, cond, cond_sym, general_matrix, log_uniform_spectrum, logdet_tol,
                        spectrum_matrix)

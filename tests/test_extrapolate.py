@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.errors import ExtrapolationError, InputError
-from dlogdet.estimators import extrapolate as xmod
+from dlogdet.core.errors import ExtrapolationError, InputError
 from dlogdet.estimators.extrapolate import boxcox_fit, evaluate, features, fit_curves, loo_increments
 from dlogdet.sources.subset import SubsetSource
 
@@ -178,7 +177,7 @@ def test_band_holds_curvature_beyond_what_the_family_follows():
 
 
 def test_in_process_and_engine_factorizations_agree(monkeypatch):
-    from dlogdet.estimators import extrapolate_subsamples
+    from dlogdet.estimators.extrapolate import subsamples as extrapolate_subsamples
 
     src = uniform_kernel(600, 2, "matern32", 0.2)
     small = dlogdet.extrapolate(src, n_sub=80, seed=4, subsamples=2)

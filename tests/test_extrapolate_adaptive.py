@@ -1,8 +1,8 @@
 """Issue 20: an extrapolation that spends what its accuracy needs, and a band whose parts are measured.
 
-- The band's sampling part (:mod:`dlogdet.scalingband`) against Monte Carlo: planted increment curves with known
+- The band's sampling part (:mod:`dlogdet.linalg.scalinglaw.band`) against Monte Carlo: planted increment curves with known
   noise, the empirical variance of the fitted estimate over many draws (an independent reference).
-- The loop of ``subsamples="auto"`` and ``rtol=`` (:mod:`dlogdet.estimators.extrapolate_adaptive`) on scripted
+- The loop of ``subsamples="auto"`` and ``rtol=`` (:mod:`dlogdet.estimators.extrapolate.adaptive`) on scripted
   draws and fits, where every stop is known in advance; then on real kernels against LAPACK.
 - The in-process factorization goes through the engine's tile kernel: the same refusals as the engine.
 - The plot's curve ends at the estimate, for either family.
@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet import scalingband
-from dlogdet.errors import InputError, NonFiniteError, NotSymmetricError
-from dlogdet.estimators import extrapolate_adaptive as adaptive
-from dlogdet.scalinglaw import _extrapolated, _fit, evaluate, fit_curves
+from dlogdet.core.errors import InputError, NonFiniteError, NotSymmetricError
+from dlogdet.estimators.extrapolate import adaptive
+from dlogdet.linalg.scalinglaw import band as scalingband
+from dlogdet.linalg.scalinglaw import evaluate, fit_curves
+from dlogdet.linalg.scalinglaw.family import _extrapolated, _fit
 
 
 def uniform_kernel(n, d, kernel, lengthscale, seed=0, jitter=1e-8):
@@ -241,7 +242,7 @@ def test_in_process_factorization_refuses_what_the_engine_refuses():
 
 @pytest.mark.parametrize("family", ["scaling-law", "boxcox"])
 def test_the_plotted_curve_is_the_one_that_gave_the_estimate(family):
-    from dlogdet import report
+    from dlogdet.ui import report
 
     src = uniform_kernel(1500, 2, "matern32", 0.2)
     r = dlogdet.extrapolate(src, n_sub=150, seed=0, subsamples=2, family=family)

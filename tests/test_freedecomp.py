@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet import freecurve as F
+from dlogdet.linalg import freecurve as F
+from dlogdet.linalg.freecurve.algebra import _trim
 from dlogdet.sources import TileSource
-from dlogdet.spectra import fit_spectra
+from dlogdet.estimators.freedecomp.spectra import fit_spectra
 
 
 class WishartSource(TileSource):
@@ -158,7 +159,7 @@ def test_two_bulk_curve_decompresses_exactly_with_both_bulks():
     # n = 2000, and the decompressed support is two bulks whose edges are critical values of z(G) = R(G) + 1/G
     P0, P1 = _two_wishart_curve(0.125, 20.0), _two_wishart_curve(0.5, 80.0)
     Pt = F.decompressed_polynomial(P0, math.log(4))
-    np.testing.assert_allclose(Pt / Pt[1, 3], F._trim(P1) / F._trim(P1)[1, 3], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(Pt / Pt[1, 3], _trim(P1) / _trim(P1)[1, 3], rtol=1e-10, atol=1e-12)
     cur = F.SpectralCurve(Q=P0, P=P0, degrees=(1, 3), atoms=[], n0=500, center=0.0, scale=1.0, scale_kind="log",
                           residual=0.0, bulk_range=(0.55, 60.0), eigenvalues=np.geomspace(0.55, 60.0, 50))
     dec = cur.decompress(2000)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet import kernels as K
-from dlogdet.errors import NotPSDError
+from dlogdet.linalg import kernels as K
+from dlogdet.core.errors import NotPSDError
 
 from .conftest import EPS32, general_matrix, log_uniform_spectrum, logdet_tol, spectrum_matrix
 

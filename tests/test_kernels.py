@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlogdet import kernels as K
-from dlogdet.errors import NonFiniteError, NotPSDError, NotSymmetricError, SingularMatrixError
+from dlogdet.linalg import kernels as K
+from dlogdet.core.errors import NonFiniteError, NotPSDError, NotSymmetricError, SingularMatrixError
 
 from .conftest import EPS32, EPS64, cond_sym, general_matrix, logdet_tol, spectrum_matrix
 

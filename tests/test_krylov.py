@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlogdet import krylov as K
+from dlogdet.linalg import krylov as K
 
 from .conftest import random_orthogonal
 

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 
 import dask
@@ -18,11 +17,11 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet import memory
+from dlogdet.runtime import memory
 from dlogdet.cli import main
-from dlogdet.errors import MemoryBudgetError, ScratchSpaceError, WorkerMemoryError
+from dlogdet.core.errors import MemoryBudgetError, ScratchSpaceError, WorkerMemoryError
 
-from .conftest import log_uniform_spectrum, logdet_tol, spectrum_matrix
+from .conftest import log_uniform_spectrum, spectrum_matrix
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -141,19 +140,25 @@ def store_budget(b: int = BS) -> int:
     return 5 * b * b * 8 + 8 * b * b   # one task's working set, and less than two
 
 
-def _fill_when(store_parent, step: int, action, stop: threading.Event):
-    """Watch the scratch directory from another thread, as another process would: once the tile store marks
-    ``step`` done, do ``action`` (fill the file system, or remove the store)."""
-    def run():
-        while not stop.is_set():
-            for d in os.listdir(store_parent) if os.path.isdir(store_parent) else []:
-                if os.path.exists(os.path.join(store_parent, d, f"done-{step}")):
-                    action(os.path.join(store_parent, d))
-                    return
-            time.sleep(0.002)
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return th
+@pytest.fixture()
+def after_step(monkeypatch):
+    """``after_step(k, action)``: once the tile store marks step ``k`` done, do ``action(store_dir)`` (fill the file
+    system, or remove the store), as another process would at that moment. The run executes in this process, so the
+    hook on the store's mark is deterministic (a thread polling the directory lost the race to a fast run)."""
+    from dlogdet.engine.store import TileStore
+
+    def install(step: int, action):
+        mark = TileStore.mark
+        fired = []
+
+        def hooked(store, name):
+            mark(store, name)
+            if name == f"done-{step}" and not fired:
+                fired.append(name)
+                action(store.root)
+        monkeypatch.setattr(TileStore, "mark", hooked)
+        return fired
+    return install
 
 
 def _mount_tmpfs(where, size: str) -> bool:
@@ -164,7 +169,7 @@ def _mount_tmpfs(where, size: str) -> bool:
     return r.returncode == 0
 
 
-def test_scratch_file_system_fills_up_mid_run_then_resumes(tmp_path, capsys, small_tiles):
+def test_scratch_file_system_fills_up_mid_run_then_resumes(tmp_path, capsys, small_tiles, after_step):
     """A 16 MiB file system (a tmpfs) holds the tile store of a 13-step run; another writer fills it after step 1.
     The command ends with exit status 2 and one line that says what happened, how much space the run needs and
     where it resumes; with the space freed, the same command resumes there and is exact."""
@@ -187,11 +192,9 @@ def test_scratch_file_system_fills_up_mid_run_then_resumes(tmp_path, capsys, sma
                 os.close(fd)
 
         argv = ["logdet", str(path), "--budget", str(store_budget()), "--scratch", str(mnt), "--json"]
-        stop = threading.Event()
-        watcher = _fill_when(str(mnt), 1, fill, stop)
+        fired = after_step(1, fill)
         rc = main(argv)
-        stop.set()
-        watcher.join()
+        assert fired, "the run ended before its step 1: the test's matrix no longer has several steps"
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1, err
         assert "filled up" in err[0] and "bytes" in err[0] and "resumes from step" in err[0]
@@ -208,18 +211,16 @@ def test_scratch_file_system_fills_up_mid_run_then_resumes(tmp_path, capsys, sma
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
-def test_tile_store_that_vanishes_mid_run(tmp_path, capsys, small_tiles):
+def test_tile_store_that_vanishes_mid_run(tmp_path, capsys, small_tiles, after_step):
     """Another process removes the tile store after step 1: exit status 2, one line naming what happened; what is
     left of the store is removed, and the same command then runs again from the start and is exact."""
     path = tmp_path / "a.npy"
     spd_npy(path, N)
     scratch = tmp_path / "scratch"
     argv = ["logdet", str(path), "--budget", str(store_budget()), "--scratch", str(scratch), "--json"]
-    stop = threading.Event()
-    watcher = _fill_when(str(scratch), 1, lambda store: shutil.rmtree(store, ignore_errors=True), stop)
+    fired = after_step(1, lambda store: shutil.rmtree(store, ignore_errors=True))
     rc = main(argv)
-    stop.set()
-    watcher.join()
+    assert fired, "the run ended before its step 1: the test's matrix no longer has several steps"
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err
     assert "vanished" in err[0] and "run the same command again" in err[0] and "starts over" in err[0]
@@ -234,7 +235,7 @@ def test_short_write_without_errno_is_read_as_a_full_disk(tmp_path):
     # numpy reports a short write as OSError("... requested and ... written") with no errno: with less free space
     # than the run needs, that is a full disk too
     from dlogdet.estimators.exact import scratch_failure
-    from dlogdet.store import StoreWriteError
+    from dlogdet.engine.store import StoreWriteError
 
     store = tmp_path / "dlogdet-abc"
     store.mkdir()

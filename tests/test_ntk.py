@@ -19,7 +19,7 @@ import pytest
 jax = pytest.importorskip("jax")
 
 import dlogdet  # noqa: E402
-from dlogdet.errors import InputError  # noqa: E402
+from dlogdet.core.errors import InputError  # noqa: E402
 from dlogdet.ntk import MLP, NTKSource, jax_context, mlp  # noqa: E402
 
 from .conftest import EPS64, cond_sym, logdet_tol  # noqa: E402

@@ -86,7 +86,7 @@ def test_every_registered_model_through_a_spec(model):
 
 def test_unknown_model_in_a_spec_names_the_registered_ones():
     from dlogdet.cli import source_from_spec
-    from dlogdet.errors import InputError
+    from dlogdet.core.errors import InputError
 
     with pytest.raises(InputError, match="mlp, factorized, cnn, resnet"):
         source_from_spec("ntk:transformer:digits:n=12")

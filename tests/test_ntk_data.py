@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dlogdet  # noqa: F401
-from dlogdet.errors import InputError, SourceError
+from dlogdet.core.errors import InputError, SourceError
 from dlogdet.ntk.data import DATASETS, DIGITS_MAX, N_FEATURES, load_dataset
 
 

@@ -15,8 +15,8 @@ import dlogdet
 
 pytest.importorskip("jax")
 
-from dlogdet.linop import SourceOperator  # noqa: E402
-from dlogdet.matvec import build_plan_graph  # noqa: E402
+from dlogdet.runtime.operator import SourceOperator  # noqa: E402
+from dlogdet.engine.products import build_plan_graph  # noqa: E402
 from dlogdet.ntk import NTKSource, mlp  # noqa: E402
 from dlogdet.ntk import source as ntk_source  # noqa: E402
 from dlogdet.ntk.source import MATVEC_COTANGENTS  # noqa: E402

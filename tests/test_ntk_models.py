@@ -14,7 +14,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-from dlogdet.errors import InputError  # noqa: E402
+from dlogdet.core.errors import InputError  # noqa: E402
 from dlogdet.ntk import NTKSource, jax_context  # noqa: E402
 from dlogdet.ntk.models import CNN1D, FactorizedMLP, ResNet1D, cnn1d, factorized_mlp, resnet1d  # noqa: E402
 

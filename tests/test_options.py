@@ -11,7 +11,7 @@ import pytest
 
 import dlogdet
 from dlogdet import estimators
-from dlogdet.errors import InputError
+from dlogdet.core.errors import InputError
 
 #: method -> (options it needs, a foreign option, a method that takes that option)
 ROWS = {

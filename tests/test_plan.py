@@ -20,9 +20,12 @@ import pytest
 
 import dlogdet
 from dlogdet import cli
-from dlogdet.errors import InputError, MemoryBudgetError, ScratchSpaceError, UnsupportedDtypeError
-from dlogdet.graph import Tiling, auto_block_size, build_factor_graph, store_block_size, task_count
-from dlogdet.planner import GPU_MAX_TILE, Plan, matrix_tile_bytes, traffic
+from dlogdet.core.errors import InputError, MemoryBudgetError, ScratchSpaceError, UnsupportedDtypeError
+from dlogdet.engine.plan import auto_block_size, store_block_size
+from dlogdet.engine.schedule import Tiling, task_count
+from dlogdet.engine.tiles import build_factor_graph
+from dlogdet.runtime.costs import matrix_tile_bytes, traffic
+from dlogdet.runtime.planner import GPU_MAX_TILE, Plan
 from dlogdet.sources import ArraySource
 
 BIG = [
@@ -307,7 +310,7 @@ def test_too_small_budget_names_one_that_works(kw):
 
 
 def config_bytes(v) -> int:
-    from dlogdet.config import parse_bytes
+    from dlogdet.core.config import parse_bytes
     return parse_bytes(v)
 
 

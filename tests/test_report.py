@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet import report
+from dlogdet.ui import report
 from dlogdet.cli import ProgressBar, format_progress, main
-from dlogdet.errors import InputError
-from dlogdet.progress import ProgressDisplay
-from dlogdet.runtime import Progress
+from dlogdet.core.errors import InputError
+from dlogdet.ui.notebook import ProgressDisplay
+from dlogdet.runtime.execute import Progress
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -288,7 +288,7 @@ def local_cluster():
 def _warm():
     import importlib
 
-    for m in ("dlogdet.estimators.exact", "dlogdet.store", "scipy.linalg"):
+    for m in ("dlogdet.estimators.exact", "dlogdet.engine.store", "scipy.linalg"):
         importlib.import_module(m)
 
 

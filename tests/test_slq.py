@@ -14,7 +14,7 @@ import pytest
 
 import dlogdet
 from dlogdet import InputError
-from dlogdet.linop import SourceOperator
+from dlogdet.runtime.operator import SourceOperator
 
 from .conftest import random_orthogonal
 
@@ -192,7 +192,7 @@ def test_deflation_is_on_by_default_and_lowers_the_spread_at_the_same_products()
 
 
 def test_slq_reports_progress_per_pass():
-    from dlogdet.runtime import Progress
+    from dlogdet.runtime.execute import Progress
 
     a, d, exact, _ = spectrum_case("power-law")
     seen: list[Progress] = []

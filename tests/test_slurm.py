@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.deploy import connect, load_profile
-from dlogdet.errors import ClusterError
+from dlogdet.runtime.deploy import connect, load_profile
+from dlogdet.core.errors import ClusterError
 
 pytest.importorskip("dask_jobqueue")
 ROOT = Path(__file__).resolve().parent.parent

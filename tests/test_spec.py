@@ -15,7 +15,7 @@ import pytest
 
 import dlogdet
 from dlogdet.cli import main
-from dlogdet.errors import InputError, SourceError
+from dlogdet.core.errors import InputError, SourceError
 from dlogdet.sources import spec as S
 
 

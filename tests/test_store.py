@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.errors import MemoryBudgetError, ScratchSpaceError
-from dlogdet.estimators.exact import store_block_size
-from dlogdet.graph import Tiling
-from dlogdet.store import FromStore, TileStore, run_task
+from dlogdet.core.errors import MemoryBudgetError, ScratchSpaceError
+from dlogdet.engine.plan import store_block_size
+from dlogdet.engine.store import FromStore, TileStore, run_task
 
 from .conftest import general_matrix, log_uniform_spectrum, logdet_tol, spectrum_matrix
 
@@ -256,7 +255,7 @@ def test_two_workers_stay_under_64_mib_each(tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
-        client.run(lambda: __import__("dlogdet.store"))   # imports are part of the baseline, not of the run
+        client.run(lambda: __import__("dlogdet.engine.store"))   # imports are part of the baseline, not of the run
         procs = {w: psutil.Process(pid) for w, pid in client.run(os.getpid).items()}
         start = {w: p.memory_info().rss for w, p in procs.items()}
         peak = dict(start)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import dlogdet
-from dlogdet.diagnostics import ABSENT, Diagnostics, ExactDiagnostics, Record, record
-from dlogdet.errors import DlogdetDeprecationWarning
-from dlogdet.status import Status
+from dlogdet.core.diagnostics import ABSENT, Diagnostics, ExactDiagnostics, Record, record
+from dlogdet.core.errors import DlogdetDeprecationWarning
+from dlogdet.core.status import Status
 
 OLD_SPELLINGS = ["ok", "singular", "unconverged", "unvalidated", "scaling-law-rejected", "rank-boundary",
                  "support-below-zero", "mass-off"]

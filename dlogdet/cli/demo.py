@@ -9,7 +9,7 @@ import math
 import sys
 import time
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .options import PROG, add_output, int_at_least, positive_int
 from .session import port_free, progress_for
 

@@ -20,7 +20,7 @@ import warnings
 from typing import Iterator, NoReturn, Sequence
 
 from .. import __version__
-from ..errors import DlogdetDeprecationWarning, DlogdetError, InputError
+from ..core.errors import DlogdetDeprecationWarning, DlogdetError, InputError
 from .options import PROG, add_common
 
 #: command -> its module, in the order of ``dlogdet --help``

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .options import add_output, add_where, int_pair, positive_int
 from .session import client_for
 
@@ -16,7 +16,7 @@ DESCRIPTION = ("Estimate log det of the matrix of n_total points from exact fact
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
-    from ..scalinglaw import FAMILIES, RENAMED_FAMILIES
+    from ..linalg.scalinglaw import FAMILIES, RENAMED_FAMILIES
     from ..sources.spec import usage
 
     p.description = DESCRIPTION.format(specs=usage())
@@ -86,7 +86,7 @@ def _fraction(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Extrapolate, print (one JSON object with the curves compacted, or a table), and plot."""
     from ..api import extrapolate
-    from ..report import compact_curves, save_extrapolation_plot
+    from ..ui.report import compact_curves, save_extrapolation_plot
     from ..sources import source_from_spec
     from ..ui import table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .options import add_freedecomp, add_output, add_where, positive_int, source_help
 from .session import client_for, progress_for
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     """Compute and print."""
     from ..api import logdet
     from ..estimators import options_of
-    from ..report import save_decompression_plot
+    from ..ui.report import save_decompression_plot
     from ..sources import source_from_spec
     from ..ui import format_result
 

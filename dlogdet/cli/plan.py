@@ -37,7 +37,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plan and print."""
-    from ..planner import plan
+    from ..runtime.planner import plan
 
     rates = {k: v for k, v in (("gemm_flops", args.gemm_flops), ("io_bytes", args.io_bytes)) if v is not None}
     p = plan(args.n, workers=args.workers, budget=args.budget, dtype=args.dtype, assume=args.assume,

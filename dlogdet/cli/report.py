@@ -17,7 +17,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render and name the plots drawn."""
-    from ..report import render
+    from ..ui.report import render
 
     names = render(args.result, args.output)
     print(f"{args.output}: {', '.join(names)}", flush=True)

@@ -52,7 +52,7 @@ def client_for(args: argparse.Namespace) -> Iterator[Any]:
             print(f"{PROG}: dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
             yield client
     elif args.scheduler or args.cluster:
-        from ..deploy import connect
+        from ..runtime.deploy import connect
 
         with connect(args.scheduler or args.cluster) as client:
             if args.cluster:

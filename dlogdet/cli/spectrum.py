@@ -42,9 +42,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compute the spectra, fit and decompress the curve, print."""
     from ..api import spectrum
-    from ..report import save_decompression
+    from ..ui.report import save_decompression
     from ..sources import source_from_spec
-    from ..spectra import fit_spectra, laws
+    from ..estimators.freedecomp.spectra import fit_spectra, laws
     from ..ui import table
 
     samples = 4 if args.samples is None else args.samples

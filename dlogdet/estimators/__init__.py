@@ -16,7 +16,7 @@ import importlib
 import inspect
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 REGISTRY: dict[str, str] = {
     "exact": "dlogdet.estimators.exact:run",

@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 import os
 
-from .. import config, memory
-from ..linop import spectrum_lower_bound
-from ..runtime import active_client, n_workers
+from ..core import config
+from ..runtime import memory
+from ..sources.bounds import spectrum_lower_bound
+from ..runtime.execute import active_client, n_workers
 from ..sources import TileSource
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ ESTIMATOR_MATVECS = 2000  # products of a typical SLQ run at rtol=1% (16 probes 
 def decide(source: TileSource, *, assume: str, t, d, rtol: float, budget, client, time_limit: float,
            block_size=None) -> tuple[str, str]:
     """The method ``run`` would choose, and why (see the module doc)."""
-    from ..errors import DlogdetError
-    from ..planner import plan
+    from ..core.errors import DlogdetError
+    from ..runtime.planner import plan
 
     if assume != "spd":
         return "exact", f"assume={assume!r}: the estimators need a positive definite M"
@@ -86,7 +87,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     import dataclasses
 
     from . import get, options_of
-    from ..linop import check_positive
+    from ..core.checks import check_positive
 
     rtol = check_positive("rtol", rtol, hint=" (the relative tolerance, e.g. rtol=0.01 for 1%)")
     time_limit = check_positive("time_limit", time_limit, hint=" (seconds the exact run may take)")

@@ -2,12 +2,12 @@
 
 With a ≤ λ_min(M) known (σ² = d, plus a kernel's nugget), C = M − aI ⪰ 0 is sketched by a randomized range
 finder (oversampling, power iterations) and the stable shifted single-pass Nyström rule
-(:func:`dlogdet.krylov.randomized_nystrom`), giving Ĉ = U diag(λ̂) Uᵀ ⪯ C. Then
+(:func:`dlogdet.linalg.krylov.randomized_nystrom`), giving Ĉ = U diag(λ̂) Uᵀ ⪯ C. Then
 
     lower = log det(Ĉ + aI) = Σ log(λ̂ᵢ + a) + (n − ℓ) log a  ≤  log det M
     upper = lower + (n − ℓ)·log(1 + tr(C − Ĉ) / ((n − ℓ)·a))  ≤  lower + tr(C − Ĉ)/a
 
-(:func:`dlogdet.krylov.nystrom_logdet_bounds`); tr C comes from the diagonal tiles, so the bounds cost one
+(:func:`dlogdet.linalg.krylov.nystrom_logdet_bounds`); tr C comes from the diagonal tiles, so the bounds cost one
 more read of nt of the nt(nt+1)/2 tiles. The point estimate is the lower bound, the classic Nyström estimate:
 it is good when the spectrum decays fast beyond the sketch, and the bracket says how good. On slowly decaying
 spectra the bracket is wide: use ``method="slq", precondition=rank`` there, which uses this same sketch as a
@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import krylov as Kr
-from ..diagnostics import ABSENT, Absent, record
-from ..errors import InputError
-from ..linop import ProductDiagnostics, SourceOperator, check_int, check_shift, spectrum_lower_bound
-from ..result import LogdetResult
+from ..linalg import krylov as Kr
+from ..core.diagnostics import ABSENT, Absent, record
+from ..core.errors import InputError
+from ..core.checks import check_int, check_shift
+from ..runtime.operator import ProductDiagnostics, SourceOperator
+from ..sources.bounds import spectrum_lower_bound
+from ..core.result import LogdetResult
 from ..sources import TileSource
 
 
@@ -48,7 +50,7 @@ class NystromDiagnostics(ProductDiagnostics, method="nystrom"):
         upper − lower; ``interval`` [lower, upper].
     leading_eigenvalues : array
         The leading eigenvalues of M, descending; ``spectral_decay`` their decay
-        (:func:`dlogdet.krylov.spectral_decay`).
+        (:func:`dlogdet.linalg.krylov.spectral_decay`).
     """
 
     rank: int | Absent = ABSENT
@@ -94,7 +96,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
     -------
     LogdetResult
         ``logdet`` = ``lower``; ``upper``; ``diagnostics["leading_eigenvalues"]`` (of M, descending),
-        ``["spectral_decay"]`` (:func:`dlogdet.krylov.spectral_decay`), ``["upper_trace_bound"]`` (lower +
+        ``["spectral_decay"]`` (:func:`dlogdet.linalg.krylov.spectral_decay`), ``["upper_trace_bound"]`` (lower +
         tr(C − Ĉ)/a), ``["residual_trace"]``, ``["matvecs"]``, ``["passes"]``.
     """
     t0 = time.perf_counter()
@@ -122,7 +124,7 @@ def run(source: TileSource, *, assume: str = "spd", t: float = 1.0, d=0.0, block
 
         def report(done):
             if progress is not None:
-                from ..runtime import Progress
+                from ..runtime.execute import Progress
 
                 per = op.tiling.tiles_lower() if op.product == "tiles" else sketch
                 progress(Progress(panels_done=done, panels_total=passes_total, tiles_done=per * done,

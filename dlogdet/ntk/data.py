@@ -36,7 +36,7 @@ import threading
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 DATASETS = ("mnist1d", "digits", "synthetic")
 #: number of features of each data set

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 Builder = Callable[[int, int, int], tuple[Any, Any]]
 

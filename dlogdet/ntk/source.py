@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ..sources.base import TileSource, check_dtype, content_token
 from .models import STRUCTURED_MODELS
 

@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from ..errors import InputError, SourceError
+from ..core.errors import InputError, SourceError
 from .source import jax_context
 
 META_KEY = "__dlogdet_params__"

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..errors import InputError, SourceError
+from ..core.errors import InputError, SourceError
 from .arrays import ArraySource, DaskArraySource, NpySource, ZarrSource
 from .base import TileSource, check_dtype, check_shape
 from .kernel import KERNELS, KernelSource

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from ..errors import SourceError
+from ..core.errors import SourceError
 from .base import TileSource, check_dtype, check_shape, content_token
 
 
@@ -52,7 +52,7 @@ class NpySource(TileSource):
             raise SourceError(f"{path} does not hold a single array")
         self.shape = check_shape(mm.shape)
         self.dtype = check_dtype(mm.dtype)
-        self.offset = int(mm.offset)
+        self.offset = int(mm.offset)  # type: ignore[attr-defined]  # np.load(mmap_mode=) returns a numpy.memmap
         self.fortran_order = bool(mm.flags.f_contiguous and not mm.flags.c_contiguous)
         del mm
 
@@ -90,7 +90,7 @@ class NpySource(TileSource):
             return out
         width = (b1 - b0) * self.dtype.itemsize
         line = self.shape[1] * self.dtype.itemsize
-        buf = memoryview(out).cast("B")
+        buf = memoryview(out).cast("B")  # type: ignore[arg-type]  # an ndarray is a buffer
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError as e:

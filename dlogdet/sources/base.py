@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from ..errors import InputError, NotSquareError, UnsupportedDtypeError
+from ..core.errors import InputError, NotSquareError, UnsupportedDtypeError
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

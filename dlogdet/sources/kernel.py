@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .base import TileSource, check_dtype, content_token
 
 KERNELS = ("rbf", "matern12", "matern32", "matern52")

@@ -1,7 +1,7 @@
 """What a person sees: progress bars, result tables and byte sizes (the library never imports this package).
 
-The command line (:mod:`dlogdet.cli`), the notebook display (:mod:`dlogdet.progress`) and the dashboard page
-(:mod:`dlogdet.dashboard`) draw with these; a result says *what* to show about itself
+The command line (:mod:`dlogdet.cli`), the notebook display (:mod:`dlogdet.ui.notebook`) and the dashboard page
+(:mod:`dlogdet.ui.dashboard`) draw with these; a result says *what* to show about itself
 (:meth:`dlogdet.LogdetResult.rows`), this package says *how*.
 """
 

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Iterator, TextIO
 
-from ..runtime import Progress
+from ..runtime.execute import Progress
 
 __all__ = ["format_progress", "ProgressBar", "terminal_bar"]
 

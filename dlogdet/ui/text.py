@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..diagnostics import format_bytes
+from ..core.diagnostics import format_bytes
 
 __all__ = ["table", "format_result", "format_bytes"]
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from ...errors import InputError
+from ...core.errors import InputError
 
 #: kind -> module with USAGE and build(spec)
 KINDS: dict[str, str] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import InputError
+from ...core.errors import InputError
 from ..kernel import KERNELS, KernelSource
 
 USAGE = ("kernel:NAME[:n=N,d=D,lengthscale=L,variance=V,jitter=J,seed=S] (N points uniform in the unit cube)")

@@ -34,7 +34,7 @@ def build_ntk(model: str, dataset: str, n: int, *, outputs: str = "full", implem
     """Load ``n`` points of ``dataset``, build the registered ``model`` for them, train it ``train_steps`` Adam
     steps, and return its NTK source."""
     from ... import ntk
-    from ...errors import InputError
+    from ...core.errors import InputError
     from ...ntk.registry import MODELS, build_model
 
     if model not in MODELS:
