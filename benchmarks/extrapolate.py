@@ -208,7 +208,7 @@ def line(label, v, t_exact):
             + f"  time {t:.2f} s  exact/this {t_exact / t:.0f}x")
 
 
-def run_case(name, quick, runs, rtol=None, size=None, cache=None, one=True, limit=0):
+def run_case(name, quick, runs, rtol=None, size=None, cache=None, one=True, limit=0, max_costs=None):
     make, n, ns, target, qn, qns = CASES[name]
     if quick:
         n, ns = qn, qns
@@ -221,6 +221,8 @@ def run_case(name, quick, runs, rtol=None, size=None, cache=None, one=True, limi
           f"{ref:.8g} in {t_exact:.1f} s" + (f"; target <= {100 * target:g}%" if target else ""), flush=True)
     results = {}
     variants = [("auto (defaults)", {})] + ([("1 subsample", {"subsamples": 1})] if one else [])
+    for mc in max_costs or ():
+        variants.append((f"auto max_cost={mc:g}", {"max_cost": mc}))
     if rtol:
         variants.append((f"rtol={rtol:g}", {"rtol": rtol}))
     for label, kw in variants:
@@ -258,6 +260,8 @@ def main():
     ap.add_argument("--size", metavar="N,NS", default=None,
                     help="points n and subsample n_s instead of the case's (e.g. 1000,200)")
     ap.add_argument("--rtol", type=float, default=None, help="also run with rtol= this")
+    ap.add_argument("--max-cost", default=None, metavar="F[,F...]",
+                    help="also run subsamples='auto' with these max_cost= (fractions of the predicted exact cost)")
     ap.add_argument("--no-single", action="store_true", help="skip the 1-subsample variant")
     ap.add_argument("--cache", metavar="DIR", default=None, help="keep and reuse the exact values in DIR")
     ap.add_argument("--limit", type=int, default=0, metavar="K",
@@ -273,7 +277,7 @@ def main():
     size = tuple(int(v) for v in args.size.split(",")) if args.size else None
     for name in names:
         n, t_exact, res = run_case(name, args.quick, args.runs, args.rtol, size, args.cache, not args.no_single,
-                                   args.limit)
+                                   args.limit, [float(v) for v in args.max_cost.split(",")] if args.max_cost else None)
         t = float(np.median(res["auto (defaults)"]["time"]))
         if largest is None or t_exact > largest[1]:
             largest = (name, t_exact, t, n)

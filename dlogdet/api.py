@@ -84,8 +84,8 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     of a random subsample (k ≤ n_sub: the cumulative log-pivots of one exact factorization, grouped per point) and
     read at ``n_total``. Window and order are chosen by held-out validation on the tail of the curve; ``stderr``
     has a sampling part (the noise of the subsamples' curves, which more subsamples shrink) and a model part (the
-    choice among the best windows/orders, the held-out check, a test of the law, the Box-Cox probe's distance), which
-    only a larger n_sub shrinks. See :mod:`dlogdet.estimators.extrapolate` for the method and
+    choice among the best windows/orders, the held-out check, the Box-Cox probe's distance), which only a larger
+    n_sub shrinks. See :mod:`dlogdet.estimators.extrapolate` for the method and
     :mod:`dlogdet.estimators.extrapolate.adaptive` for how many subsamples are drawn.
 
     Parameters

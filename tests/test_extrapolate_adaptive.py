@@ -108,12 +108,13 @@ def loop(script, *, n_sub=100, n_points=10_000, rtol=None, max_cost=None, exact=
 
 def test_auto_draws_until_the_sampling_part_is_below_the_model_part():
     # 10/√S ≤ 3 from S = 12: each step draws the S·(sampling/model)² − S it needs, at most 3·S more (STEP_GROWTH)
-    # except that the first goes straight to MIN_AUTO = 8: 1, then 7, then the 4 that make 12
+    # except that the first goes straight to MIN_AUTO = 8 without a fit (1 to time one, then 7), then the 4 that
+    # make 12
     s = Scripted(s=10.0, m=3.0)
     lp = loop(s)
     assert lp.auto() is adaptive.Stop.SAMPLING_BELOW_MODEL
     assert s.draws == [(100, 1), (100, 7), (100, 4)] and lp.pool == 12
-    assert [st["subsamples"] for st in lp.steps] == [1, 8, 12]
+    assert [st["subsamples"] for st in lp.steps] == [8, 12]
     assert lp.steps[-1]["sampling"] <= lp.steps[-1]["model"] < lp.steps[-2]["sampling"]
     # a model part above the sampling part from the first subsample: still MIN_AUTO before the parts are compared
     s = Scripted(s=1.0, m=3.0)

@@ -147,6 +147,7 @@ class Loop:
     sizes: dict = field(default_factory=dict)          # n_sub -> seconds per subsample (mean of those drawn)
     tile_rate: float | None = None
     pool: int = 0
+    fit_seconds: float = 0.0                           # the last fit's (the budget keeps room for one more)
 
     def spent(self) -> float:
         return time.perf_counter() - self.t0
@@ -182,17 +183,27 @@ class Loop:
     def auto(self) -> Stop:
         """Draw one subsample, then as many more (and as much larger) as the band asks for and the budget allows."""
         self._draw(self.n_sub, 1)
+        if self.rtol is None and MIN_AUTO > 1:
+            # no comparison is made before MIN_AUTO subsamples, so no fit either (one costs a few subsamples' time)
+            count = self._affordable(self.n_sub, MIN_AUTO - 1)
+            if count >= 1:
+                self._draw(self.n_sub, count)
         est, se, samp, model = self._fit()
         while True:
             done, n_next, count = self._next(est, se, samp, model)
             if done is not None:
                 return done
-            each, left = self._seconds_per_subsample(n_next), self.ceiling() - self.spent() - self.fit_seconds
-            count = min(count, int(left // each)) if each > 0 else count    # what the budget still allows
+            count = self._affordable(n_next, count)
             if count < 1:
                 return Stop.EXACT_CHEAPER if self.rtol is not None else Stop.BUDGET
             self._draw(n_next, count)
             est, se, samp, model = self._fit()
+
+    def _affordable(self, n_sub: int, count: int) -> int:
+        """At most ``count`` subsamples of n_sub points: as many as the budget still allows after one more fit."""
+        each = self._seconds_per_subsample(n_sub)
+        left = self.ceiling() - self.spent() - self.fit_seconds
+        return min(count, int(left // each)) if each > 0 else count
 
     def _next(self, est: float, se: float, samp: float, model: float) -> tuple[Stop | None, int, int]:
         """(a reason to stop, or None and the next size and count)."""
