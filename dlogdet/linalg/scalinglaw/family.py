@@ -57,10 +57,16 @@ def _columns(q: int, r: int) -> list[int]:
     return [0, 1, *range(2, 2 + q), *range(2 + MAX_ORDER, 2 + MAX_ORDER + r)]
 
 
+#: Largest k of the cached design (why: 2^21 rows × 6 columns is 100 MB; beyond, the sums go in chunks).
+CACHED_ROWS = 1 << 21
+
+
 def _design(n0: int, n1: int, q: int, r: int) -> np.ndarray:
-    """The differenced family on k ∈ (n0, n1]: rows of :func:`_increment_features` where the orders allow."""
-    if q <= MAX_ORDER and r <= MAX_ORDER and n0 >= 1:
-        return _increment_features(max(n1, 64))[n0 + 1:n1 + 1][:, _columns(q, r)]
+    """The differenced family on k ∈ (n0, n1]: rows of :func:`_increment_features` (cached up to the next power of
+    two, so that every window, hold-out and extrapolation of a curve reads one array) where the orders allow."""
+    if q <= MAX_ORDER and r <= MAX_ORDER and n0 >= 1 and n1 <= CACHED_ROWS:
+        cap = max(64, 1 << (int(n1) - 1).bit_length())
+        return _increment_features(cap)[n0 + 1:n1 + 1][:, _columns(q, r)]
     k = np.arange(n0 + 1, n1 + 1, dtype=np.float64)
     return features(k, q, r) - features(k - 1.0, q, r)
 
@@ -116,8 +122,8 @@ def _extrapolated(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float
     out, step = ell_end, 1 << 20
     g = np.zeros(fit.coef.size)
     for a in range(ns + 1, n_total + 1, step):
-        k = np.arange(a, min(a + step, n_total + 1), dtype=np.float64)
-        G = features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)
+        b = min(a + step, n_total + 1)
+        G = _design(a - 1, b - 1, fit.q, fit.r)
         inc = G @ fit.coef
         if floor is None:
             out += float(inc.sum())

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...core.errors import ExtrapolationError, InputError, warn_renamed
 from . import band
-from .family import MAX_ORDER, _above_floor, _extrapolated, _Fit, _fit, _growth, _predict, features
+from .family import CACHED_ROWS, MAX_ORDER, _above_floor, _design, _extrapolated, _Fit, _fit, _growth, _predict, features
 from .probe import MIN_START, _boxcox_increments, _boxcox_select, _sum_increments
 from .probe import probe as _probe
 from .records import BoxCoxProbe, Candidate, CurveFit, StderrParts
@@ -248,11 +248,22 @@ def _curves(fit: _Fit, probe: BoxCoxProbe, ns: int, N: int, ell_end: float, floo
     cap = ell_end + (beyond - ns) * ((upper - ell_end) / (N - ns) if N > ns else 0.0)
 
     def curve(inc, start: int):
-        back = [ell_end - _sum_increments(inc, int(n), ns, floor) for n in inside[inside >= start]]
-        ahead = np.minimum(ell_end + np.array(_cumulative(inc, ns, beyond, floor)), cap)
+        mine = inside[inside >= start]
+        lo = int(mine[0]) if mine.size else ns
+        if N - lo <= CACHED_ROWS:            # all increments at once: C[j] = Σ_{k=lo+1}^{lo+j} (through the floor)
+            v = inc(np.arange(lo + 1, N + 1, dtype=np.float64))
+            C = np.r_[0.0, np.cumsum(v if floor is None else np.logaddexp(v, floor))]
+            back = (ell_end - (C[ns - lo] - C[mine - lo])).tolist()
+            ahead = np.minimum(ell_end + C[beyond - lo] - C[ns - lo], cap)
+        else:
+            back = [ell_end - _sum_increments(inc, int(n), ns, floor) for n in mine]
+            ahead = np.minimum(ell_end + np.array(_cumulative(inc, ns, beyond, floor)), cap)
         return [*([None] * int(np.sum(inside < start))), *back, *ahead.tolist()]
 
     def fam(k):
+        k = np.asarray(k)
+        if k.size and k[0] >= 2 and k[-1] <= CACHED_ROWS and np.all(np.diff(k) == 1):
+            return _design(int(k[0]) - 1, int(k[-1]), fit.q, fit.r) @ fit.coef
         return (features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)) @ fit.coef
 
     out = {"n": grid.tolist(), "scaling-law": curve(fam, 0), "boxcox": None}
