@@ -32,6 +32,7 @@ Case groups (``--cases``, comma-separated names or groups):
     python benchmarks/extrapolate.py --cases ntk-trace,ntk-full --runs 20 --cache DIR
     python benchmarks/extrapolate.py --cases ntk-full,ntk-full-w2048,ntk-full-w4096 --limit 32   # model error
     python benchmarks/extrapolate.py --cases ntk-full,ntk-full-w128 --size 1000,200 --runs 40   # rank boundaries
+    python benchmarks/extrapolate.py --cases matern32-2d --speed 3 --runs 5 --max-cost 0.1   # time, interleaved
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def exact_value(name, n, src, opts, cache):
 def run_variant(src, opts, ns, ref, runs, detkit_n=None, **kw):
     """Seeded extrapolations: relative errors, band hits, half-widths, subsamples, stop reasons, times."""
     out = {"err": [], "hit": [], "half": [], "subs": [], "stop": [], "time": [], "detkit": [], "scaling-law": [],
-           "boxcox": []}
+           "boxcox": [], "spent": []}
     for seed in range(runs):
         t0 = time.perf_counter()
         r = dlogdet.extrapolate(src, n_sub=ns, seed=seed, **opts, **kw)
@@ -178,6 +179,8 @@ def run_variant(src, opts, ns, ref, runs, detkit_n=None, **kw):
         out["half"].append(2 * r.stderr / abs(ref))
         out["subs"].append(f"{r.diagnostics['subsamples']}x{r.diagnostics['n_sub']}")
         out["stop"].append(r.diagnostics["stopped"])
+        cost = r.diagnostics["cost"]
+        out["spent"].append(cost["spent_s"] / cost["exact_predicted_s"])
         # family="scaling-law" / "boxcox" return the same fit's family or Box-Cox curve with the same stderr
         out["scaling-law"].append((r.diagnostics["scaling_law_estimate"] - ref) / abs(ref))
         out["boxcox"].append((r.diagnostics["boxcox"]["estimate"] - ref) / abs(ref))
@@ -200,15 +203,17 @@ def line(label, v, t_exact):
     for s_ in v["stop"]:
         stops[s_] = stops.get(s_, 0) + 1
     t = float(np.median(v["time"]))
+    t_max = float(np.max(v["time"]))
     return (f"  {label:22s} |err| median {100 * np.median(a):5.2f}%  mean {100 * a.mean():5.2f}%  max "
             f"{100 * a.max():5.2f}%  bias {100 * e.mean():+5.2f}%  coverage {np.mean(v['hit']):4.2f}  half-width "
             f"{100 * np.median(half):5.2f}% = {ratio:4.2f}x |err|  subsamples "
             + ", ".join(f"{k}: {c}" for k, c in sorted(subs.items(), key=lambda kv: -kv[1])[:3])
             + "  stopped " + ", ".join(f"{k}: {c}" for k, c in stops.items())
-            + f"  time {t:.2f} s  exact/this {t_exact / t:.0f}x")
+            + f"  time {t:.2f} s (max {t_max:.2f} s)  exact/this {t_exact / t:.0f}x (at the max {t_exact / t_max:.1f}x)"
+            + (f"  spent/predicted exact max {max(v['spent']):.2f}" if v["spent"] else ""))
 
 
-def run_case(name, quick, runs, rtol=None, size=None, cache=None, one=True, limit=0, max_costs=None):
+def run_case(name, quick, runs, rtol=None, size=None, cache=None, one=True, limit=0, max_costs=None, auto=True):
     make, n, ns, target, qn, qns = CASES[name]
     if quick:
         n, ns = qn, qns
@@ -220,7 +225,7 @@ def run_case(name, quick, runs, rtol=None, size=None, cache=None, one=True, limi
     print(f"\n== {name}: n = {n} points ({src.n} rows, {rpp} per point), n_s = {ns}, ratio {n / ns:.1f}; exact "
           f"{ref:.8g} in {t_exact:.1f} s" + (f"; target <= {100 * target:g}%" if target else ""), flush=True)
     results = {}
-    variants = [("auto (defaults)", {})] + ([("1 subsample", {"subsamples": 1})] if one else [])
+    variants = ([("auto (defaults)", {})] if auto else []) + ([("1 subsample", {"subsamples": 1})] if one else [])
     for mc in max_costs or ():
         variants.append((f"auto max_cost={mc:g}", {"max_cost": mc}))
     if rtol:
@@ -251,6 +256,39 @@ def run_case(name, quick, runs, rtol=None, size=None, cache=None, one=True, limi
     return n, t_exact, results
 
 
+def speed(name, rounds, runs, max_costs, size=None):
+    """Interleaved rounds at the case's size: the exact run, then ``runs`` extrapolations with the defaults (and
+    with each ``max_cost``), so that both meet the same load; per round exact / median extrapolation time."""
+    make, n, ns = CASES[name][:3]
+    if size:
+        n, ns = size
+    src, opts = make(n)
+    variants = [("defaults", {})] + [(f"max_cost={mc:g}", {"max_cost": mc}) for mc in max_costs or ()]
+    ratios = {label: [] for label, _ in variants}
+    worst = {label: [] for label, _ in variants}
+    print(f"\n== speed, {name}: n = {n} from n_s = {ns}, {rounds} interleaved rounds", flush=True)
+    for rnd in range(rounds):
+        t0 = time.perf_counter()
+        dlogdet.logdet(src, **opts)
+        t_exact = time.perf_counter() - t0
+        row = [f"  round {rnd}: exact {t_exact:6.1f} s"]
+        for label, kw in variants:
+            ts, subs = [], []
+            for seed in range(rnd * runs, (rnd + 1) * runs):
+                t0 = time.perf_counter()
+                r = dlogdet.extrapolate(src, n_sub=ns, seed=seed, **opts, **kw)
+                ts.append(time.perf_counter() - t0)
+                subs.append(r.diagnostics["subsamples"])
+            ratios[label].append(t_exact / float(np.median(ts)))
+            worst[label].append(t_exact / max(ts))
+            row.append(f"{label}: median {np.median(ts):.2f} s, max {max(ts):.2f} s ({ratios[label][-1]:.1f}x, at "
+                       f"the max {worst[label][-1]:.1f}x; subsamples {sorted(subs)})")
+        print(";  ".join(row), flush=True)
+    for label, _ in variants:
+        print(f"  {label}: exact / extrapolation (median over rounds) {np.median(ratios[label]):.1f}x, at the slowest "
+              f"run of each round {np.median(worst[label]):.1f}x (target >= 10x)", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller n and n_s (a few minutes)")
@@ -263,10 +301,19 @@ def main():
     ap.add_argument("--max-cost", default=None, metavar="F[,F...]",
                     help="also run subsamples='auto' with these max_cost= (fractions of the predicted exact cost)")
     ap.add_argument("--no-single", action="store_true", help="skip the 1-subsample variant")
+    ap.add_argument("--no-auto", action="store_true", help="skip the defaults (with --rtol or --max-cost)")
     ap.add_argument("--cache", metavar="DIR", default=None, help="keep and reuse the exact values in DIR")
     ap.add_argument("--limit", type=int, default=0, metavar="K",
                     help="also fit K subsample curves at once: the noise-free limit of each family (its model error)")
+    ap.add_argument("--speed", type=int, default=0, metavar="R",
+                    help="only time: R interleaved rounds of the exact run and --runs extrapolations per variant")
     args = ap.parse_args()
+    if args.speed:
+        for name in args.cases.split(","):
+            speed(name.strip(), args.speed, args.runs,
+                  [float(v) for v in args.max_cost.split(",")] if args.max_cost else None,
+                  tuple(int(v) for v in args.size.split(",")) if args.size else None)
+        return
     # the rank-boundary warning would repeat for every seeded run; the case's header line names the boundaries
     logging.getLogger("dlogdet.estimators.extrapolate").setLevel(logging.ERROR)
 
@@ -277,7 +324,10 @@ def main():
     size = tuple(int(v) for v in args.size.split(",")) if args.size else None
     for name in names:
         n, t_exact, res = run_case(name, args.quick, args.runs, args.rtol, size, args.cache, not args.no_single,
-                                   args.limit, [float(v) for v in args.max_cost.split(",")] if args.max_cost else None)
+                                   args.limit, [float(v) for v in args.max_cost.split(",")] if args.max_cost else None,
+                                   not args.no_auto)
+        if "auto (defaults)" not in res:
+            continue
         t = float(np.median(res["auto (defaults)"]["time"]))
         if largest is None or t_exact > largest[1]:
             largest = (name, t_exact, t, n)

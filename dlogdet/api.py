@@ -113,7 +113,8 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
         the exact factorization, with status ``rtol-not-reached`` and a warning that recommends the exact method.
     max_cost : float, optional
         Time budget of ``subsamples="auto"``, a fraction of the predicted exact cost (:func:`dlogdet.plan`'s time
-        plus the source's tiles; default 0.05, or 1.0 with ``rtol``).
+        plus the source's tiles; default 0.1, :data:`dlogdet.estimators.extrapolate.MAX_COST`, or 1.0 with
+        ``rtol``).
     fallback : {None, "exact"}
         With ``rtol``: run the exact factorization when the extrapolation cannot reach rtol below its cost.
     seed : int or numpy Generator, optional

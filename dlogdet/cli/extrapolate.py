@@ -16,6 +16,7 @@ DESCRIPTION = ("Estimate log det of the matrix of n_total points from exact fact
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
+    from ..estimators.extrapolate import MAX_COST
     from ..linalg.scalinglaw import FAMILIES, RENAMED_FAMILIES
     from ..sources.spec import usage
 
@@ -32,8 +33,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    help="accuracy asked for: grow the subsamples (and n_sub) until the band's half-width is within "
                         "R x |log det|, or say that the exact method is cheaper (0.01 for 1%%)")
     p.add_argument("--max-cost", type=_positive_float, default=None, metavar="F",
-                   help="time budget of --subsamples auto, a fraction of the predicted exact cost (default 0.05; "
-                        "1 with --rtol)")
+                   help="time budget of --subsamples auto, a fraction of the predicted exact cost (default "
+                        f"{MAX_COST:g}; 1 with --rtol)")
     p.add_argument("--fallback", choices=("exact",), default=None,
                    help="with --rtol: compute the exact log det when the extrapolation cannot reach it for less")
     p.add_argument("--window", metavar="N0,N1", type=int_pair("N0,N1 such as 10,750"), default="auto",

@@ -33,10 +33,11 @@ from ...core.errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: Default time budget of ``subsamples="auto"`` without ``rtol``, as a fraction of the predicted exact cost (why:
-#: :data:`MIN_AUTO` subsamples of 500 points and their fits take ~20-25% of an exact run at n = 6000; where the exact
-#: run is larger the stop rule, not this budget, ends the loop: docs/benchmarks/extrapolate.md).
-MAX_COST = 0.25
+#: Default time budget of ``subsamples="auto"`` without ``rtol``, as a fraction of the predicted exact cost (why: it
+#: keeps an extrapolation at least 10× faster than the exact run even where the stop rule does not end the loop — at
+#: 0.25 such runs at n = 12,000 were 4× faster only — while 0.05 left 6000-point kernels 1–3 subsamples and a mean
+#: error higher by 0.4 point: docs/benchmarks/extrapolate.md).
+MAX_COST = 0.1
 #: Fewest subsamples before the sampling and model parts are compared, where the budget allows (why: with few, the
 #: model part is itself noisy — the probe's exponent and the held-out checks read noisy curves — and was as large as
 #: the sampling part in runs whose error then kept falling: on the calibration cases of benchmarks/extrapolate.py
@@ -117,8 +118,8 @@ def checked(subsamples, rtol, max_cost, fallback) -> tuple[int | None, float | N
                              f"default) with it, not subsamples={count}")
     if max_cost is not None and (isinstance(max_cost, bool) or not isinstance(max_cost, (int, float))
                                  or not (float(max_cost) > 0 and math.isfinite(float(max_cost)))):
-        raise InputError(f"max_cost must be a positive number, a fraction of the predicted exact cost (0.05 for "
-                         f"5%), got {max_cost!r}")
+        raise InputError(f"max_cost must be a positive number, a fraction of the predicted exact cost (0.1 for "
+                         f"10%), got {max_cost!r}")
     if fallback not in FALLBACKS:
         raise InputError(f"fallback must be None or 'exact', got {fallback!r}")
     if fallback is not None and rtol is None:
