@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -130,6 +131,24 @@ def test_auto_stops_at_the_budget_and_fixed_draws_exactly_k():
     assert lp.cost()["max_cost"] == adaptive.MAX_COST and lp.cost()["ceiling_s"] == 0.0
     s = Scripted()
     assert loop(s).fixed(5) is adaptive.Stop.FIXED and s.draws == [(100, 5)]
+
+
+class Slowing(Scripted):
+    """Draws whose time grows fivefold after the first (a machine whose load rises): 10 ms, then 50 ms each."""
+
+    def draw(self, n_sub, count):
+        time.sleep((0.01 if not self.draws else 0.05) * count)
+        return super().draw(n_sub, count)
+
+
+def test_auto_keeps_to_the_budget_when_subsamples_slow_down():
+    # the first subsample (10 ms) makes the next 7 look affordable within 0.1 x 1.5 s = 150 ms; drawn at once they
+    # would take 350 ms. One at a time near the budget, the loop stops within one subsample's time of the ceiling.
+    s = Slowing(s=10.0, m=0.0)
+    lp = loop(s, max_cost=0.1, exact=1.5)
+    assert lp.auto() is adaptive.Stop.BUDGET
+    assert all(c == 1 for _, c in s.draws[1:]) and 2 <= s.count < adaptive.MIN_AUTO
+    assert lp.cost()["spent_s"] <= lp.cost()["ceiling_s"] + 0.12    # at most a subsample (and slack) past it
 
 
 def test_rtol_grows_n_sub_where_the_model_part_is_too_wide_then_draws_subsamples():

@@ -188,7 +188,7 @@ class Loop:
             # no comparison is made before MIN_AUTO subsamples, so no fit either (one costs a few subsamples' time)
             count = self._affordable(self.n_sub, MIN_AUTO - 1)
             if count >= 1:
-                self._draw(self.n_sub, count)
+                self._draw_within(self.n_sub, count)
         est, se, samp, model = self._fit()
         while True:
             done, n_next, count = self._next(est, se, samp, model)
@@ -197,14 +197,30 @@ class Loop:
             count = self._affordable(n_next, count)
             if count < 1:
                 return Stop.EXACT_CHEAPER if self.rtol is not None else Stop.BUDGET
-            self._draw(n_next, count)
+            self._draw_within(n_next, count)
             est, se, samp, model = self._fit()
+
+    def _left(self, n_sub: int) -> float:
+        """Seconds of the budget left after one more fit (before the first fit: as long as one subsample)."""
+        return self.ceiling() - self.spent() - (self.fit_seconds or self._seconds_per_subsample(n_sub))
 
     def _affordable(self, n_sub: int, count: int) -> int:
         """At most ``count`` subsamples of n_sub points: as many as the budget still allows after one more fit."""
         each = self._seconds_per_subsample(n_sub)
-        left = self.ceiling() - self.spent() - self.fit_seconds
-        return min(count, int(left // each)) if each > 0 else count
+        return min(count, int(self._left(n_sub) // each)) if each > 0 else count
+
+    def _draw_within(self, n_sub: int, count: int) -> None:
+        """Draw ``count`` subsamples: at once while far from the budget, else one at a time with the budget checked
+        before each (on a loaded machine a subsample can take several times the first one's time)."""
+        each = self._seconds_per_subsample(n_sub)
+        if each <= 0 or count * each <= 0.5 * self._left(n_sub):
+            self._draw(n_sub, count)
+            return
+        self._draw(n_sub, 1)
+        for _ in range(count - 1):
+            if self._seconds_per_subsample(n_sub) > self._left(n_sub):
+                return
+            self._draw(n_sub, 1)
 
     def _next(self, est: float, se: float, samp: float, model: float) -> tuple[Stop | None, int, int]:
         """(a reason to stop, or None and the next size and count)."""
