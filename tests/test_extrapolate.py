@@ -192,6 +192,9 @@ def test_in_process_and_engine_factorizations_agree(monkeypatch):
 
 
 def coverage(src, n_sub, seeds, **kw):
+    # a fixed count of subsamples (4): how many subsamples="auto" draws within its time budget depends on the
+    # machine's load, which would make these checks differ from run to run
+    kw.setdefault("subsamples", 4)
     exact = np.linalg.slogdet(src.dense())[1]
     hits, errs, rs = 0, [], []
     for s in seeds:
@@ -500,12 +503,12 @@ def test_auto_family_takes_the_probe_across_a_rank_boundary(caplog):
     assert r2.diagnostics["family"] == "scaling-law" and r2.diagnostics["rank_boundaries"] == []
     assert r2.status != "rank-boundary" and "rank boundaries" not in caplog.text
     # asked for explicitly: that family, and the status still says it
-    r3 = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="scaling-law")
+    r3 = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="scaling-law", subsamples=1)
     assert r3.status == "rank-boundary" and r3.diagnostics["family"] == "scaling-law"
     assert r3.logdet == pytest.approx(r3.diagnostics["scaling_law_estimate"])
     # the old spelling family="issue" (and the key "issue_estimate") still work, with a deprecation warning
     with pytest.warns(DeprecationWarning, match="'issue' is renamed 'scaling-law'"):
-        old = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="issue")
+        old = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="issue", subsamples=1)   # as r3
     assert old.diagnostics["family"] == "scaling-law" and old.logdet == r3.logdet
     with pytest.warns(DeprecationWarning, match="'issue_estimate' is renamed 'scaling_law_estimate'"):
         assert r3.diagnostics["issue_estimate"] == r3.diagnostics["scaling_law_estimate"]
