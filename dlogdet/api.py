@@ -73,7 +73,8 @@ def logdet(A, *, method: str = "exact", assume: str = "spd", t: float = 1.0, d=0
                                   client=client, **options)
 
 
-def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", order="auto", subsamples: int = 1,
+def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", order="auto", subsamples="auto",
+                rtol: float | None = None, max_cost: float | None = None, fallback: str | None = None,
                 seed=None, rows_per_point: int | None = None, ridge: float = 0.0, weights=None,
                 family: str = "auto", t: float = 1.0, d=0.0, block_size: int | None = None, budget=None,
                 client=None, **options) -> LogdetResult:
@@ -82,9 +83,10 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     ℓ(n) = a₀ + a₁n + (b₀ + Σᵢ₌₁^q bᵢn⁻ⁱ)·ln n! + Σᵢ₌₁^r cᵢn⁻ⁱ is fitted to ℓ_k = log det of the first k points
     of a random subsample (k ≤ n_sub: the cumulative log-pivots of one exact factorization, grouped per point) and
     read at ``n_total``. Window and order are chosen by held-out validation on the tail of the curve; ``stderr``
-    includes that model error scaled to the real extrapolation ratio, the choice among the best windows/orders, a
-    test of the law (log-log curvature) and the spread over subsamples. See
-    :mod:`dlogdet.estimators.extrapolate` for the method.
+    has a sampling part (the noise of the subsamples' curves, which more subsamples shrink) and a model part (the
+    choice among the best windows/orders, the held-out check, the Box-Cox probe's distance), which only a larger
+    n_sub shrinks. See :mod:`dlogdet.estimators.extrapolate` for the method and
+    :mod:`dlogdet.estimators.extrapolate.adaptive` for how many subsamples are drawn.
 
     Parameters
     ----------
@@ -100,9 +102,21 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
         Fit the curve between ℓ_{n0} and ℓ_{n1}, 1 ≤ n0 < n1 ≤ n_sub (default: chosen by validation).
     order : "auto", int or (q, r)
         q, r of the family (an integer k: q = r = k; default: chosen by validation among 0..2).
-    subsamples : int
+    subsamples : "auto" or int
         Independent random subsamples (each one exact factorization of n_sub points); their curves are averaged,
-        which divides the statistical variance by their number (default 1, the published method).
+        which divides the sampling variance by their number. ``"auto"`` (default) draws them until the band's
+        sampling part is below its model part (which more subsamples of this size cannot reduce), within
+        ``max_cost`` of the predicted exact cost; an integer draws exactly that many (1: the published method).
+    rtol : float, optional
+        The accuracy asked for: draw subsamples, and double n_sub where the model part needs it, until the band's
+        half-width 2·stderr is within ``rtol``·|log det|; stop before the total would pass the predicted cost of
+        the exact factorization, with status ``rtol-not-reached`` and a warning that recommends the exact method.
+    max_cost : float, optional
+        Time budget of ``subsamples="auto"``, a fraction of the predicted exact cost (:func:`dlogdet.plan`'s time
+        plus the source's tiles; default 0.1, :data:`dlogdet.estimators.extrapolate.MAX_COST`, or 1.0 with
+        ``rtol``).
+    fallback : {None, "exact"}
+        With ``rtol``: run the exact factorization when the extrapolation cannot reach rtol below its cost.
     seed : int or numpy Generator, optional
         Seed of the subsamples.
     rows_per_point : int, optional
@@ -127,21 +141,26 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
     LogdetResult
         ``method="extrapolate"``, ``logdet`` the estimate, ``stderr`` its honest standard error (the band
         ``diagnostics["band"]`` is estimate ± 2·stderr), ``status`` :attr:`~dlogdet.core.status.Status.OK`,
-        ``UNVALIDATED``, ``SCALING_LAW_REJECTED`` or ``RANK_BOUNDARY``, ``diagnostics["family"]`` the family used,
-        ``diagnostics["rank_boundaries"]`` the model's rank boundaries between n_sub and n_total, and ``diagnostics`` with ``coefficients``, ``window``, ``order``,
-        ``components`` of the stderr, ``ell`` (the ℓ_k curves), ``points`` (the subsamples), ``candidates``,
-        ``curvature_t``, ``upper_monotone`` and the wall times.
+        ``UNVALIDATED``, ``SCALING_LAW_REJECTED``, ``RTOL_NOT_REACHED`` or ``RANK_BOUNDARY``,
+        ``diagnostics["family"]`` the family used, ``diagnostics["rank_boundaries"]`` the model's rank boundaries
+        between n_sub and n_total, ``subsamples`` and ``stopped``/``stop_reason`` (how many were drawn and why no
+        more), ``cost`` (seconds spent against the predicted exact cost), ``steps``, and ``coefficients``,
+        ``window``, ``order``, ``components`` of the stderr (``sampling``, ``model`` and the model's parts),
+        ``ell`` (the ℓ_k curves), ``curves`` (both families' curves as the estimate reads them), ``points``,
+        ``candidates``, ``curvature_t``, ``upper_monotone`` and the wall times. With ``fallback="exact"`` where
+        rtol was out of reach: the exact method's result.
 
     Raises
     ------
     InputError
-        n_sub larger than the data, a window outside [1, n_sub], bad order or counts.
+        n_sub larger than the data, a window outside [1, n_sub], bad order, counts, rtol, max_cost or fallback.
     ExtrapolationError
         A curve too short for the order, or a singular subsample (non-finite ℓ_k): the message names the fix.
     """
     source = as_source(A)
     return estimators.get("extrapolate")(source, n_total, n_sub=n_sub, window=window, order=order,
-                                         subsamples=subsamples, seed=seed, rows_per_point=rows_per_point,
+                                         subsamples=subsamples, rtol=rtol, max_cost=max_cost, fallback=fallback,
+                                         seed=seed, rows_per_point=rows_per_point,
                                          ridge=ridge, weights=weights, family=family, t=t, d=d,
                                          block_size=block_size, budget=budget, client=client,
                                          **options)

@@ -15,7 +15,6 @@ import pytest
 
 import dlogdet
 from dlogdet.core.errors import ExtrapolationError, InputError
-from dlogdet.estimators import extrapolate as xmod
 from dlogdet.estimators.extrapolate import boxcox_fit, evaluate, features, fit_curves, loo_increments
 from dlogdet.sources.subset import SubsetSource
 
@@ -152,12 +151,13 @@ def test_boxcox_probe_recovers_a_planted_curvature(gamma):
 
 def test_band_holds_curvature_beyond_what_the_family_follows():
     # increments that fall faster than any power law (Box-Cox γ = 0.3, as measured on a trained MLP's NTK): the
-    # scaling-law family misreads them; the curvature term must put the truth inside the band, family="boxcox" near it
+    # scaling-law family misreads them; the held-out comparison must prefer the probe, whose distance then puts the
+    # truth inside the family's band, and family="boxcox" must land near it
     rng = np.random.default_rng(0)
     k = np.arange(1, 3001, dtype=float)
     mean = 2.0 - 3.0 * (k ** 0.3 - 1) / 0.3
     truth = mean.sum()
-    hits, errs_law, errs_bc = 0, [], []
+    hits, errs_law, errs_bc, prefer = 0, [], [], []
     for s in range(10):
         ell = np.cumsum(mean[:300] + rng.normal(0, 3.0, 300))
         loo = mean[:300] + rng.normal(0, 0.2, 300) / np.sqrt(np.arange(1, 301) / 30)
@@ -165,17 +165,24 @@ def test_band_holds_curvature_beyond_what_the_family_follows():
         hits += abs(out["estimate"] - truth) <= 2 * out["stderr"]
         errs_law.append(abs(out["scaling_law_estimate"] - truth) / abs(truth))
         bc = fit_curves(ell, 3000, loo=loo, family="boxcox")
-        assert bc["stderr"] == pytest.approx(out["stderr"]) and bc["estimate"] == out["boxcox"]["estimate"]
+        assert bc["estimate"] == out["boxcox"]["estimate"]
+        # the held-out data prefer the probe (the planted curve is its family): its band holds less of the other
+        # curve's distance than the family's band does
+        prefer.append(out["boxcox"]["weight"] > 0.5)
+        if prefer[-1]:
+            assert bc["components"]["curvature"] < out["components"]["curvature"]
         errs_bc.append(abs(bc["estimate"] - truth) / abs(truth))
-    assert hits >= 9
+    assert hits >= 9 and sum(prefer) >= 8
     assert np.median(errs_bc) < 0.5 * np.median(errs_law), (errs_bc, errs_law)
 
 
 def test_in_process_and_engine_factorizations_agree(monkeypatch):
+    from dlogdet.estimators.extrapolate import subsamples as extrapolate_subsamples
+
     src = uniform_kernel(600, 2, "matern32", 0.2)
-    small = dlogdet.extrapolate(src, n_sub=80, seed=4)
-    monkeypatch.setattr(xmod, "LOO_MAX_ROWS", 10)
-    engine = dlogdet.extrapolate(src, n_sub=80, seed=4)
+    small = dlogdet.extrapolate(src, n_sub=80, seed=4, subsamples=2)
+    monkeypatch.setattr(extrapolate_subsamples, "LOO_MAX_ROWS", 10)
+    engine = dlogdet.extrapolate(src, n_sub=80, seed=4, subsamples=2)
     assert small.diagnostics["factorization"] == "in-process" and engine.diagnostics["factorization"] == "engine"
     np.testing.assert_allclose(small.diagnostics["ell"], engine.diagnostics["ell"], rtol=1e-9, atol=1e-9)
     assert small.diagnostics["boxcox"]["on"] == "loo" and engine.diagnostics["boxcox"]["on"] == "increments"
@@ -185,6 +192,9 @@ def test_in_process_and_engine_factorizations_agree(monkeypatch):
 
 
 def coverage(src, n_sub, seeds, **kw):
+    # a fixed count of subsamples (4): how many subsamples="auto" draws within its time budget depends on the
+    # machine's load, which would make these checks differ from run to run
+    kw.setdefault("subsamples", 4)
     exact = np.linalg.slogdet(src.dense())[1]
     hits, errs, rs = 0, [], []
     for s in seeds:
@@ -223,22 +233,28 @@ def test_band_is_honest_where_the_law_fails_rbf_reaches_its_jitter_floor():
     assert np.median(errs) <= 0.06, errs
 
 
-def test_floor_raises_extrapolated_increments_to_the_shift():
+def test_floor_reads_the_law_in_the_increments_excess_over_it():
+    # increments whose excess over the floor is the family with q = r = 0 exactly, δ_k = log(e^(1 − 2 ln k) + e^-12):
+    # the fit must read the excess off and sum it back through the floor beyond the subsample, both curves alike
     k = np.arange(1, 301, dtype=float)
-    ell = np.cumsum(1.0 - 2.0 * np.log(k))          # increments 1 − 2 ln k: the family with q = r = 0, exactly
+    excess = lambda k: 1.0 - 2.0 * np.log(k)
+    ell = np.cumsum(np.logaddexp(excess(k), -12.0))
     kk = np.arange(301, 5001, dtype=float)
-    free = fit_curves(ell, 5000, window=(10, 300), order=(0, 0))
     floored = fit_curves(ell, 5000, window=(10, 300), order=(0, 0), floor=-12.0)
-    assert free["scaling_law_estimate"] == pytest.approx(ell[-1] + (1.0 - 2.0 * np.log(kk)).sum(), rel=1e-9)
-    assert floored["scaling_law_estimate"] == pytest.approx(ell[-1] + np.maximum(1.0 - 2.0 * np.log(kk), -12.0).sum(),
-                                                      rel=1e-9)
-    assert floored["boxcox"]["estimate"] == pytest.approx(floored["scaling_law_estimate"], rel=1e-9)
+    want = ell[-1] + np.logaddexp(excess(kk), -12.0).sum()
+    assert floored["scaling_law_estimate"] == pytest.approx(want, rel=1e-9)
+    assert floored["boxcox"]["estimate"] == pytest.approx(want, rel=1e-9) and floored["boxcox"]["gamma"] == 0.0
+    # without the floor the same increments (not a power law near it) are read differently, and lower: a corner
+    free = fit_curves(ell, 5000, window=(10, 300), order=(0, 0))
+    assert free["scaling_law_estimate"] < want
+    # the plotted curve is the estimate's, through the floor
+    assert floored["curves"]["scaling-law"][-1] == pytest.approx(floored["estimate"], rel=1e-12)
 
 
 def test_more_subsamples_shrink_the_error_bar():
     src = uniform_kernel(2000, 2, "matern32", 0.2, seed=6)
     fixed = {"window": (10, 150), "order": (0, 0)}
-    one = dlogdet.extrapolate(src, n_sub=150, seed=0, **fixed)
+    one = dlogdet.extrapolate(src, n_sub=150, seed=0, subsamples=1, **fixed)
     four = dlogdet.extrapolate(src, n_sub=150, seed=0, subsamples=4, **fixed)
     assert four.diagnostics["ell"].shape == (4, 150) and four.diagnostics["subsample_sizes"] == [150] * 4
     assert four.diagnostics["components"]["stat"] < one.diagnostics["components"]["stat"]
@@ -266,8 +282,12 @@ def test_result_diagnostics_and_registry():
     n0, n1 = dg["window"]
     assert 1 <= n0 < n1 <= 100 and dg["extrapolation_ratio"] == 8.0
     fitted = evaluate(dg["coefficients"], [100, 800])
-    assert abs(fitted[0] - dg["ell"][0][-1]) < 1e-8 * abs(fitted[0])   # the curve passes through the anchor
-    assert abs(fitted[1] - r.logdet) < 1e-8 * abs(r.logdet) or r.logdet == dg["upper_monotone"]
+    anchor = dg["ell"][:, -1].mean()
+    assert abs(fitted[0] - anchor) < 1e-8 * abs(fitted[0])   # the curve passes through the anchor
+    # the coefficients are those of the increments' excess over the jitter floor (log 1e-8), 10+ units above it
+    # here, so reading them through the floor moves ℓ by Σ log(1 + e^(floor − δ)) < 700·e^-10: 1e-6 relative
+    assert abs(fitted[1] - r.logdet) < 1e-6 * abs(r.logdet) or r.logdet == dg["upper_monotone"]
+    assert dg["curves"]["scaling-law"][-1] == pytest.approx(r.logdet, rel=1e-12)
     d = json.loads(r.to_json())
     assert d["method"] == "extrapolate" and d["stderr"] > 0
 
@@ -483,12 +503,12 @@ def test_auto_family_takes_the_probe_across_a_rank_boundary(caplog):
     assert r2.diagnostics["family"] == "scaling-law" and r2.diagnostics["rank_boundaries"] == []
     assert r2.status != "rank-boundary" and "rank boundaries" not in caplog.text
     # asked for explicitly: that family, and the status still says it
-    r3 = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="scaling-law")
+    r3 = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="scaling-law", subsamples=1)
     assert r3.status == "rank-boundary" and r3.diagnostics["family"] == "scaling-law"
     assert r3.logdet == pytest.approx(r3.diagnostics["scaling_law_estimate"])
     # the old spelling family="issue" (and the key "issue_estimate") still work, with a deprecation warning
     with pytest.warns(DeprecationWarning, match="'issue' is renamed 'scaling-law'"):
-        old = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="issue")
+        old = dlogdet.extrapolate(full, n_sub=40, seed=0, d=1e-8, family="issue", subsamples=1)   # as r3
     assert old.diagnostics["family"] == "scaling-law" and old.logdet == r3.logdet
     with pytest.warns(DeprecationWarning, match="'issue_estimate' is renamed 'scaling_law_estimate'"):
         assert r3.diagnostics["issue_estimate"] == r3.diagnostics["scaling_law_estimate"]

@@ -20,7 +20,7 @@ ROWS = {
     "nystrom": ({"rank": 5, "d": 0.1}, {"resume": False}, "exact"),
     "freedecomp": ({"n0": 40}, {"scratch": "somewhere"}, "exact"),
     "auto": ({}, {"n0": 40}, "freedecomp"),
-    "extrapolate": ({"n_sub": 20}, {"rtol": 0.01}, "slq"),
+    "extrapolate": ({"n_sub": 20}, {"max_probes": 10}, "slq"),
 }
 
 

@@ -16,6 +16,7 @@ DESCRIPTION = ("Estimate log det of the matrix of n_total points from exact fact
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
+    from ..estimators.extrapolate import MAX_COST
     from ..linalg.scalinglaw import FAMILIES, RENAMED_FAMILIES
     from ..sources.spec import usage
 
@@ -25,8 +26,17 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-total", type=positive_int, default=None, metavar="N",
                    help="points of the full data set (default: the points of the source)")
     p.add_argument("--n-sub", type=positive_int, required=True, metavar="S", help="points per random subsample")
-    p.add_argument("--subsamples", type=positive_int, default=1, metavar="K",
-                   help="independent subsamples, each one exact factorization (default 1)")
+    p.add_argument("--subsamples", type=_auto_or_count, default="auto", metavar="K|auto",
+                   help="independent subsamples, each one exact factorization: a count, or auto (default): until the "
+                        "band's sampling part is below its model part, within --max-cost of the exact cost")
+    p.add_argument("--rtol", type=_fraction, default=None, metavar="R",
+                   help="accuracy asked for: grow the subsamples (and n_sub) until the band's half-width is within "
+                        "R x |log det|, or say that the exact method is cheaper (0.01 for 1%%)")
+    p.add_argument("--max-cost", type=_positive_float, default=None, metavar="F",
+                   help="time budget of --subsamples auto, a fraction of the predicted exact cost (default "
+                        f"{MAX_COST:g}; 1 with --rtol)")
+    p.add_argument("--fallback", choices=("exact",), default=None,
+                   help="with --rtol: compute the exact log det when the extrapolation cannot reach it for less")
     p.add_argument("--window", metavar="N0,N1", type=int_pair("N0,N1 such as 10,750"), default="auto",
                    help="fit window in points of the subsample, 1 <= N0 < N1 <= S (default auto: held-out validation)")
     p.add_argument("--order", metavar="Q,R", type=int_pair("Q,R such as 1,1"), default="auto",
@@ -46,6 +56,34 @@ def arguments(p: argparse.ArgumentParser) -> None:
     add_output(p, progress=False)
 
 
+def _auto_or_count(text: str):
+    return "auto" if text == "auto" else _count(text)
+
+
+def _count(text: str) -> int:
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a positive integer, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    v = _positive_float(text)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1) such as 0.01, got {text!r}")
+    return v
+
+
 def run(args: argparse.Namespace) -> int:
     """Extrapolate, print (one JSON object with the curves compacted, or a table), and plot."""
     from ..api import extrapolate
@@ -58,16 +96,18 @@ def run(args: argparse.Namespace) -> int:
     src = source_from_spec(args.spec)
     with client_for(args) as client:
         r = extrapolate(src, args.n_total, n_sub=args.n_sub, window=args.window, order=args.order,
-                        subsamples=args.subsamples, seed=args.seed, d=args.d, client=client, family=args.family,
-                        weights=args.weights)
-    if args.plot:
-        save_extrapolation_plot(r, args.plot)
+                        subsamples=args.subsamples, rtol=args.rtol, max_cost=args.max_cost, fallback=args.fallback,
+                        seed=args.seed, d=args.d, client=client, family=args.family, weights=args.weights)
+    plotted = args.plot if args.plot and r.method == "extrapolate" else None   # fallback='exact': no curve
+    if plotted:
+        save_extrapolation_plot(r, plotted)
     if args.json:
         out = r.to_dict()
         for key in ("points", "candidates"):
             out["diagnostics"].pop(key, None)
-        out["diagnostics"]["ell"] = compact_curves(r.diagnostics["ell"])  # ≤ 200 log-spaced k: `dlogdet report`
+        if "ell" in r.diagnostics:                      # not after fallback='exact', an exact result
+            out["diagnostics"]["ell"] = compact_curves(r.diagnostics["ell"])  # ≤ 200 log-spaced k: `dlogdet report`
         print(json.dumps(out), flush=True)
     else:
-        print(table([*r.rows(), *([("plot", args.plot)] if args.plot else [])]), flush=True)
+        print(table([*r.rows(), *([("plot", plotted)] if plotted else [])]), flush=True)
     return 0

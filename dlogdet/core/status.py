@@ -51,8 +51,13 @@ class Status(enum.StrEnum):
     SCALING_LAW_REJECTED = ("scaling-law-rejected",
                             "the increments bend in log-log more than any member of the scaling-law family can "
                             "follow (|t| >= 2 and a slope change >= 100% across the window); the estimate is capped "
-                            "by the monotone bound and the band covers the brackets",
+                            "by the monotone bound, and the band holds the candidates' spread and the Box-Cox "
+                            "probe's distance, not an error that none of them shows",
                             "use a larger n_sub, or compare with family='boxcox'")
+    RTOL_NOT_REACHED = ("rtol-not-reached",
+                        "the extrapolation's band is wider than rtol asked, and narrowing it (more or larger "
+                        "subsamples) would cost more than the exact factorization",
+                        "use method='exact' for this accuracy (or extrapolate with fallback='exact'), or loosen rtol")
     RANK_BOUNDARY = ("rank-boundary",
                      "a layer of the model runs out of new directions between n_sub and n_total points, so the "
                      "curve bends beyond the subsample where no fit inside it can see",

@@ -1,7 +1,7 @@
 """Plots of a run and ``dlogdet report RESULT.json -o PATH``: what a person would rather look at than read.
 
-* :func:`plot_extrapolation` — ℓ_k of the subsamples, the fitted scaling law out to n and the estimate with its
-  band (``method="extrapolate"``); :func:`plot_leading_logdets` — ℓ_k of an exact run (its cumulative
+* :func:`plot_extrapolation` — ℓ_k of the subsamples, the curve that gave the estimate out to n (and the other
+  family's, lighter) and the estimate with its band (``method="extrapolate"``); :func:`plot_leading_logdets` — ℓ_k of an exact run (its cumulative
   log-pivots, when the JSON holds them);
 * :func:`plot_spectra` — spectral densities: a submatrix spectrum, a decompressed law, an exact spectrum, the
   leading eigenvalues of a randomized Nyström approximation;
@@ -121,9 +121,13 @@ def _ax(ax, figsize=(7, 4.2)):
 
 
 def plot_extrapolation(result, ax=None):
-    """ℓ_k of the subsamples, the fitted law ℓ(n) out to n_total, and the estimate with its ± 2·stderr band.
+    """ℓ_k of the subsamples, the curve that produced the estimate out to n_total, and the estimate with its
+    ± 2·stderr band; the other family's curve lighter, for comparison.
 
-    ``result``: a LogdetResult of :func:`dlogdet.extrapolate` or its JSON. Returns the matplotlib Axes.
+    The curves are ``diagnostics["curves"]``: each family as the estimate reads it (increments raised to the floor,
+    capped by the monotone bound), so the drawn curve ends at the estimate. Results saved before those curves were
+    kept draw the scaling-law family ℓ(n) from its coefficients. ``result``: a LogdetResult of
+    :func:`dlogdet.extrapolate` or its JSON. Returns the matplotlib Axes.
     """
     d = as_dict(result)
     dg = d["diagnostics"]
@@ -137,9 +141,23 @@ def plot_extrapolation(result, ax=None):
     for i, c in enumerate(ell):
         ax.plot(k, c, color="0.6", lw=0.8, label="ℓ_k of the subsamples" if i == 0 else None)
     w0, w1 = dg["window"]
-    grid = np.unique(np.geomspace(max(w0, 1), N, 400).round())
-    ax.plot(grid, evaluate(dg["coefficients"], grid), color="C0",
-            label=f"fit: window ({w0}, {w1}), order (q, r) = {tuple(dg['order'])}")
+    used = dg.get("family", "scaling-law")
+    labels = {"scaling-law": f"scaling law: window ({w0}, {w1}), order (q, r) = {tuple(dg['order'])}",
+              "boxcox": f"Box-Cox probe: gamma {dg.get('boxcox', {}).get('gamma', float('nan')):.2f}"}
+    curves = dg.get("curves") or {}
+    if curves:
+        n = np.asarray(curves["n"], dtype=np.float64)
+        for fam in sorted(labels, key=lambda f: f == used):          # the one used last, on top
+            values = curves.get(fam)
+            if values is None:
+                continue
+            y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            mine = fam == used
+            ax.plot(n, y, color="C0" if mine else "C1", lw=1.6 if mine else 1.0, ls="-" if mine else "--",
+                    alpha=1.0 if mine else 0.5, label=labels[fam] + (" (the estimate)" if mine else ""))
+    else:
+        grid = np.unique(np.geomspace(max(w0, 1), N, 400).round())
+        ax.plot(grid, evaluate(dg["coefficients"], grid), color="C0", label=labels["scaling-law"])
     ax.axvspan(w0, w1, color="C0", alpha=0.08)
     lo, hi = dg["band"]
     est = float(d["logdet"])
@@ -149,7 +167,9 @@ def plot_extrapolation(result, ax=None):
     ax.set_xscale("log")
     ax.set_xlabel("points n")
     ax.set_ylabel("log det of the first n points")
-    ax.set_title(f"scaling-law extrapolation ({d.get('status', 'ok')})")
+    subs = dg.get("subsamples")
+    ax.set_title(f"scaling-law extrapolation ({d.get('status', 'ok')})"
+                 + (f", {subs} x {dg.get('n_sub')} points" if subs else ""), fontsize=10)
     ax.legend(fontsize=8)
     return ax
 

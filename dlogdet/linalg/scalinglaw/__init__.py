@@ -1,6 +1,6 @@
-r"""The scaling law of log-determinants: its family, its fit with window and order chosen by validation, the
-Box-Cox curvature probe and the leave-one-out increments (pure maths on ℓ_k curves; the method that factors the
-subsamples is :mod:`dlogdet.estimators.extrapolate`).
+r"""The scaling law of log-determinants: its family (:mod:`.family`), its fit with window and order chosen by
+validation (:mod:`.fit`), its band (:mod:`.band`) and the Box-Cox curvature probe (:mod:`.probe`) — pure maths on
+ℓ_k curves; the method that factors the subsamples is :mod:`dlogdet.estimators.extrapolate`.
 
 ℓ(n) = a₀ + a₁n + (b₀ + Σᵢ₌₁^q bᵢn⁻ⁱ)·ln n! + Σᵢ₌₁^r cᵢn⁻ⁱ, fitted to ℓ_k = log det K_k (k ≤ n_s) and read at n.
 
@@ -18,42 +18,41 @@ What :func:`fit_curves` adds to the published fit, whose error moves a great dea
   scaled to the real extrapolation ratio R = n/n_s (increment errors that grow linearly in log k: the extrapolated
   error grows as n_s·I(R) / (n_h·I(ρ)) with I(u) = u ln u − u + 1). The candidate with the least estimated mean
   squared error (prediction variance + scaled validation bias²) is kept.
-- **An uncertainty that includes the model error.** stderr² = σ²_stat (sandwich variance of the fit's prediction,
-  and the spread over subsamples when there are several) + max(σ_val, σ_curv)² (the scaled validation error above;
-  the curvature probe, below) + σ²_sel (the spread of the best candidates' predictions: the choice of window and
-  order) + σ²_law (below).
-- **A test of the law itself.** A quadratic-in-ln k term fitted to the tail of the increments measures curvature in
-  log-log that no member of the family can follow. Its t-statistic and the relative change of the local log-log
-  slope across the window weigh σ_law = half the larger distance from the estimate to two brackets: the monotone
-  bound (E δ_k never increases with k, since conditioning on more points can only shrink a Schur complement:
-  ℓ_n ≤ ℓ_{n_s} + (n − n_s)·δ̄_tail) and an increment curve that keeps falling linearly in k. With |t| ≥ 2 and a
-  slope change ≥ 100% the law is rejected (``law_rejected``). The estimate is also capped by the monotone bound.
-- **Curvature beyond the window (σ_curv).** The Box-Cox probe (:func:`boxcox_fit`: δ_k = α + β·(k^γ − 1)/γ, γ by
-  profile least squares over :data:`BOXCOX_GAMMAS`, fitted on (n_s/10, n_s]) extrapolates with the curvature the
-  subsample shows; σ_curv = :data:`CURVATURE_WEIGHT` × |probe − family| enters the band. Why: the increments of a
-  trained network's NTK fall faster than any power law beyond the subsample, which no held-out check inside the
-  curve can see. ``family="boxcox"`` returns the probe's curve as the estimate with the same band.
-- **Leave-one-out increments for the probe.** :func:`loo_increments` gives, from a subsample's Cholesky factor and
-  one triangular inversion, the mean increment of each of the first k points added last, for every k: the same
-  expectation as δ_k with far less noise, which the probe fits instead of the raw increments.
+- **An uncertainty that includes the model error.** stderr² = σ²_sampling + σ²_model (:mod:`.band`):
+  the sampling part from the noise of the increments (it falls as 1/√S with S subsamples), the model part from the
+  next best candidates, the held-out validation above and the Box-Cox probe's distance, weighed by how well each
+  curve predicts held-out data. The estimate is capped by the monotone bound (E δ_k never increases with k, since
+  conditioning on more points only shrinks a Schur complement).
+- **A test of the law.** A quadratic-in-ln k term fitted to the tail of the increments measures log-log curvature
+  that no member of the family can follow; with |t| ≥ 2 and a slope change ≥ 100% across the window the law is
+  rejected (``law_rejected``, status ``scaling-law-rejected``).
+- **Curvature beyond the window.** The Box-Cox probe (:mod:`.probe`) extrapolates with the curvature
+  the subsample shows, fitted to the leave-one-out increments (:func:`loo_increments`: the same expectation as δ_k
+  with far less noise) where the factor was kept; ``family="boxcox"`` returns its curve as the estimate with the same
+  band. Why: the increments of a trained network's NTK fall faster than any power law beyond the subsample, which no
+  held-out check inside the curve can see.
 - **Weights.** ``weights="inverse-variance"`` (or an array, one weight per increment) makes the least squares
-  weighted; the HC1 sandwich keeps σ_stat honest under any weighting. Not the default: it showed no consistent
+  weighted (the band's sampling part follows the weights). Not the default: it showed no consistent
   gain.
-- **A known floor.** When M ⪰ a·I (a kernel's jitter, a shift d > 0), no increment falls below rpp·log a: every
-  extrapolated increment (family, probe, falling bracket) is raised to that ``floor`` (an RBF kernel's increments
-  reach it between n_s and n).
+- **A known floor.** When M ⪰ a·I (a kernel's jitter, a shift d > 0), every increment is at least the floor
+  f = rpp·log a. Where there is one the family is fitted to the increments' excess over it, log(e^δ − e^f), and read
+  back as log(e^fit + e^f): near the floor the increments bend onto it smoothly, which a power law raised to the floor
+  (the earlier rule) read as a corner, too low (an RBF kernel in 2-D at jitter 1e-4: 1.8% → 0.4% mean error on the
+  calibration curves of ``benchmarks/extrapolate_calibration.py``). Far above the floor the excess is δ itself.
 
 The measurements behind these choices, and the honesty of the band (estimate ± 2·stderr), are on the benchmark
 page ``docs/benchmarks/extrapolate.md`` (``benchmarks/extrapolate.py``) and in ``tests/test_extrapolate.py``.
 """
 
-from .family import BOXCOX_GAMMAS, boxcox_fit, evaluate, features, loo_increments
-from .fit import (CURVATURE_WEIGHT, FAMILIES, HOLDOUT_RATIOS, MAX_ORDER, MIN_START, RENAMED_FAMILIES,
-                  TOP_CANDIDATES, VARIANCE_SMOOTHING, WEIGHTINGS, WINDOW_FRACTIONS, family_name, fit_curves,
-                  increment_weights, parse_order, parse_window)
+from .band import CURVATURE_WEIGHT, NOISE_SMOOTHING, VALIDATION_WEIGHT
+from .family import MAX_ORDER, evaluate, features
+from .fit import (CURVE_POINTS, FAMILIES, HOLDOUT_RATIOS, RENAMED_FAMILIES, TOP_CANDIDATES, VARIANCE_SMOOTHING,
+                  WEIGHTINGS, WINDOW_FRACTIONS, family_name, fit_curves, increment_weights, parse_order, parse_window)
+from .probe import BOXCOX_GAMMAS, MIN_START, boxcox_fit, loo_increments
 from .records import BoxCoxProbe, Candidate, CurveFit, StderrParts
 
-__all__ = ["BOXCOX_GAMMAS", "CURVATURE_WEIGHT", "FAMILIES", "HOLDOUT_RATIOS", "MAX_ORDER", "MIN_START",
-           "RENAMED_FAMILIES", "TOP_CANDIDATES", "VARIANCE_SMOOTHING", "WEIGHTINGS", "WINDOW_FRACTIONS", "BoxCoxProbe",
-           "Candidate", "CurveFit", "StderrParts", "boxcox_fit", "evaluate", "features", "family_name", "fit_curves",
-           "increment_weights", "loo_increments", "parse_order", "parse_window"]
+__all__ = ["BOXCOX_GAMMAS", "CURVATURE_WEIGHT", "CURVE_POINTS", "FAMILIES", "HOLDOUT_RATIOS", "MAX_ORDER", "MIN_START",
+           "NOISE_SMOOTHING", "RENAMED_FAMILIES", "TOP_CANDIDATES", "VALIDATION_WEIGHT", "VARIANCE_SMOOTHING",
+           "WEIGHTINGS", "WINDOW_FRACTIONS", "BoxCoxProbe", "Candidate", "CurveFit", "StderrParts", "boxcox_fit",
+           "evaluate", "features", "family_name", "fit_curves", "increment_weights", "loo_increments", "parse_order",
+           "parse_window"]

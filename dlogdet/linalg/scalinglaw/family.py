@@ -1,18 +1,17 @@
-"""The scaling-law family ℓ(n) and the Box-Cox curvature probe: features, evaluation, one least-squares fit, and the
-leave-one-out increments of a factor (the maths: :mod:`dlogdet.linalg.scalinglaw`)."""
+"""The scaling-law family ℓ(n): its features, its evaluation, one least-squares fit of the increments, and the
+reading of a fit at n through an increment floor (the maths: :mod:`dlogdet.linalg.scalinglaw`)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
 
-#: Exponents γ of the Box-Cox curvature probe δ_k = α + β·(k^γ − 1)/γ (γ = 0: α + β ln k, the scaling law's).
-#: Why this range: γ < 0 flattens towards a floor (a jitter floor), γ > 0 falls faster than any power law, as the
-#: late curves of trained networks' NTKs do.
-BOXCOX_GAMMAS = tuple(round(-0.5 + 0.05 * i, 2) for i in range(31))
+#: Largest q and r tried by ``order="auto"`` (why: higher orders extrapolate noise at ratios of 10 and more).
+MAX_ORDER = 2
 
 
 def features(n, q: int, r: int) -> np.ndarray:
@@ -40,14 +39,58 @@ class _Fit:
     coef: np.ndarray          # [a1, b0, b1..bq, c1..cr]
     cov: np.ndarray           # sandwich covariance of coef
     resid_var: float          # mean squared residual of the increments
+    hat: np.ndarray           # coef = hat @ delta[n0:n1]: the fit is linear in the window's increments
+
+
+@functools.lru_cache(maxsize=8)
+def _increment_features(n_max: int) -> np.ndarray:
+    """Row k (1 < k ≤ n_max): features(k) − features(k − 1) at the largest orders (q = r = :data:`MAX_ORDER`), the
+    design of every fit on k ≤ n_max (columns picked by :func:`_columns`); rows 0 and 1 unused. Read-only."""
+    k = np.arange(2, n_max + 1, dtype=np.float64)
+    X = np.full((n_max + 1, 2 + 2 * MAX_ORDER), np.nan)
+    X[2:] = features(k, MAX_ORDER, MAX_ORDER) - features(k - 1.0, MAX_ORDER, MAX_ORDER)
+    X.setflags(write=False)
+    return X
+
+
+def _columns(q: int, r: int) -> list[int]:
+    return [0, 1, *range(2, 2 + q), *range(2 + MAX_ORDER, 2 + MAX_ORDER + r)]
+
+
+#: Largest k of the cached design (why: 2^21 rows × 6 columns is 100 MB; beyond, the sums go in chunks).
+CACHED_ROWS = 1 << 21
+
+
+def _design(n0: int, n1: int, q: int, r: int) -> np.ndarray:
+    """The differenced family on k ∈ (n0, n1]: rows of :func:`_increment_features` (cached up to the next power of
+    two, so that every window, hold-out and extrapolation of a curve reads one array) where the orders allow."""
+    if q <= MAX_ORDER and r <= MAX_ORDER and n0 >= 1 and n1 <= CACHED_ROWS:
+        cap = max(64, 1 << (int(n1) - 1).bit_length())
+        return _increment_features(cap)[n0 + 1:n1 + 1][:, _columns(q, r)]
+    k = np.arange(n0 + 1, n1 + 1, dtype=np.float64)
+    return features(k, q, r) - features(k - 1.0, q, r)
+
+
+def _pinv_sym(A: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of a symmetric positive semi-definite matrix (eigenvalues below 1e-15 × the largest dropped,
+    as :func:`numpy.linalg.pinv`), from one eigendecomposition."""
+    w, V = np.linalg.eigh(A)
+    keep = w > 1e-15 * max(float(w[-1]), 0.0)
+    inv = np.zeros_like(w)
+    inv[keep] = 1.0 / w[keep]
+    return (V * inv) @ V.T
+
+
+@functools.lru_cache(maxsize=256)
+def _features_at(n: int, q: int, r: int) -> np.ndarray:
+    return features([float(n)], q, r)[0]
 
 
 def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0,
          weights: np.ndarray | None = None) -> _Fit:
     """Least squares of the increments δ_k, k ∈ (n0, n1], on the differenced family (columns scaled to unit RMS;
     ``ridge`` penalizes the correction terms bᵢ, cᵢ in those units: a smoothness prior towards the plain law)."""
-    k = np.arange(n0 + 1, n1 + 1, dtype=np.float64)
-    X = features(k, q, r) - features(k - 1.0, q, r)
+    X = _design(n0, n1, q, r)
     y = delta[n0:n1]
     s = np.sqrt(np.mean(X * X, axis=0))
     Xs = X / s
@@ -55,84 +98,50 @@ def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0
     A = Xs.T @ (w[:, None] * Xs)
     if ridge:
         A = A + np.diag([0.0, 0.0] + [ridge * y.size] * (q + r))
-    Ai = np.linalg.pinv(A)
+    Ai = _pinv_sym(A)
     c = Ai @ (Xs.T @ (w * y))
     e = y - Xs @ c
     m, p = y.size, X.shape[1]
     meat = Xs.T @ ((w * w * e * e * (m / max(m - p, 1)))[:, None] * Xs)   # HC1 sandwich: heteroscedastic noise
     cov = Ai @ meat @ Ai
-    return _Fit(n0, n1, q, r, c / s, cov / np.outer(s, s), float(np.mean(e * e)))
+    hat = (Ai @ (Xs.T * w)) / s[:, None]
+    return _Fit(n0, n1, q, r, c / s, cov / (s[:, None] * s[None, :]), float(np.mean(e * e)), hat)
 
 
 def _predict(fit: _Fit, n_anchor: int, ell_anchor: float, targets) -> tuple[np.ndarray, np.ndarray]:
     """ℓ̂ at targets anchored at the observed ℓ at ``n_anchor``, and the prediction's standard deviation."""
-    g = features(np.asarray(targets, dtype=np.float64), fit.q, fit.r) - features([n_anchor], fit.q, fit.r)
+    g = np.stack([_features_at(int(t), fit.q, fit.r) for t in targets]) - _features_at(int(n_anchor), fit.q, fit.r)
     return ell_anchor + g @ fit.coef, np.sqrt(np.maximum(np.einsum("ti,ij,tj->t", g, fit.cov, g), 0.0))
 
 
-def _floored(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float) -> float:
-    """ℓ̂(n_total) of a fit with every extrapolated increment raised to ``floor`` (a known lower bound: log of the
-    smallest eigenvalue of the shift, per point)."""
+def _extrapolated(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float | None) -> tuple[float, np.ndarray]:
+    """ℓ̂(n_total) of a fit anchored at ℓ_{n_s}, and g = ∂ℓ̂/∂(coefficients). Where there is a floor (a known lower
+    bound of every increment: log of the smallest eigenvalue of the shift, per point) the fit is of the increments'
+    excess over it (:func:`_above_floor`), read back as log(e^fit + e^floor), and g weighs each point's features by
+    the derivative of that map."""
     out, step = ell_end, 1 << 20
+    g = np.zeros(fit.coef.size)
     for a in range(ns + 1, n_total + 1, step):
-        k = np.arange(a, min(a + step, n_total + 1), dtype=np.float64)
-        inc = (features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)) @ fit.coef
-        out += float(np.maximum(inc, floor).sum())
-    return out
+        b = min(a + step, n_total + 1)
+        G = _design(a - 1, b - 1, fit.q, fit.r)
+        inc = G @ fit.coef
+        if floor is None:
+            out += float(inc.sum())
+            g += G.sum(axis=0)
+        else:
+            out += float(np.logaddexp(inc, floor).sum())
+            g += (G * (1.0 / (1.0 + np.exp(np.minimum(floor - inc, 700.0))))[:, None]).sum(axis=0)
+    return out, g
+
+
+def _above_floor(d: np.ndarray, floor: float | None) -> np.ndarray:
+    """The increments' excess over the floor, log(e^δ − e^floor) (at least log(1e-6) + floor: an increment on the
+    floor carries no law): the part of an increment that follows the scaling law, where δ itself bends onto the
+    floor (an RBF kernel's increments reach their jitter's)."""
+    if floor is None:
+        return d
+    return floor + np.log(np.maximum(np.expm1(np.minimum(d - floor, 700.0)), 1e-6))
 
 
 def _growth(u: float) -> float:
     return u * math.log(u) - u + 1.0
-
-
-def _boxcox_basis(k: np.ndarray, gamma: float) -> np.ndarray:
-    return np.log(k) if gamma == 0 else np.expm1(gamma * np.log(k)) / gamma
-
-
-def boxcox_fit(delta: np.ndarray, n0: int, ns: int, n_total: int, ell_end: float,
-               floor: float | None = None) -> tuple[float, float]:
-    r"""Box-Cox curvature probe: fit δ_k = α + β·(k^γ − 1)/γ on k ∈ (n0, ns] for every γ of
-    :data:`BOXCOX_GAMMAS` (profile least squares), keep the γ of least residual and return
-    (ℓ_{ns} + Σ_{k=ns+1}^{n_total} max(δ̂(k), floor), γ). γ = 0 is the plain power law of the scaling-law family; γ ≠ 0 is
-    curvature in log-log that the family cannot follow."""
-    k = np.arange(n0 + 1, ns + 1, dtype=np.float64)
-    kk = np.arange(ns + 1, n_total + 1, dtype=np.float64)
-    y = delta[n0:ns]
-    best = None
-    for g in BOXCOX_GAMMAS:
-        X = np.stack([np.ones_like(k), _boxcox_basis(k, g)], axis=-1)
-        c, *_ = np.linalg.lstsq(X, y, rcond=None)
-        rss = float(np.sum((y - X @ c) ** 2))
-        if best is None or rss < best[0]:
-            inc = c[0] + c[1] * _boxcox_basis(kk, g)
-            pred = ell_end + float((inc if floor is None else np.maximum(inc, floor)).sum())
-            best = (rss, pred, g)
-    return best[1], best[2]
-
-
-def loo_increments(L: np.ndarray, rows_per_point: int = 1) -> np.ndarray:
-    r"""Leave-one-out increment curve of one ordering from its Cholesky factor L (lower, rows grouped by point).
-
-    δ̄_k = (1/k)·Σ_{i ≤ k} [ℓ(P_k) − ℓ(P_k ∖ i)] for every prefix P_k of the first k points: the mean increment of
-    adding each of them last, −log det of its diagonal block of K_{P_k}⁻¹. Its expectation is the expected
-    increment E δ_k (P_k ∖ i is a random (k−1)-subset) and it uses only the first k points, like ℓ_k, but its noise
-    is far lower (an order of magnitude on a full-output NTK, docs/benchmarks/extrapolate.md). With
-    W = L⁻¹, K_{P_k}⁻¹ = W_kᵀW_k for the leading block W_k of W, so the diagonal blocks of all prefixes are
-    cumulative sums of W's column blocks' Gram matrices: one triangular inversion for the whole curve.
-    """
-    from scipy.linalg import solve_triangular
-
-    m = L.shape[0]
-    O = int(rows_per_point)
-    ns = m // O
-    W = solve_triangular(L, np.eye(m), lower=True, check_finite=False)
-    if O == 1:
-        D = np.cumsum(W * W, axis=0)                      # D[k, i] = [K_{P_(k+1)}^-1]_ii for i <= k
-        D[np.triu_indices(m, 1)] = 1.0
-        return -np.log(D).sum(axis=1) / np.arange(1, m + 1)
-    tot = np.zeros(ns)
-    for i in range(ns):
-        Wi = W[i * O:, i * O:(i + 1) * O].reshape(ns - i, O, O)
-        G = np.cumsum(np.einsum("jab,jac->jbc", Wi, Wi), axis=0)
-        tot[i:] -= np.linalg.slogdet(G)[1]
-    return tot / np.arange(1, ns + 1)

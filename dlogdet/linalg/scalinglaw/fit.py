@@ -1,5 +1,5 @@
-"""Window and order of the scaling-law fit chosen by held-out validation, the stderr and its parts, the Box-Cox probe
-and the law's brackets: :func:`fit_curves` (the maths: :mod:`dlogdet.linalg.scalinglaw`)."""
+"""Window and order of the scaling-law fit chosen by held-out validation, the band and its parts, the Box-Cox
+probe's weight and the curves a plot draws: :func:`fit_curves` (the maths: :mod:`dlogdet.linalg.scalinglaw`)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,23 @@ from typing import Mapping
 import numpy as np
 
 from ...core.errors import ExtrapolationError, InputError, warn_renamed
-from .family import _Fit, _fit, _floored, _growth, _predict, boxcox_fit, features
+from . import band
+from .family import CACHED_ROWS, MAX_ORDER, _above_floor, _design, _extrapolated, _Fit, _fit, _growth, _predict, features
+from .probe import MIN_START, _boxcox_increments, _boxcox_select, _sum_increments
+from .probe import probe as _probe
 from .records import BoxCoxProbe, Candidate, CurveFit, StderrParts
 
 #: Window starts tried by ``window="auto"``, as fractions of n_s (why: from "almost everything" to "the last 70%";
 #: early points carry small-k transients, late windows leave too few points for the slope).
 WINDOW_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
-#: Largest q and r tried by ``order="auto"`` (why: higher orders extrapolate noise at ratios of 10 and more).
-MAX_ORDER = 2
 #: Hold-out ratios of the validation: the window shrunk by ρ predicts the observed end (why: several ratios average
 #: the noise of a single hold-out; 4 still leaves a quarter of the curve to fit).
 HOLDOUT_RATIOS = (2.0, 3.0, 4.0)
 #: Candidates whose prediction spread enters σ_sel (why: the few nearly as good as the best are the real
 #: alternatives; the worst ones would only widen the band).
 TOP_CANDIDATES = 5
-#: Earliest automatic window start (why: the first increments, before the points fill the domain, follow no law).
-MIN_START = 10
-#: Weight of the curvature probe's distance in the band (why: the probe's γ, fitted inside the subsample, trails
-#: the growing curvature beyond it, and with weight 1 the band covered too few runs on a full-output NTK).
-CURVATURE_WEIGHT = 1.5
+#: Points of each extrapolation curve kept for a plot (``CurveFit.curves``: log-spaced, so ~10 KB of JSON).
+CURVE_POINTS = 120
 #: Families of ``family=``: "auto" (the default of :func:`dlogdet.extrapolate`: the Box-Cox probe where the source reports
 #: a rank boundary between n_sub and n_total, the scaling-law family elsewhere), the scaling-law family ℓ(n) above, or the
 #: Box-Cox probe.
@@ -99,24 +97,6 @@ def _min_points(p: int) -> int:
     return max(5 * p, 20)
 
 
-def _curvature(delta: np.ndarray, a: int, b: int) -> tuple[float, float]:
-    """Log-log curvature of the increments that the family cannot follow: fit δ_k = α + β ln k + γ (ln k)² on
-    k ∈ (a, b] and return the t-statistic of γ and the relative change of the local slope dδ/d ln k across the
-    window, |2γ·ln(b/a)| / |β| (0 for a power law; ≈ 2 for an RBF kernel on its way to the jitter floor)."""
-    k = np.arange(a + 1, b + 1, dtype=np.float64)
-    if k.size < 10:
-        return 0.0, 0.0
-    lk = np.log(k)
-    u = lk - lk.mean()
-    X = np.stack([np.ones_like(k), u, u * u], axis=-1)
-    c, *_ = np.linalg.lstsq(X, delta[a:b], rcond=None)
-    e = delta[a:b] - X @ c
-    cov = (e @ e / (k.size - 3)) * np.linalg.pinv(X.T @ X)
-    t = float(c[2] / math.sqrt(cov[2, 2])) if cov[2, 2] > 0 else 0.0
-    change = abs(2.0 * c[2] * (lk[-1] - lk[0])) / max(abs(c[1]), 1e-300)
-    return t, float(change)
-
-
 def increment_weights(ell, weights) -> np.ndarray | None:
     """Per-increment least-squares weights of ``weights=`` for ℓ_k curves of shape (S, n_s): None (equal weights),
     "inverse-variance" (see :data:`WEIGHTINGS`) or an array of n_s non-negative finite numbers, one per k."""
@@ -163,8 +143,10 @@ def _checked_curves(ell, loo, n_total: int) -> tuple[np.ndarray, np.ndarray | No
                                  "diagonal shift d= (jitter) or use a smaller n_sub")
     if loo is not None:
         loo = np.atleast_2d(np.asarray(loo, dtype=np.float64))
-        if loo.shape != ell.shape or not np.all(np.isfinite(loo)):
-            raise ExtrapolationError(f"loo curves must be finite with the shape of ell {ell.shape}, got {loo.shape}")
+        if loo.ndim != 2 or loo.shape[1] != ell.shape[1] or not 1 <= loo.shape[0] <= ell.shape[0] \
+                or not np.all(np.isfinite(loo)):
+            raise ExtrapolationError(f"loo curves must be finite, of the length of ell {ell.shape} and at most as many, "
+                                     f"got {loo.shape}")
     return ell, loo, int(n_total)
 
 
@@ -190,11 +172,13 @@ def _validation_error(d: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: fl
 
 
 def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list[tuple[Candidate, _Fit]]:
-    """Every window and order that has enough points, fitted and validated, best (least estimated MSE) first."""
+    """Every window and order that has enough points, fitted, and validated where it can still be among the
+    :data:`TOP_CANDIDATES` best (least estimated MSE) — a candidate whose prediction variance alone exceeds the
+    MSE of the 5th best validated so far cannot, and keeps ``mse = inf``; best first."""
     ns = d.size
     ell_end = float(d.sum())
     auto_window = windows is None
-    out = []
+    fits: list[tuple[float, float, _Fit]] = []
     for q, r in orders:
         p = 2 + q + r
         wins = windows if not auto_window else sorted({(max(int(round(f * ns)), MIN_START), ns)
@@ -205,12 +189,21 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
             if w is not None and np.count_nonzero(w[n0:n1]) < 3 * p:
                 continue                              # weights that leave too few increments in this window
             fit = _fit(d, n0, n1, q, r, ridge, w)
-            pred, sd = _predict(fit, ns, ell_end, [N])
-            bias2 = _validation_error(d, n0, n1, q, r, ridge, w, N / ns)
-            validated = bool(bias2)
-            s_val = math.sqrt(max(float(np.mean(bias2)), 0.0)) if validated else float(sd[0])
-            out.append((Candidate(n0=n0, n1=n1, q=q, r=r, prediction=float(pred[0]), sd=float(sd[0]), model=s_val,
-                                  mse=float(sd[0]) ** 2 + s_val ** 2, validated=validated), fit))
+            preds, sds = _predict(fit, ns, ell_end, [N])
+            fits.append((float(sds[0]), float(preds[0]), fit))
+    out: list[tuple[Candidate, _Fit]] = []
+    best: list[float] = []
+    for sd, pred, fit in sorted(fits, key=lambda t: t[0]):
+        if len(best) >= TOP_CANDIDATES and sd * sd >= best[TOP_CANDIDATES - 1]:
+            out.append((Candidate(n0=fit.n0, n1=fit.n1, q=fit.q, r=fit.r, prediction=pred, sd=sd, model=math.nan,
+                                  mse=math.inf, validated=False), fit))
+            continue
+        bias2 = _validation_error(d, fit.n0, fit.n1, fit.q, fit.r, ridge, w, N / ns)
+        validated = bool(bias2)
+        s_val = math.sqrt(max(float(np.mean(bias2)), 0.0)) if validated else sd
+        out.append((Candidate(n0=fit.n0, n1=fit.n1, q=fit.q, r=fit.r, prediction=pred, sd=sd, model=s_val,
+                              mse=sd * sd + s_val * s_val, validated=validated), fit))
+        best = sorted(best + [sd * sd + s_val * s_val])
     if not out:
         p = 2 + min(q + r for q, r in orders)
         need = _min_points(p) if auto_window else 3 * p
@@ -224,56 +217,103 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
     return out
 
 
-def _stat_variance(best: Candidate, fit: _Fit, deltas: np.ndarray, N: int, ridge: float, w) -> tuple[float, list | None]:
-    """σ²_stat: the chosen fit's prediction variance plus the anchor's sampling variance, or with 2 or more
-    subsamples the spread of their own estimates if larger; and those per-subsample estimates."""
+def _per_subsample(fit: _Fit, deltas: np.ndarray, N: int, ridge: float, w) -> list | None:
+    """Each subsample's own estimate with the chosen window and order (2 or more subsamples; diagnostics)."""
     S, ns = deltas.shape
-    anchor_var = ns * fit.resid_var * max(1.0 - ns / N, 0.0)
-    s_stat2 = best.sd ** 2 + anchor_var
     if S < 2:
-        return s_stat2, None
-    per_sub = []
-    for s in range(S):
-        fs = _fit(deltas[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w)
-        per_sub.append(float(_predict(fs, ns, float(deltas[s].sum()), [N])[0][0]))
-    return max(s_stat2, float(np.var(per_sub, ddof=1)) / S + anchor_var), per_sub
+        return None
+    return [float(_predict(_fit(deltas[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w), ns, float(deltas[s].sum()),
+                           [N])[0][0]) for s in range(S)]
 
 
-def _law_brackets(d: np.ndarray, N: int, floor: float | None) -> tuple[float, float]:
-    """The two brackets of σ_law: the monotone upper bound ℓ_{n_s} + (n − n_s)·(tail mean + 2 se) and an increment
-    curve that keeps falling linearly in k (raised to ``floor`` where there is one)."""
+def _cumulative(inc, a: int, points, floor: float | None) -> list[float]:
+    """Σ_{k=a+1}^{n} of inc(k) through the floor (:func:`_sum_increments`) at each of the sorted ``points`` n ≥ a."""
+    out, total, pos = [], 0.0, a
+    for n in points:
+        total += _sum_increments(inc, pos, int(n), floor)
+        pos = max(pos, int(n))
+        out.append(total)
+    return out
+
+
+def _curves(fit: _Fit, probe: BoxCoxProbe, ns: int, N: int, ell_end: float, floor: float | None,
+            upper: float) -> dict:
+    """Both curves as the estimate reads them, at ≤ :data:`CURVE_POINTS` log-spaced n from the window's start to
+    n_total (n_s and n_total included), anchored at ℓ_{n_s}: the family's increments (through the floor) summed back
+    inside the subsample and forward beyond it, capped by the monotone bound's line; the Box-Cox probe the same way
+    from its window's start (None where it fell back to the family). Each ends at its estimate, so a plot's curve
+    and point agree."""
+    grid = np.unique(np.r_[np.geomspace(max(fit.n0, 1), N, CURVE_POINTS).round(), ns, N]).astype(int)
+    inside, beyond = grid[grid <= ns], grid[grid > ns]
+    cap = ell_end + (beyond - ns) * ((upper - ell_end) / (N - ns) if N > ns else 0.0)
+
+    def curve(inc, start: int):
+        mine = inside[inside >= start]
+        lo = int(mine[0]) if mine.size else ns
+        if N - lo <= CACHED_ROWS:            # all increments at once: C[j] = Σ_{k=lo+1}^{lo+j} (through the floor)
+            v = inc(np.arange(lo + 1, N + 1, dtype=np.float64))
+            C = np.r_[0.0, np.cumsum(v if floor is None else np.logaddexp(v, floor))]
+            back = (ell_end - (C[ns - lo] - C[mine - lo])).tolist()
+            ahead = np.minimum(ell_end + C[beyond - lo] - C[ns - lo], cap)
+        else:
+            back = [ell_end - _sum_increments(inc, int(n), ns, floor) for n in mine]
+            ahead = np.minimum(ell_end + np.array(_cumulative(inc, ns, beyond, floor)), cap)
+        return [*([None] * int(np.sum(inside < start))), *back, *ahead.tolist()]
+
+    def fam(k):
+        k = np.asarray(k)
+        if k.size and k[0] >= 2 and k[-1] <= CACHED_ROWS and np.all(np.diff(k) == 1):
+            return _design(int(k[0]) - 1, int(k[-1]), fit.q, fit.r) @ fit.coef
+        return (features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)) @ fit.coef
+
+    out = {"n": grid.tolist(), "scaling-law": curve(fam, 0), "boxcox": None}
+    if math.isfinite(probe.alpha):
+        out["boxcox"] = curve(_boxcox_increments(probe.gamma, probe.alpha, probe.beta), probe.window[0])
+    return out
+
+
+def _probe_weight(d: np.ndarray, raw: np.ndarray, y: np.ndarray, fit: _Fit, probe: BoxCoxProbe,
+                  floor: float | None) -> float:
+    """The probe's weight against the chosen family fit, from their held-out errors: each refitted on its window
+    shrunk by ρ ∈ :data:`HOLDOUT_RATIOS` predicts the observed ℓ_{n_s} − ℓ_{n_s/ρ} (the same data for both, so the
+    noise of the observed end is common). With m = mean squared held-out error, the Gaussian profile likelihood of n
+    residuals is ∝ m^(−n/2): w = m_F^(n/2) / (m_F^(n/2) + m_P^(n/2)). 1/2 where no hold-out fits."""
     ns = d.size
-    ell_end = float(d.sum())
-    m = max(ns // 10, min(10, ns))
-    tail = d[ns - m:]
-    upper = ell_end + (N - ns) * (float(tail.mean()) + 2.0 * float(tail.std(ddof=1) if m > 1 else 0.0) / math.sqrt(m))
-    a = ns // 4
-    kk = np.arange(a + 1, ns + 1, dtype=np.float64)
-    lin, *_ = np.linalg.lstsq(np.stack([np.ones_like(kk), kk], axis=-1), d[a:], rcond=None)
-    if floor is None:
-        kf_sum = (N * (N + 1) - ns * (ns + 1)) / 2.0
-        return upper, ell_end + lin[0] * (N - ns) + lin[1] * kf_sum
-    kf = np.arange(ns + 1, N + 1, dtype=np.float64)
-    return upper, ell_end + float(np.maximum(lin[0] + lin[1] * kf, floor).sum())
+    eF, eP = [], []
+    for rho in HOLDOUT_RATIOS:
+        nh = int(round(ns / rho))
+        h0, c0 = max(int(round(fit.n0 / rho)), 1), max(MIN_START, int(round(probe.window[0] / rho)))
+        if nh - h0 < max(3 * (2 + fit.q + fit.r), 10) or nh - c0 < 10 or nh >= ns:
+            continue
+        observed = float(raw[nh:ns].sum())
+        hf = _fit(d, h0, nh, fit.q, fit.r)
+        eF.append(_extrapolated(hf, nh, ns, 0.0, floor)[0] - observed)
+        g, a, b = _boxcox_select(y, c0, nh)
+        eP.append(_sum_increments(_boxcox_increments(g, a, b), nh, ns, floor) - observed)
+    if not eF:
+        return 0.5
+    half = len(eF) / 2.0
+    mF, mP = float(np.mean(np.square(eF))), float(np.mean(np.square(eP)))
+    if mF == mP:
+        return 0.5
+    return 1.0 / (1.0 + (mP / mF) ** half) if mF > 0 else 0.0
 
 
-def _law_weight(t_curv: float, slope_change: float) -> float:
-    """Weight of the law's failure in [0, 1]: significant (|t| from 1 to 2) and large (the local log-log slope
-    changing by 50% to 100% across the window; Matérn kernels stay below, RBF kernels before their jitter floor
-    above)."""
-    return min(max(abs(t_curv) - 1.0, 0.0), 1.0) * min(max((slope_change - 0.5) / 0.5, 0.0), 1.0)
-
-
-def _probe(y: np.ndarray, ns: int, N: int, ell_end: float, floor: float | None, upper: float, fallback: float,
-           on: str) -> BoxCoxProbe:
-    """The Box-Cox probe on the increment curve ``y``, fitted on (n_s/10, n_s], anchored at ℓ_{n_s} = ``ell_end``
-    and capped by the monotone bound; the scaling law's ``fallback`` (γ = 0) where the curve is too short or there is
-    nothing to extrapolate."""
-    b0 = max(MIN_START, int(round(0.1 * ns)))
-    if ns - b0 >= 10 and N > ns:
-        est, gamma = boxcox_fit(y, b0, ns, N, ell_end, floor)
-        return BoxCoxProbe(gamma=float(gamma), estimate=float(min(est, upper)), window=(b0, ns), on=on)
-    return BoxCoxProbe(gamma=0.0, estimate=float(fallback), window=(b0, ns), on=on)
+def _band(d: np.ndarray, raw: np.ndarray, fit: _Fit, g: np.ndarray, best: Candidate, cands: list, N: int,
+          ell_end: float, floor: float | None, estimate: float, upper: float, probe: BoxCoxProbe,
+          family: str) -> StderrParts:
+    """The band's parts (:mod:`~dlogdet.linalg.scalinglaw.band`): the sampling part from the noise profile of the fitted curve,
+    and the model part from the next best candidates, the held-out validation and the probe."""
+    ns = d.size
+    v = band.noise_profile(d)
+    sampling = math.sqrt(band.prediction_variance(fit.hat, g, v[fit.n0:fit.n1])
+                         + band.anchor_variance(band.noise_profile(raw), ns, N))
+    # the choice: root mean square distance of the next best candidates' estimates (floored and capped alike)
+    others = [min(_extrapolated(f, ns, N, ell_end, floor)[0], upper) for _, f in cands[1:TOP_CANDIDATES]]
+    selection = math.sqrt(float(np.mean([(e - estimate) ** 2 for e in others]))) if others else 0.0
+    # curvature beyond the window: the other curve's distance, weighed by how well it predicts held-out data
+    curvature = band.curvature_part(family, probe.estimate, estimate, probe.weight)
+    return band.parts(sampling, best.model, selection, curvature)
 
 
 def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float = 0.0, loo=None,
@@ -293,8 +333,8 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     ridge : float
         Penalty on the correction coefficients bᵢ, cᵢ (0: none).
     loo : array_like, optional
-        Leave-one-out increment curves (:func:`loo_increments`), same shape as ``ell``: the low-noise curve on which
-        the Box-Cox curvature probe is fitted (default: the raw increments of ``ell``).
+        Leave-one-out increment curves (:func:`loo_increments`) of some of the subsamples (as long as ``ell``'s): the
+        low-noise curve on which the Box-Cox curvature probe is fitted (default: the raw increments of ``ell``).
     family : "scaling-law" or "boxcox"
         Which curve gives the estimate: the scaling-law family (chosen by validation) or the Box-Cox probe's. The
         band holds the distance between the two either way. ("issue" is the deprecated spelling of
@@ -318,41 +358,35 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     if N < ns:
         raise InputError(f"n_total = {N} is smaller than the subsample (n_s = {ns}); give n_total >= n_sub")
     deltas = np.diff(ell, axis=1, prepend=0.0)
-    d = deltas.mean(axis=0)
-    ell_end = float(d.sum())
+    raw = deltas.mean(axis=0)
+    ell_end = float(raw.sum())
+    d = _above_floor(raw, floor)
     orders = parse_order(order)
     cands = _candidates(d, N, orders, parse_window(window, ns), ridge, w)
     best, fit = cands[0]
 
-    s_stat2, per_sub = _stat_variance(best, fit, deltas, N, ridge, w)
-    # the choice: root mean square distance of the next best candidates' predictions from the chosen one
-    top = np.array([c.prediction for c, _ in cands[1:TOP_CANDIDATES]])
-    s_sel = float(np.sqrt(np.mean((top - best.prediction) ** 2))) if top.size else 0.0
-
-    # the law itself: log-log curvature of the tail, and the brackets it opens
-    t_curv, slope_change = _curvature(d, max(ns // 20, 1), ns)
-    upper, falling = _law_brackets(d, N, floor)
-    estimate = best.prediction if floor is None else _floored(fit, ns, N, ell_end, floor)
+    # the estimate: the chosen fit read at n (through the floor), capped by the monotone bound
+    t_curv, slope_change = band.curvature_test(d, max(ns // 20, 1), ns)
+    upper, falling = band.law_brackets(raw, N, floor)
+    estimate, g = _extrapolated(fit, ns, N, ell_end, floor)
     estimate = min(estimate, upper)
-    s_law = _law_weight(t_curv, slope_change) * max(abs(estimate - falling), abs(upper - estimate)) / 2.0
-    # curvature beyond the window: the distance between the probe's extrapolation and the family's is model risk
-    # that the held-out validation cannot see
-    probe = _probe(loo.mean(axis=0) if loo is not None else d, ns, N, ell_end, floor, upper, estimate,
-                   "loo" if loo is not None else "increments")
-    s_curv = CURVATURE_WEIGHT * abs(probe.estimate - estimate)
-    stderr = math.sqrt(s_stat2 + max(best.model, s_curv) ** 2 + s_sel ** 2 + s_law ** 2)
-
+    y = _above_floor(loo.mean(axis=0), floor) if loo is not None else d
+    probe = _probe(y, ns, N, ell_end, floor, upper, estimate, "loo" if loo is not None else "increments")
+    if math.isfinite(probe.alpha):
+        probe = probe.replace(weight=_probe_weight(d, raw, y, fit, probe, floor))
+    parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family)
     coef = fit.coef
-    a0 = ell_end - float(features([ns], fit.q, fit.r)[0] @ coef)
+    coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r)[0] @ coef), "a1": float(coef[0]),
+                    "b": [float(v) for v in coef[1:2 + fit.q]], "c": [float(v) for v in coef[2 + fit.q:]]}
     return CurveFit(
-        estimate=float(probe.estimate if family == "boxcox" else estimate), stderr=float(stderr),
-        components=StderrParts(stat=math.sqrt(s_stat2), validation=best.model, selection=s_sel, law=s_law,
-                               curvature=s_curv),
+        estimate=float(probe.estimate if family == "boxcox" else estimate), stderr=band.stderr_of(parts),
+        components=parts,
         family=family, weights=None if weights is None else (weights if isinstance(weights, str) else "array"),
         boxcox=probe, scaling_law_estimate=float(estimate), window=(fit.n0, fit.n1), order=(fit.q, fit.r),
-        coefficients={"a0": a0, "a1": float(coef[0]), "b": [float(v) for v in coef[1:2 + fit.q]],
-                      "c": [float(v) for v in coef[2 + fit.q:]]},
+        coefficients=coefficients,
         extrapolation_ratio=N / ns, curvature_t=t_curv, slope_change=slope_change,
-        law_rejected=abs(t_curv) >= 2.0 and slope_change >= 1.0, upper_monotone=float(upper),
-        falling_bracket=float(falling), validated=bool(best.validated), floor=floor, per_subsample=per_sub,
-        candidates=[c for c, _ in cands], ell_mean=np.cumsum(d))
+        law_rejected=band.law_rejected(t_curv, slope_change), upper_monotone=float(upper),
+        falling_bracket=float(falling), validated=bool(best.validated), floor=floor,
+        per_subsample=_per_subsample(fit, deltas, N, ridge, w),
+        candidates=[c for c, _ in cands], ell_mean=np.cumsum(d),
+        curves=_curves(fit, probe, ns, N, ell_end, floor, upper))

@@ -1,7 +1,9 @@
-"""The typed results of the scaling-law fit: the stderr's parts, the Box-Cox probe, a candidate window and order, and
+"""The typed results of the scaling-law fit: the band's parts, the Box-Cox probe, a candidate window and order, and
 the whole fit (the maths: :mod:`dlogdet.linalg.scalinglaw`)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -10,25 +12,31 @@ from ...core.diagnostics import Record, record
 
 @record
 class StderrParts(Record):
-    """The parts of an extrapolation's stderr (module doc): stderr² = stat² + max(validation, curvature)² +
-    selection² + law²."""
+    """The parts of an extrapolation's stderr (module doc): stderr² = sampling² + model², model² =
+    λ·validation² + selection² + curvature²; ``stat`` is the sampling part's old name (the same number)."""
 
-    stat: float
+    sampling: float
+    model: float
     validation: float
     selection: float
-    law: float
     curvature: float
+    stat: float
 
 
 @record
 class BoxCoxProbe(Record):
-    """The Box-Cox curvature probe: its exponent γ, its estimate, the window (n0, n_s] it was fitted on, and the
-    curve it was fitted to (``"loo"``: the leave-one-out increments; ``"increments"``: the raw ones)."""
+    """The Box-Cox curvature probe: its exponent γ, its estimate, the window (n0, n_s] it was fitted on, the
+    curve it was fitted to (``"loo"``: the leave-one-out increments; ``"increments"``: the raw ones), its
+    coefficients α, β, and its weight against the family from their held-out errors (0 where it fell back to the
+    family)."""
 
     gamma: float
     estimate: float
     window: tuple[int, int]
     on: str
+    alpha: float = math.nan
+    beta: float = math.nan
+    weight: float = 0.0
 
 
 @record
@@ -65,13 +73,15 @@ class CurveFit(Record):
     window, order : tuple
         The chosen (n0, n1) and (q, r).
     coefficients : dict
-        a0, a1, b, c of the chosen fit (:func:`evaluate`).
+        a0, a1, b, c of the chosen fit (:func:`evaluate`; of the increments' excess over the floor where there is
+        one, anchored at ℓ_{n_s}).
     extrapolation_ratio : float
         n_total / n_s.
     curvature_t, slope_change : float
         The test of the law; ``law_rejected`` its verdict.
     upper_monotone, falling_bracket : float
-        The brackets of σ_law.
+        The monotone bound that caps the estimate, and an increment curve that keeps falling linearly in k (a
+        pessimistic bracket, reported beside it).
     validated : bool
         Whether a held-out check of the chosen candidate fitted.
     floor : float or None
@@ -81,6 +91,9 @@ class CurveFit(Record):
     candidates : list of Candidate
     ell_mean : numpy.ndarray
         The mean ℓ_k curve.
+    curves : dict
+        ``{"n": [...], "scaling-law": [...], "boxcox": [...] or None}``: both curves as the estimate reads them,
+        from the window's start to n_total (:func:`_curves`), for a plot whose curve ends at the estimate.
     """
 
     RENAMED = {"issue_estimate": "scaling_law_estimate"}
@@ -106,3 +119,4 @@ class CurveFit(Record):
     per_subsample: list | None
     candidates: list
     ell_mean: np.ndarray
+    curves: dict
