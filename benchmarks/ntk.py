@@ -1,7 +1,7 @@
 """NTK tiles of any JAX model: the generic structured path against NTK-vector products, Jacobian contraction and the
 zoo's former hand-written path; memory per tile; an end-to-end log-determinant.
 
-    python benchmarks/ntk.py [--sections zoo plain flax e2e] [--tiles 64 256] [--rounds 3] [--cap 20]
+    python benchmarks/ntk.py [--sections zoo plain flax e2e] [--tiles 64 256] [--rounds 5] [--cap 20]
                              [--resnet-width 8] [--e2e-n 10000] [--e2e-sub 1000] [--workers 2]
                              [--nt-python PYTHON [--nt-pythonpath DIRS]]
 

@@ -11,6 +11,11 @@ def jax_context(x64: bool = True):
 
     ``"highest"`` precision matters on GPUs, where JAX's default TF32 products make Gram matrices visibly
     indefinite (jax issue 19444); on CPUs it costs nothing.
+
+    Parameters
+    ----------
+    x64 : bool
+        64-bit types inside the block (False: 32-bit types, still with full-precision matrix products).
     """
     import jax
 

@@ -17,16 +17,16 @@ from ..core.errors import InputError
 
 #: The working set one task of the matrix-free product may take by default, as :func:`matvec_plan` estimates it
 #: (chunks shrink and column batches narrow to fit). Why 256 MiB: room for a few tasks on a worker of a few GiB,
-#: and the fastest plans measured (docs/benchmarks/ntk-matvec.md) fit in it.
+#: and the fastest plans measured (docs/benchmarks/ntk_matvec.md) fit in it.
 MATVEC_BYTES = 1 << 28
 
 #: Points per chunk of the matrix-free product unless the caller or the memory bound says otherwise (512: one
-#: column at 1024 points took 0.93–1.6× as long as at 512, docs/benchmarks/ntk-matvec.md).
+#: column at 1024 points took 0.93–1.6× as long as at 512, docs/benchmarks/ntk_matvec.md).
 MATVEC_CHUNK = 512
 
 #: Cotangents per call the product aims at (a column takes one, O for ``"trace"``): as many columns per batch as
 #: this allows, at least one. A batch shares the forward pass each call reruns, but past a few cotangents the
-#: wider buffers cost more than the wider products gain (measured on 2 CPU cores: docs/benchmarks/ntk-matvec.md;
+#: wider buffers cost more than the wider products gain (measured on 2 CPU cores: docs/benchmarks/ntk_matvec.md;
 #: a GPU may prefer wider batches, not measured: pass ``columns=``).
 MATVEC_COTANGENTS = 4
 
