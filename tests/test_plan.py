@@ -65,7 +65,8 @@ def check_sane(p: Plan, n: int, workers: int, budget: int) -> None:
         assert p.tasks_at_once_per_worker == p.slots_per_worker
         assert p.store_read_bytes == p.store_write_bytes == p.scratch_bytes == 0
     assert p.source_read_bytes == p.matrix_bytes
-    assert p.time_total_s == pytest.approx(p.time_compute_s + p.time_critical_path_s + p.time_io_s)
+    assert p.time_total_s == pytest.approx(p.time_compute_s + p.time_critical_path_s + p.time_io_s
+                                           + p.time_transfer_s + p.time_scheduler_s)
     assert all(t > 0 for t in (p.time_compute_s, p.time_critical_path_s, p.time_io_s))
     json.dumps(p.to_dict())
 
@@ -486,7 +487,8 @@ def test_cli_plan_json(capsys):
     p = dlogdet.plan(500_000, workers=32, budget="80GB")
     assert d == json.loads(p.to_json())
     assert d["n_tasks"] == task_count(d["n_panels"], "spd")
-    assert set(d["rates"]) == {"gemm_flops", "io_bytes", "gemm_source", "io_source"}
+    assert set(d["rates"]) == {"gemm_flops", "io_bytes", "gemm_source", "io_source", "network_bytes", "task_seconds",
+                              "task_latency", "network_source", "task_source"}
 
 
 def test_cli_plan_table_and_options(capsys):
