@@ -380,9 +380,11 @@ def test_gpu_workers():
         assert r.gpu_working_set_bytes == r.tiles_per_task * r.tile_bytes <= r.gpu_memory_bytes
         assert r.time_compute_s == pytest.approx(r.flops / (8 * r.rates.gemm_flops))
         assert "gpu-gemm-flops" in r.rates.gemm_source
-    # the engine's tile already fits the GPU: unchanged, no warning
+    # the engine's tile already fits the GPU and no per-task overhead asks for more (tests/test_simulate.py checks
+    # that rule): unchanged, no warning
     with dask.config.set({"dlogdet.memory.tiles-per-task": 5}):
-        s = dlogdet.plan(20_000, workers=2, budget="8GB", gpus_per_worker=1, gpu_memory="80GB")
+        s = dlogdet.plan(20_000, workers=2, budget="8GB", gpus_per_worker=1, gpu_memory="80GB",
+                         rates={"task_seconds": 0, "task_latency": 0})
         assert s.block_size == s.engine_block_size == auto_block_size(20_000, 2, itemsize=8, budget=8 * 10**9)
         assert not s.warnings
 

@@ -167,3 +167,51 @@ def test_plan_simulates_and_cli_prints_the_parts(capsys):
     for row in ("simulated time", "  compute", "  transfers", "  scheduler", "  critical path", "  busiest worker",
                 "tile size"):
         assert row in out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the tile rule with per-task overhead
+# --------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gemm, s, lat, slots", [(20e12, 1e-3, 1e-3, 64), (5e10, 1e-3, 1e-3, 2), (67e12, 3e-3, 0, 8),
+                                                 (1e12, 0, 5e-3, 4)])
+def test_overhead_tile_is_the_smallest_multiple_of_64_under_the_share(gemm, s, lat, slots):
+    from dlogdet.engine.plan import overhead_tile
+
+    b = overhead_tile(gemm, s, lat, slots, 0.05).size
+    need = max(slots * s, lat) / 0.05
+    assert b % 64 == 0
+    assert 2.0 * b ** 3 / gemm >= need > 2.0 * (b - 64) ** 3 / gemm
+
+
+def test_gpu_plan_keeps_the_scheduler_under_five_percent_and_says_so():
+    from dlogdet.runtime.planner import overhead_share
+
+    p = dlogdet.plan(1_000_000, workers=64, gpus_per_worker=1, gpu_memory="141GB", worker_memory="512GB")
+    assert p.block_size_limited_by.startswith("per-task overhead: 64 task slots x 1 ms of the scheduler")
+    assert overhead_share(p.block_size, p.rates, 64) <= 0.05 < overhead_share(p.block_size - 64, p.rates, 64)
+    assert p.block_size != p.engine_block_size and any(f"pass block_size={p.block_size}" in w for w in p.warnings)
+    assert not any("per-task overhead" in w for w in p.warnings)
+    # the reason stays true when another limit binds: 4 tiles of 20k in 16 GB of GPU memory do not fit
+    q = dlogdet.plan(1_000_000, workers=64, gpus_per_worker=1, gpu_memory="16GB", worker_memory="512GB")
+    assert q.block_size_limited_by.startswith("GPU memory") and "the per-task overhead asks for" in \
+        q.block_size_limited_by
+    assert q.gpu_working_set_bytes <= q.gpu_memory_bytes
+    assert any("per-task overhead" in w and "more than dlogdet.plan.max-overhead" in w for w in q.warnings)
+
+
+def test_cpu_plan_warns_when_the_scheduler_binds():
+    p = dlogdet.plan(400_000, workers=256, budget="100GB")
+    assert any("per-task overhead" in w for w in p.warnings)
+    q = dlogdet.plan(20_000, workers=2, budget="10GB")
+    assert not any("per-task overhead" in w for w in q.warnings)
+
+
+def test_calibrate_network_between_two_local_workers():
+    """Two local worker processes (loopback), a graph of tiny tasks, a chain, an 8 MiB transfer: positive rates."""
+    from dlogdet.runtime.costs import calibrate_cluster
+
+    got = calibrate_cluster(tasks=200, chain=40, nbytes=8 * 2**20)
+    assert set(got) == {"task_seconds", "task_latency", "network_bytes"}
+    assert 0 < got["task_seconds"][0] < 1 and 0 <= got["task_latency"][0] < 1 and got["network_bytes"][0] > 1e6
+    assert all(how.startswith("measured here") for _, how in got.values())

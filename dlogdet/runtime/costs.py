@@ -171,7 +171,8 @@ CALIBRATION_CHAIN = 200           # tiny dependent tasks of the latency calibrat
 CALIBRATION_TRANSFER = 64 * 2**20  # bytes moved between two workers
 
 
-def calibrate_cluster(client=None) -> dict[str, tuple[float, str]]:
+def calibrate_cluster(client=None, *, tasks: int = CALIBRATION_TASKS, chain: int = CALIBRATION_CHAIN,
+                      nbytes: int = CALIBRATION_TRANSFER) -> dict[str, tuple[float, str]]:
     """Measure the cluster's rates on ``client`` (None: two local worker processes started here, loopback only, and
     stopped): {"task_seconds", "task_latency", "network_bytes": (value, how)}.
 
@@ -187,38 +188,37 @@ def calibrate_cluster(client=None) -> dict[str, tuple[float, str]]:
 
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as c:
-            return calibrate_cluster(c)
-    from distributed import wait
-
+            return calibrate_cluster(c, tasks=tasks, chain=chain, nbytes=nbytes)
     workers = sorted(client.scheduler_info().get("workers", {}))
     client.get({("dlogdet-warm", i): (_noop, i) for i in range(50)}, [("dlogdet-warm", i) for i in range(50)])
-    dsk = {("dlogdet-tiny", i): (_noop, i) for i in range(CALIBRATION_TASKS)}
+    dsk = {("dlogdet-tiny", i): (_noop, i) for i in range(tasks)}
     t0 = _t.perf_counter()
     client.get(dsk, list(dsk))
-    per_task = (_t.perf_counter() - t0) / CALIBRATION_TASKS
-    chain: dict = {("dlogdet-chain", 0): (_noop, 0)}
-    for i in range(1, CALIBRATION_CHAIN):
-        chain[("dlogdet-chain", i)] = (_noop, ("dlogdet-chain", i - 1))
+    per_task = (_t.perf_counter() - t0) / tasks
+    links: dict = {("dlogdet-chain", 0): (_noop, 0)}
+    for i in range(1, chain):
+        links[("dlogdet-chain", i)] = (_noop, ("dlogdet-chain", i - 1))
     t0 = _t.perf_counter()
-    client.get(chain, ("dlogdet-chain", CALIBRATION_CHAIN - 1))
-    per_link = (_t.perf_counter() - t0) / CALIBRATION_CHAIN
+    client.get(links, ("dlogdet-chain", chain - 1))
+    per_link = (_t.perf_counter() - t0) / chain
     latency = max(0.0, per_link - per_task)
-    out = {"task_seconds": (per_task, f"measured here: {CALIBRATION_TASKS} tiny tasks on {len(workers)} workers, "
+    out = {"task_seconds": (per_task, f"measured here: {tasks} tiny tasks on {len(workers)} workers, "
                                       f"{per_task * 1e3:.2f} ms per task"),
-           "task_latency": (latency, f"measured here: a chain of {CALIBRATION_CHAIN} tiny tasks, "
+           "task_latency": (latency, f"measured here: a chain of {chain} tiny tasks, "
                                      f"{per_link * 1e3:.2f} ms per task less the scheduler's cost")}
     if len(workers) >= 2:
         best = math.inf
         for _ in range(3):
-            src = client.submit(_array, CALIBRATION_TRANSFER, workers=[workers[0]], pure=False)
-            wait(src)
+            src = client.submit(_array, nbytes, workers=[workers[0]], pure=False)
+            # made and read where it was made: nothing moves yet
+            client.submit(_nbytes, src, workers=[workers[0]], allow_other_workers=False, pure=False).result()
             t0 = _t.perf_counter()
             client.submit(_nbytes, src, workers=[workers[1]], allow_other_workers=False, pure=False).result()
             best = min(best, _t.perf_counter() - t0)
             del src
         moved = max(best - per_link, 1e-9)
-        out["network_bytes"] = (CALIBRATION_TRANSFER / moved, f"measured here: 64 MiB between two workers in "
-                                                               f"{best * 1e3:.0f} ms")
+        out["network_bytes"] = (nbytes / moved, f"measured here: {nbytes / 2**20:g} MiB between two workers in "
+                                                f"{best * 1e3:.0f} ms")
     return out
 
 

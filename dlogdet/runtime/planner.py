@@ -39,7 +39,7 @@ from typing import Any, Mapping
 from ..core import config
 from ..core.diagnostics import format_bytes
 from ..core.errors import InputError, MemoryBudgetError
-from ..engine.plan import ExactPlan, largest_tile, plan_exact
+from ..engine.plan import ExactPlan, largest_tile, overhead_tile, plan_exact
 from ..sources.base import check_dtype
 from . import memory
 from .costs import (Rates, calibrate_cluster, check_rates, flop_count, human_time, matrix_tile_bytes, resolve_rates,
@@ -196,17 +196,54 @@ def _gpu_cap(b: int, lo: int, gpu_b: int, per_task: int, itemsize: int, given: b
     return cap, why
 
 
-def _on_gpus(ep: ExactPlan, gpus: int, gpu_b: int, given: bool, warnings: list[str]) -> ExactPlan:
-    """The engine's plan with its tile under the GPU caps (a warning names the tile to pass when one cuts it)."""
+def _max_overhead() -> float:
+    v = config.get("plan.max-overhead", 0.05)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not 0 < f < 1:
+        raise InputError(f"dask config dlogdet.plan.max-overhead must be a fraction in (0, 1), got {v!r}")
+    return f
+
+
+def overhead_share(b: int, rates: Rates, task_slots: int) -> float:
+    """The per-task overhead (the scheduler's cost for every slot it serves, or a worker's own) as a share of a
+    b×b tile update's time (2b³ flops)."""
+    return max(task_slots * rates.task_seconds, rates.task_latency) / (2.0 * float(b) ** 3 / rates.gemm_flops)
+
+
+def _on_gpus(ep: ExactPlan, gpus: int, gpu_b: int, given: bool, warnings: list[str], rates: Rates) -> ExactPlan:
+    """The engine's plan with its tile for GPUs: at least the per-task overhead's floor
+    (:func:`dlogdet.engine.plan.overhead_tile`), within the host budget, and under the GPU caps; a warning names the
+    tile to pass when it differs from the engine's own choice, which does not know the GPUs' rate."""
     lo = min(int(config.get("min-block-size", 256)), ep.n)
     per_task = ep.tiles_per_task
-    b, gpu_why = _gpu_cap(ep.block_size, lo, gpu_b, per_task, ep.itemsize, given=given)
-    if gpu_why is None:
+    want, want_why, floor = ep.block_size, None, None
+    if not given:
+        floor = overhead_tile(rates.gemm_flops, rates.task_seconds, rates.task_latency, ep.workers * gpus,
+                              _max_overhead())
+        if floor.size > ep.block_size:
+            want, want_why = floor.size, floor.limited_by
+            if ep.budget is not None:
+                # the host budget still holds what it held for the engine's tile
+                share = per_task if ep.mode == "store" else 8
+                fit = math.isqrt(ep.budget // (share * ep.itemsize))
+                fit = max(ep.block_size, fit - fit % GPU_QUANTUM)
+                if want > fit:
+                    want, want_why = fit, (f"memory budget: {share} tiles per task (the per-task overhead asks for "
+                                           f"{floor.size})")
+            if want >= ep.n:
+                want, want_why = ep.n, f"n: one tile (the per-task overhead asks for {floor.size})"
+    b, gpu_why = _gpu_cap(want, lo, gpu_b, per_task, ep.itemsize, given=given)
+    if gpu_why is None and want == ep.block_size:
         return ep
-    warnings.append(f"dlogdet.logdet(..., block_size=None) picks block_size={ep.block_size}, whose "
-                    f"{per_task} tiles per task do not fit in one GPU ({format_bytes(gpu_b)}) or exceed "
-                    f"the GPU tile limit: pass block_size={b} to run this plan")
-    return dataclasses.replace(ep, block_size=b, block_size_limited_by=f"{gpu_why}; the engine alone picks "
+    why = gpu_why or want_why
+    if gpu_why and want_why and floor is not None:
+        why = f"{gpu_why} (the per-task overhead asks for {floor.size})"
+    warnings.append(f"dlogdet.logdet(..., block_size=None) picks block_size={ep.block_size}, a tile for CPU workers "
+                    f"(its rule knows neither the GPUs' memory nor their rate): pass block_size={b} to run this plan")
+    return dataclasses.replace(ep, block_size=b, block_size_limited_by=f"{why}; the engine alone picks "
                                                                         f"{ep.block_size}")
 
 
@@ -297,19 +334,19 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
     ep = plan_exact(n, itemsize=dt.itemsize, assume=assume, workers=workers, budget=resolved.bytes,
                     block_size=block_size, block_source=block_source)
     engine_b = ep.block_size
-    if gpus:
-        assert gpu_b is not None
-        ep = _on_gpus(ep, gpus, gpu_b, block_size is not None, warnings)
-    mem = _memory_model(ep, gpus or 1, overhead)
     cluster = calibrate_cluster(client) if calibrate_network else None
     r = resolve_rates(given_rates, calibrate, bool(gpus), cluster)
+    if gpus:
+        assert gpu_b is not None
+        ep = _on_gpus(ep, gpus, gpu_b, block_size is not None, warnings, r)
+    mem = _memory_model(ep, gpus or 1, overhead)
     flops = flop_count(n, assume)
     moved = mem["source_read_bytes"] + mem["store_read_bytes"] + mem["store_write_bytes"]
     network = transfer_bytes(n, ep.block_size, assume, ep.itemsize, workers) if ep.mode == "memory" else 0
     t_compute, t_cp, t_io, t_net, t_sched = times(flops, ep.n_panels, ep.block_size, assume, moved, workers,
                                                   mem["tasks_at_once_per_worker"], r, network, ep.n_tasks)
     simulated = _simulate(ep, r, workers, mem["tasks_at_once_per_worker"]) if simulate else None
-    warnings += _warnings(ep, mem, gpus, given_rates)
+    warnings += _warnings(ep, mem, gpus, given_rates, r)
     p = Plan(n=n, dtype=dt.name, assume=assume, workers=workers, gpus_per_worker=gpus, slots_per_worker=gpus or 1,
              budget_bytes=ep.budget or 0, budget_source=resolved.source, gpu_memory_bytes=gpu_b,
              overhead_bytes=overhead, tiles_per_task=ep.tiles_per_task, block_size=ep.block_size,
@@ -364,10 +401,19 @@ def _memory_model(ep: ExactPlan, slots: int, overhead: int) -> dict[str, Any]:
                 store_read_bytes=store_reads, store_write_bytes=store_writes, scratch_bytes=ep.scratch_bytes)
 
 
-def _warnings(ep: ExactPlan, mem: dict[str, Any], gpus: int, given_rates: Mapping) -> list[str]:
-    """What the plan's reader should know: idle task slots, GPUs waiting, a budget exceeded, a graph refused."""
+def _warnings(ep: ExactPlan, mem: dict[str, Any], gpus: int, given_rates: Mapping, rates: Rates) -> list[str]:
+    """What the plan's reader should know: idle task slots, GPUs waiting, a budget exceeded, a graph refused, the
+    per-task overhead above its share."""
     warnings = []
     slots = gpus or 1
+    limit = _max_overhead()
+    share = overhead_share(ep.block_size, rates, ep.workers * slots)
+    if share > limit:
+        floor = overhead_tile(rates.gemm_flops, rates.task_seconds, rates.task_latency, ep.workers * slots, limit)
+        warnings.append(f"the per-task overhead ({ep.workers * slots} task slots x {rates.task_seconds * 1e3:g} ms of "
+                        f"the scheduler, {rates.task_latency * 1e3:g} ms of a worker) is {share:.0%} of a tile "
+                        f"update's time, more than dlogdet.plan.max-overhead = {limit:.0%}: tasks wait for the "
+                        f"scheduler; block_size >= {floor.size} keeps it under (if the budget holds it)")
     nt, at_once, tile_bytes, per_task = ep.n_panels, mem["tasks_at_once_per_worker"], ep.tile_bytes, ep.tiles_per_task
     task_slots = ep.workers * slots
     nt_min = max(1, math.ceil(math.sqrt(8 * task_slots)))
@@ -450,7 +496,7 @@ def _format_plan(p: Plan) -> str:
         ("time: I/O", human_time(p.time_io_s), "bytes / (workers x disk rate), not overlapped"),
         ("time: transfers", human_time(p.time_transfer_s), "network bytes / (workers x network rate), not overlapped"),
         ("time: scheduler", human_time(p.time_scheduler_s), "tasks x the scheduler's cost per task, not overlapped"),
-        ("predicted time", human_time(p.time_total_s), f"{p.time_total_s:,.0f} s: the sum above (an upper estimate)"),
+        ("predicted time", human_time(p.time_total_s), f"{p.time_total_s:,.0f} s: the sum above, nothing overlapped"),
     ]
     if p.simulated is not None:
         s = p.simulated
