@@ -222,6 +222,82 @@ def calibrate_cluster(client=None, *, tasks: int = CALIBRATION_TASKS, chain: int
     return out
 
 
+#: Task kinds whose flop rate task_rates_here measures, and their flops for a b×b tile (the simulation's counts).
+KIND_FLOPS = {"potrf": 1 / 3, "trsm": 1.0, "syrk": 1.0, "gemm": 2.0}
+
+
+def task_rates_here(b: int, source=None, scratch: str | None = None, rounds: int = 3) -> dict[str, float]:
+    """What one task slot does here, median of ``rounds``, with the engine's own kernels on one BLAS thread (its
+    tasks run on one): ``gemm_flops`` of a b×b trailing update, ``potrf_flops``, ``trsm_flops``, ``syrk_flops`` of the
+    factor, panel solve and diagonal update of a b×b tile (flops as :data:`KIND_FLOPS` counts them);
+    ``load_bytes`` of producing a b×b input tile from ``source`` and checking it as the engine loads it;
+    ``io_bytes`` of saving and loading a b×b tile in a tile store under ``scratch``."""
+    import shutil
+    import statistics
+
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from ..engine.store import TileStore
+    from ..linalg import kernels as K
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((b, b)), rng.standard_normal((b, b))
+    spd = x @ x.T / b + np.eye(b)
+    got: dict[str, list[float]] = {"gemm_flops": [], "potrf_flops": [], "trsm_flops": [], "syrk_flops": [],
+                                   "load_bytes": [], "io_bytes": []}
+    root = tempfile.mkdtemp(prefix="dlogdet-rate-", dir=scratch) if scratch else None
+
+    def timed(f, *args):
+        t0 = time.perf_counter()
+        out = f(*args)
+        return out, time.perf_counter() - t0
+
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            K.update(spd, x, y)   # warm-up
+            for i in range(rounds):
+                factor, t = timed(K.potrf, spd)
+                got["potrf_flops"].append(KIND_FLOPS["potrf"] * b ** 3 / t)
+                panel, t = timed(K.trsm, factor, x)
+                got["trsm_flops"].append(KIND_FLOPS["trsm"] * b ** 3 / t)
+                _, t = timed(K.update, spd, panel, panel)
+                got["syrk_flops"].append(KIND_FLOPS["syrk"] * b ** 3 / t)
+                _, t = timed(K.update, spd, x, y)
+                got["gemm_flops"].append(KIND_FLOPS["gemm"] * b ** 3 / t)
+                if source is not None:
+                    r0, c0 = min(b, source.n - b), 0
+                    t0 = time.perf_counter()
+                    tile = source.tile(r0, r0 + b, c0, c0 + b)
+                    K.prepare_tile(tile, r0=r0, c0=c0, check_finite=True, tile_index=(1, 0))
+                    got["load_bytes"].append(tile.nbytes / (time.perf_counter() - t0))
+                if root is not None:
+                    store = TileStore(root)
+                    t0 = time.perf_counter()
+                    store.save(f"t{i}.npy", x)
+                    store.load(f"t{i}.npy")
+                    got["io_bytes"].append(2 * x.nbytes / (time.perf_counter() - t0))
+    finally:
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+    return {k: statistics.median(v) for k, v in got.items() if v}
+
+
+def calibrate_tasks(client, b: int, source=None, scratch: str | None = None) -> dict[str, tuple[float, str]]:
+    """:func:`task_rates_here` on every worker of ``client`` at once (so the rates are those of a task while all
+    workers are busy, on cores they may share), median over workers: {name: (rate, how)}."""
+    import statistics
+
+    per_worker = list(client.run(task_rates_here, b, source, scratch).values())
+    how = {"gemm_flops": f"measured on {len(per_worker)} workers at once: {b}x{b} float64 GEMM on 1 BLAS thread",
+           "potrf_flops": f"measured on the workers: Cholesky of a {b}x{b} tile",
+           "trsm_flops": f"measured on the workers: a {b}x{b} panel solve",
+           "syrk_flops": f"measured on the workers: a {b}x{b} diagonal update",
+           "load_bytes": f"measured on the workers: a {b}x{b} tile from the source, checked",
+           "io_bytes": f"measured on the workers: a {b}x{b} tile saved and loaded in the tile store"}
+    return {k: (statistics.median(w[k] for w in per_worker), how[k]) for k in per_worker[0]}
+
+
 def resolve_rates(given: dict[str, float], do_calibrate: bool, gpu: bool,
                   cluster: dict[str, tuple[float, str]] | None = None) -> Rates:
     """The rates of a plan: given ones, else measured (``do_calibrate``: GEMM and disk here; ``cluster``: what

@@ -31,7 +31,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..engine.graph import emit
 from ..engine.placement import BlockCyclic, PanelPriority
@@ -59,12 +59,15 @@ class SimTask:
     load_bytes: int = 0
     worker: int | None = None
     priority: int = 0
+    kind: str = ""
 
 
 @dataclass(frozen=True)
 class SimRates:
     """Rates of the simulation: flop/s of one task slot, bytes/s of a worker's network link, of its disk, and of
-    loading input tiles from the source; the scheduler's seconds per task and the worker's latency per task."""
+    loading input tiles from the source; the scheduler's seconds per task and the worker's latency per task.
+    ``kind_flops`` (optional) gives the flop rate of a kind of task (``"potrf"``, ``"trsm"``, ``"syrk"``,
+    ``"gemm"``) where it differs from ``gemm_flops``."""
 
     gemm_flops: float
     network_bytes: float = math.inf
@@ -72,6 +75,7 @@ class SimRates:
     load_bytes: float = math.inf
     task_seconds: float = 0.0
     task_latency: float = 0.0
+    kind_flops: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,8 @@ class _SimEmitter:
         store = self.mode == "store"
         out = out_elems * self.itemsize
         task = SimTask(key, tuple(dict.fromkeys(deps)), float(flops), REF_BYTES if store else out,
-                       (read_elems * self.itemsize + out) if store else 0, load, self.owner(key), self.priority(key))
+                       (read_elems * self.itemsize + out) if store else 0, load, self.owner(key), self.priority(key),
+                       key[0].split("-", 1)[0])
         self.tasks.append(task)
         self.dsk[key] = len(self.tasks) - 1
         self.step.append(len(self.tasks) - 1)
@@ -250,9 +255,11 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
         if task.worker is not None and not 0 <= task.worker < workers:
             raise ValueError(f"task {task.key} is placed on worker {task.worker}, outside 0..{workers - 1}")
 
+    kind_flops = dict(rates.kind_flops or {})
+
     def run_time(task: SimTask) -> float:
-        return (rates.task_latency + task.flops / rates.gemm_flops + task.io_bytes / rates.io_bytes
-                + task.load_bytes / rates.load_bytes)
+        return (rates.task_latency + task.flops / kind_flops.get(task.kind, rates.gemm_flops)
+                + task.io_bytes / rates.io_bytes + task.load_bytes / rates.load_bytes)
 
     events: list[tuple[float, int, int, int]] = []     # (time, sequence, kind, task)
     seq = [0]
