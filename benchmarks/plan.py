@@ -13,8 +13,8 @@ dlogdet.runtime.simulate with rates measured here, just before the run:
   flop rates of the engine's kernels on one BLAS thread at the run's tile size b (trailing update, factor, panel
   solve, diagonal update); loads, generating one b×b tile of the source and checking it, as the first task that
   reads it does; disk (out of core), saving and loading one b×b tile in the scratch directory, as a store task does;
-* per-task costs and network: dlogdet.runtime.costs.calibrate_cluster on the same cluster (500 tiny tasks, a chain
-  of 100, a 32 MiB transfer between two workers).
+* per-task costs and network, just before the run: dlogdet.runtime.costs.calibrate_cluster on the same cluster
+  (200 tiny tasks, chains of 40, alternating between two workers or not, a 16 MiB transfer between two workers).
 
 The task rates are measured just before the run and again just after it: "simulated" uses both (harmonic means:
 time per unit of work is what adds up), "ahead" only those before, a forecast. Measured is the graph's wall time
@@ -44,13 +44,13 @@ FACTORS = {4000: (50, 80), 8000: (80, 100), 12000: (100, 120), 16000: (100, 160)
 STORE_BUDGET = 96 * 2**20
 
 
-def run_config(client, workers: int, n: int, mode: str, scratch: str, cal: dict) -> dict:
+def run_config(client, workers: int, n: int, mode: str, scratch: str) -> dict:
     import dask
 
     import dlogdet
     from dlogdet.engine.plan import plan_exact
     from dlogdet.runtime import memory
-    from dlogdet.runtime.costs import calibrate_tasks
+    from dlogdet.runtime.costs import calibrate_cluster, calibrate_tasks
     from dlogdet.runtime.simulate import SimRates, simulate
     from dlogdet.sources.kron import KronSource
 
@@ -63,6 +63,8 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, cal: dict)
         ep = plan_exact(n, itemsize=8, assume="spd", workers=workers, budget=resolved.bytes)
         b = ep.block_size
         where = scratch if mode == "store" else None
+        cal = calibrate_cluster(client, tasks=200, chain=40, nbytes=16 * 2**20)
+        cal.setdefault("network_bytes", (math.inf, "one worker: nothing moves"))
         before = calibrate_tasks(client, b, src, where)
         t0 = time.perf_counter()
         r = dlogdet.logdet(src, client=client, budget=budget, scratch=scratch)
@@ -77,6 +79,7 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, cal: dict)
                          io_bytes=got["io_bytes"] if mode == "store" else math.inf,
                          load_bytes=got["load_bytes"], task_seconds=cal["task_seconds"][0],
                          task_latency=cal["task_latency"][0],
+                         transfer_latency=cal.get("transfer_latency", (0.0, ""))[0],
                          kind_flops={k: got[f"{k}_flops"] for k in ("potrf", "trsm", "syrk", "gemm")})
         return simulate(n, b, workers, rates, mode=mode), rates
 
@@ -85,7 +88,8 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, cal: dict)
     sim, rates = sim_with(both)
     ahead, _ = sim_with({k: v[0] for k, v in before.items()})
     return dict(n=n, workers=workers, mode=mode, b=b, tasks=d["n_tasks"], measured=d["wall_time"], call=call,
-                sim=sim, ahead=ahead, rates=rates, rel=rel, drift=after["gemm_flops"][0] / before["gemm_flops"][0])
+                sim=sim, ahead=ahead, rates=rates, rel=rel, drift=after["gemm_flops"][0] / before["gemm_flops"][0],
+                cal=cal)
 
 
 def main() -> None:
@@ -97,8 +101,6 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     import dlogdet
-    from dlogdet.runtime.costs import calibrate_cluster
-
     grid = QUICK if args.grid == "quick" else FULL
     scratch = args.scratch or tempfile.gettempdir()
     t_start = time.perf_counter()
@@ -109,16 +111,14 @@ def main() -> None:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
             dlogdet.logdet("kron:m=20,p=20", client=client)          # warm-up: imports on the workers
-            cal = calibrate_cluster(client, tasks=500, chain=100, nbytes=32 * 2**20)
-            if "network_bytes" not in cal:
-                cal["network_bytes"] = (math.inf, "one worker: nothing moves")
-            print(f"{workers} worker(s): scheduler {cal['task_seconds'][0] * 1e3:.2f} ms/task, worker latency "
-                  f"{cal['task_latency'][0] * 1e3:.2f} ms/task, network {cal['network_bytes'][0] / 1e9:.2f} GB/s",
-                  flush=True)
+            print(f"{workers} worker(s)", flush=True)
             for n, mode in configs:
-                row = run_config(client, workers, n, mode, scratch, cal)
+                row = run_config(client, workers, n, mode, scratch)
                 rows.append(row)
-                s = row["sim"]
+                s, cal = row["sim"], row["cal"]
+                print(f"  rates: scheduler {cal['task_seconds'][0] * 1e3:.1f} ms/task, worker "
+                      f"{cal['task_latency'][0] * 1e3:.1f} ms/task, network {cal['network_bytes'][0] / 1e9:.2f} GB/s"
+                      f" + {cal.get('transfer_latency', (0.0,))[0] * 1e3:.1f} ms/fetch", flush=True)
                 print(f"  n={n:>6} {mode:<6} b={row['b']:>5} tasks={row['tasks']:>5}  measured {row['measured']:7.2f} s"
                       f"  simulated {s.time_s:7.2f} s  ratio {s.time_s / row['measured']:.2f}  (ahead "
                       f"{row['ahead'].time_s:.2f} s; GEMM {row['rates'].gemm_flops / 1e9:.1f} GFLOP/s, after/before "

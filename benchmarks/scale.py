@@ -116,6 +116,7 @@ def measure(n: int, workers: int, budget: str | int, scratch: str, *, say=say_no
         rates = SimRates(gemm_flops=got["gemm_flops"][0], io_bytes=got["io_bytes"][0],
                          load_bytes=got["load_bytes"][0], network_bytes=cal.get("network_bytes", (math.inf, ""))[0],
                          task_seconds=cal["task_seconds"][0], task_latency=cal["task_latency"][0],
+                         transfer_latency=cal.get("transfer_latency", (0.0, ""))[0],
                          kind_flops={k: got[f"{k}_flops"][0] for k in ("potrf", "trsm", "syrk", "gemm")})
         sim = simulate(n, b, workers, rates, mode="store")
         plan = dlogdet.plan(n, workers=workers, budget=budget_b, rates={

@@ -490,7 +490,7 @@ def test_cli_plan_json(capsys):
     assert d == json.loads(p.to_json())
     assert d["n_tasks"] == task_count(d["n_panels"], "spd")
     assert set(d["rates"]) == {"gemm_flops", "io_bytes", "gemm_source", "io_source", "network_bytes", "task_seconds",
-                              "task_latency", "network_source", "task_source"}
+                              "task_latency", "network_source", "task_source", "transfer_latency"}
 
 
 def test_cli_plan_table_and_options(capsys):

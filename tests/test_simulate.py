@@ -46,6 +46,12 @@ def test_a_chain_across_two_workers_moves_each_result():
     assert sim.network_bytes == 2 * 10**9
     assert sim.transfers_s == pytest.approx(0.5, **EXACT)            # 1 s of link time over 2 workers
     assert sim.critical_path_s == pytest.approx(9.25, **EXACT)
+    # a fetch's latency (0.125 s) delays each moved input without holding the link
+    late = replay(tasks, 2, SimRates(gemm_flops=1e9, network_bytes=2e9, task_seconds=0.5, task_latency=0.25,
+                                     transfer_latency=0.125))
+    assert late.start_s == pytest.approx((0.5, 2.875, 6.25), **EXACT)
+    assert late.end_s == pytest.approx((1.75, 5.125, 9.5), **EXACT)
+    assert late.critical_path_s == pytest.approx(9.5, **EXACT)
 
 
 def test_one_link_carries_one_transfer_at_a_time_and_a_copy_stays():
@@ -212,6 +218,7 @@ def test_calibrate_network_between_two_local_workers():
     from dlogdet.runtime.costs import calibrate_cluster
 
     got = calibrate_cluster(tasks=200, chain=40, nbytes=8 * 2**20)
-    assert set(got) == {"task_seconds", "task_latency", "network_bytes"}
+    assert set(got) == {"task_seconds", "task_latency", "network_bytes", "transfer_latency"}
     assert 0 < got["task_seconds"][0] < 1 and 0 <= got["task_latency"][0] < 1 and got["network_bytes"][0] > 1e6
+    assert 0 <= got["transfer_latency"][0] < 1
     assert all(how.startswith("measured here") for _, how in got.values())

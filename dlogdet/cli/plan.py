@@ -34,6 +34,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--io-bytes", type=float, metavar="RATE", help="disk bytes/s of one worker (overrides)")
     p.add_argument("--network-bytes", type=float, metavar="RATE",
                    help="bytes/s into one worker from the others (overrides)")
+    p.add_argument("--transfer-latency", type=float, metavar="S",
+                   help="seconds of a fetch from another worker besides its bytes (overrides)")
     p.add_argument("--task-seconds", type=float, metavar="S", help="the scheduler's cost per task (overrides)")
     p.add_argument("--task-latency", type=float, metavar="S",
                    help="a worker's seconds per task besides its work (overrides)")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.planner import plan
 
     rates = {k: getattr(args, k) for k in ("gemm_flops", "io_bytes", "network_bytes", "task_seconds",
-                                           "task_latency") if getattr(args, k) is not None}
+                                           "task_latency", "transfer_latency") if getattr(args, k) is not None}
     p = plan(args.n, workers=args.workers, budget=args.budget, dtype=args.dtype, assume=args.assume,
              block_size=args.block_size, gpus_per_worker=args.gpus_per_worker, gpu_memory=args.gpu_memory,
              rates=rates or None, calibrate=args.calibrate, worker_memory=args.worker_memory,

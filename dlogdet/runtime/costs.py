@@ -33,6 +33,7 @@ DEFAULT_IO_BYTES = 1e9           # B/s of one worker's scratch disk (a local NVM
 DEFAULT_NETWORK_BYTES = 1.25e9   # B/s into one worker: dask's TCP comm (10 GbE line rate; 1-2 GB/s on faster links)
 DEFAULT_TASK_SECONDS = 1e-3      # the scheduler's cost per task (dask: "about 1 ms of overhead per task")
 DEFAULT_TASK_LATENCY = 1e-3      # a worker's side of a task: messages to and from the scheduler, hand-off
+DEFAULT_TRANSFER_LATENCY = 2e-3  # a fetch of a result from another worker besides its bytes: a round trip or two
 
 CALIBRATION_GEMM = 1024            # order of the calibration GEMM
 CALIBRATION_FILE = 64 * 2**20      # bytes of the calibration file
@@ -44,6 +45,7 @@ RATE_NAMES = {
     "network_bytes": "bytes/s into one worker from the others",
     "task_seconds": "the scheduler's seconds per task",
     "task_latency": "a worker's seconds per task besides its work",
+    "transfer_latency": "seconds of a fetch from another worker besides its bytes",
 }
 
 
@@ -60,6 +62,7 @@ class Rates:
     task_latency: float = DEFAULT_TASK_LATENCY
     network_source: str = "default"
     task_source: str = "default"
+    transfer_latency: float = DEFAULT_TRANSFER_LATENCY
 
 
 # ------------------------------------------------------------------------------------------------ rates
@@ -80,8 +83,8 @@ def check_rates(rates) -> dict[str, float]:
             f = float(v)
         except (TypeError, ValueError):
             f = math.nan
-        if not (math.isfinite(f) and (f > 0 or f == 0 and k in ("task_seconds", "task_latency"))):
-            raise InputError(f"rates[{k!r}] must be a positive number{' or 0' if k.startswith('task') else ''}, "
+        if not (math.isfinite(f) and (f > 0 or f == 0 and k in ("task_seconds", "task_latency", "transfer_latency"))):
+            raise InputError(f"rates[{k!r}] must be a positive number{' or 0' if 'latency' in k or 'task' in k else ''}, "
                              f"got {v!r}")
         out[k] = f
     return out
@@ -174,12 +177,13 @@ CALIBRATION_TRANSFER = 64 * 2**20  # bytes moved between two workers
 def calibrate_cluster(client=None, *, tasks: int = CALIBRATION_TASKS, chain: int = CALIBRATION_CHAIN,
                       nbytes: int = CALIBRATION_TRANSFER) -> dict[str, tuple[float, str]]:
     """Measure the cluster's rates on ``client`` (None: two local worker processes started here, loopback only, and
-    stopped): {"task_seconds", "task_latency", "network_bytes": (value, how)}.
+    stopped): {"task_seconds", "task_latency", "network_bytes", "transfer_latency": (value, how)}.
 
     The scheduler's cost per task: a graph of 2000 independent tiny tasks, wall time / tasks (the scheduler handles
     them one at a time, so this is its throughput). A worker's latency per task: a chain of 200 tiny dependent tasks,
     wall time / tasks, less the scheduler's cost. The network: a 64 MiB array made on one worker and read by a task
-    pinned to another, best of 3, less a tiny task's round trip.
+    pinned to another, best of 3, less a tiny task's round trip. A fetch's latency: a chain of tiny tasks pinned
+    alternately to two workers, less the same chain on one worker, per task.
     """
     import time as _t
 
@@ -207,6 +211,20 @@ def calibrate_cluster(client=None, *, tasks: int = CALIBRATION_TASKS, chain: int
            "task_latency": (latency, f"measured here: a chain of {chain} tiny tasks, "
                                      f"{per_link * 1e3:.2f} ms per task less the scheduler's cost")}
     if len(workers) >= 2:
+        # a chain of tiny tasks pinned alternately to two workers, against the same chain on one: each hop of the
+        # first fetches its input from the other worker
+        hops = {}
+        for name, ws in (("one", [workers[0]]), ("two", workers[:2])):
+            t0 = _t.perf_counter()
+            f = client.submit(_noop, 0, workers=[ws[0]], pure=False)
+            for i in range(1, chain):
+                f = client.submit(_noop, f, workers=[ws[i % len(ws)]], allow_other_workers=False, pure=False)
+            f.result()
+            hops[name] = (_t.perf_counter() - t0) / chain
+        fetch = max(0.0, hops["two"] - hops["one"])
+        out["transfer_latency"] = (fetch, f"measured here: a chain of {chain} tiny tasks alternating between two "
+                                          f"workers, {hops['two'] * 1e3:.2f} ms per task against "
+                                          f"{hops['one'] * 1e3:.2f} on one")
         best = math.inf
         for _ in range(3):
             src = client.submit(_array, nbytes, workers=[workers[0]], pure=False)
@@ -320,18 +338,20 @@ def resolve_rates(given: dict[str, float], do_calibrate: bool, gpu: bool,
     for name, key, default in (("io_bytes", "plan.io-bytes", DEFAULT_IO_BYTES),
                                ("network_bytes", "plan.network-bytes", DEFAULT_NETWORK_BYTES),
                                ("task_seconds", "plan.task-seconds", DEFAULT_TASK_SECONDS),
-                               ("task_latency", "plan.task-latency", DEFAULT_TASK_LATENCY)):
+                               ("task_latency", "plan.task-latency", DEFAULT_TASK_LATENCY),
+                               ("transfer_latency", "plan.transfer-latency", DEFAULT_TRANSFER_LATENCY)):
         if name in given:
             out[name] = (given[name], "given (rates=)")
         elif name in measured:
             out[name] = measured[name]
         else:
-            out[name] = (_config_rate(key, default, zero_ok=name.startswith("task")),
+            out[name] = (_config_rate(key, default, zero_ok="latency" in name or name.startswith("task")),
                          f"default (dask config dlogdet.{key})")
     task_src = out["task_seconds"][1] + "; latency " + out["task_latency"][1]
     return Rates(float(gemm), float(out["io_bytes"][0]), gsrc, out["io_bytes"][1],
                  network_bytes=float(out["network_bytes"][0]), task_seconds=float(out["task_seconds"][0]),
                  task_latency=float(out["task_latency"][0]), network_source=out["network_bytes"][1],
+                 transfer_latency=float(out["transfer_latency"][0]),
                  task_source=task_src)
 
 

@@ -368,7 +368,8 @@ def _simulate(ep: ExactPlan, r: Rates, workers: int, slots: int) -> dict[str, An
     t0 = time.perf_counter()
     sim = simulate(ep.n, ep.block_size, workers,
                    SimRates(gemm_flops=r.gemm_flops, network_bytes=r.network_bytes, io_bytes=r.io_bytes,
-                            load_bytes=r.io_bytes, task_seconds=r.task_seconds, task_latency=r.task_latency),
+                            load_bytes=r.io_bytes, task_seconds=r.task_seconds, task_latency=r.task_latency,
+                            transfer_latency=r.transfer_latency),
                    assume=ep.assume, mode=ep.mode, itemsize=ep.itemsize, slots=slots,
                    placement=str(config.get("scheduling.placement", "block-cyclic")),
                    priority=str(config.get("scheduling.priority", "panel")))
@@ -488,7 +489,8 @@ def _format_plan(p: Plan) -> str:
          if p.mode == "memory" else "out of core: tiles travel through the tile store"),
         ("GEMM rate", f"{p.rates.gemm_flops / 1e9:,.1f} GFLOP/s / task", p.rates.gemm_source),
         ("disk rate", f"{p.rates.io_bytes / 1e9:,.2f} GB/s / worker", p.rates.io_source),
-        ("network rate", f"{p.rates.network_bytes / 1e9:,.2f} GB/s / worker", p.rates.network_source),
+        ("network rate", f"{p.rates.network_bytes / 1e9:,.2f} GB/s / worker + "
+                         f"{p.rates.transfer_latency * 1e3:,.2f} ms / fetch", p.rates.network_source),
         ("per-task cost", f"{p.rates.task_seconds * 1e3:,.2f} ms scheduler + {p.rates.task_latency * 1e3:,.2f} ms "
                           "worker", p.rates.task_source),
         ("time: compute", human_time(p.time_compute_s), "flops / (workers x tasks at once x GEMM rate)"),

@@ -12,7 +12,8 @@ priority (:class:`~dlogdet.engine.placement.PanelPriority`) and its worker (the 
 * **scheduler**: one process; a task whose dependencies are all done waits for it, and it spends ``task_seconds``
   on each task, one at a time (tasks ready at the same moment in priority order);
 * **transfers**: a dispatched task fetches each input held on another worker (once per worker: a copy stays there)
-  over the receiving worker's link, one transfer at a time, at ``network_bytes`` per second;
+  over the receiving worker's link, one transfer at a time, at ``network_bytes`` per second, and waits
+  ``transfer_latency`` more for each (messages, which do not hold the link);
 * **workers**: ``slots`` tasks at once each (1 per CPU worker, 1 per GPU); among the tasks whose inputs are there,
   the highest priority runs first; ``cores``, when given, caps the tasks running at once on all workers together
   (local workers sharing one machine's cores);
@@ -65,7 +66,8 @@ class SimTask:
 @dataclass(frozen=True)
 class SimRates:
     """Rates of the simulation: flop/s of one task slot, bytes/s of a worker's network link, of its disk, and of
-    loading input tiles from the source; the scheduler's seconds per task and the worker's latency per task.
+    loading input tiles from the source; the scheduler's seconds per task and the worker's latency per task; the latency
+    of a fetch from another worker besides its bytes (``transfer_latency``: it does not hold the link).
     ``kind_flops`` (optional) gives the flop rate of a kind of task (``"potrf"``, ``"trsm"``, ``"syrk"``,
     ``"gemm"``) where it differs from ``gemm_flops``."""
 
@@ -76,6 +78,7 @@ class SimRates:
     task_seconds: float = 0.0
     task_latency: float = 0.0
     kind_flops: Mapping[str, float] | None = None
+    transfer_latency: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -347,7 +350,7 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
                     size = tasks[d].out_bytes
                     dt = size / rates.network_bytes
                     link_free[w] = max(link_free[w], t) + dt
-                    got = copies[d, w] = link_free[w]
+                    got = copies[d, w] = link_free[w] + rates.transfer_latency
                     net_bytes += size
                     link_busy += dt
                 arrive = max(arrive, got)
@@ -392,7 +395,8 @@ def critical_path(tasks: Sequence[SimTask], rates: SimRates, run_time: Callable[
         ready = 0.0
         for d in task.deps:
             moved = (tasks[d].worker is not None and task.worker is not None and tasks[d].worker != task.worker)
-            ready = max(ready, finish[d] + (tasks[d].out_bytes / rates.network_bytes if moved else 0.0))
+            ready = max(ready, finish[d] + (tasks[d].out_bytes / rates.network_bytes + rates.transfer_latency
+                                            if moved else 0.0))
         finish[t] = ready + rates.task_seconds + run_time(task)
     return max(finish, default=0.0)
 
