@@ -13,7 +13,8 @@ from the two factors. Printed:
   tile, tile generation, tile-store round trip; calibrate_cluster: the scheduler's and the workers' cost per task);
 * the log-determinant against the closed form p·log det A + m·log det B (target: 1e-10 relative);
 * wall time against the prediction (target: within 25%);
-* peak RSS per worker (the scheduler's samples) against the budget (the worker's baseline is outside the budget);
+* peak RSS per worker (the scheduler's samples) against the budget, and what it grew by from the worker's RSS just
+  before the run (the baseline is outside the budget);
 * bytes read and written by the workers (their processes' I/O counters: through the file system, and from/to the
   device) against the planner's tile-store traffic; peak disk space of the tile store (sampled every second).
 
@@ -71,6 +72,12 @@ def io_counters() -> dict[str, int]:
     return {"read_chars": getattr(c, "read_chars", c.read_bytes), "write_chars": getattr(c, "write_chars",
                                                                                          c.write_bytes),
             "read_bytes": c.read_bytes, "write_bytes": c.write_bytes}
+
+
+def rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 def factors(n: int) -> tuple[int, int]:
@@ -134,6 +141,8 @@ def measure(n: int, workers: int, budget: str | int, scratch: str, *, say=say_no
             f"planner's closed form, nothing overlapped: {human_time(plan.time_total_s)}")
 
         before = client.run(io_counters)
+        names = {a: str(w.get("name", a)) for a, w in client.scheduler_info()["workers"].items()}
+        base = {names.get(a, a): v for a, v in client.run(rss).items()}
         with DiskSampler(scratch) as disk:
             t0 = time.perf_counter()
             r = dlogdet.logdet(src, client=client, budget=budget_b, scratch=scratch)
@@ -145,7 +154,7 @@ def measure(n: int, workers: int, budget: str | int, scratch: str, *, say=say_no
     exact = src.closed_form_logdet()
     out.update(logdet=r.logdet, closed_form=exact, rel_err=abs(r.logdet - exact) / abs(exact), wall_s=d["wall_time"],
                call_s=call, mode=d["mode"], peak_rss=dict(d.get("peak_rss_bytes_per_worker") or {}),
-               disk_peak=disk.peak, io=io, status=str(r.status))
+               disk_peak=disk.peak, io=io, status=str(r.status), baseline=base)
     return out
 
 
@@ -158,9 +167,11 @@ def report(o: dict, say=print) -> None:
     say(f"wall time          {o['wall_s']:.1f} s (the graph; {o['call_s']:.1f} s the call)   predicted "
         f"{o['predicted_s']:.1f} s   measured/predicted {ratio:.2f}   (target within 25%: "
         f"{'met' if abs(ratio - 1) <= 0.25 else 'MISSED'})")
-    for w, rss in sorted(o["peak_rss"].items()):
-        say(f"peak RSS {w!s:<9} {rss / 2**30:.2f} GiB   budget {o['budget'] / 2**30:.2f} GiB for tiles "
-            f"(+ the process's baseline)   {rss / o['budget']:.2f}x the budget")
+    for w, peak in sorted(o["peak_rss"].items()):
+        b0 = o.get("baseline", {}).get(w, 0)
+        say(f"peak RSS {w!s:<9} {peak / 2**30:.2f} GiB = {b0 / 2**30:.2f} GiB before the run + "
+            f"{(peak - b0) / 2**30:.2f} GiB   budget {o['budget'] / 2**30:.2f} GiB for tiles   "
+            f"(peak - before) / budget = {(peak - b0) / o['budget']:.2f}")
     io = o["io"]
     say(f"store reads        {io['read_chars'] / gb:.2f} GB through the file system, {io['read_bytes'] / gb:.2f} GB "
         f"from the device   planner: {o['plan_store_read'] / gb:.2f} GB")

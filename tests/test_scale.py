@@ -33,6 +33,7 @@ def test_scaled_down_out_of_core_run_matches_the_closed_form(scale, tmp_path):
     assert o["io"]["write_chars"] >= 4096 * 4097 // 2 * 8
     assert 0 < o["disk_peak"] <= o["plan_scratch"] + 2**20
     assert set(o["peak_rss"]) and all(v > 0 for v in o["peak_rss"].values())
+    assert set(o["baseline"]) == set(o["peak_rss"])           # the same workers, by name
     assert any(line.startswith("runtime estimate:") for line in lines)
     scale.report(o, say=lines.append)
     assert any("closed form" in line and "met" in line for line in lines)
