@@ -9,7 +9,8 @@ dlogdet.logdet on the cluster, and the engine's graph for the same n, tile and w
 dlogdet.runtime.simulate with rates measured here, just before the run:
 
 * on every worker at once (so that the rates are those a task sees with all workers busy on this machine's cores,
-  beside whatever else runs on it), median over workers and 3 rounds (dlogdet.runtime.costs.calibrate_tasks): the
+  beside whatever else runs on it), median over workers and 2 rounds, each kernel repeated for at least 0.25 s
+  (dlogdet.runtime.costs.calibrate_tasks): the
   flop rates of the engine's kernels on one BLAS thread at the run's tile size b (trailing update, factor, panel
   solve, diagonal update); loads, generating one b×b tile of the source and checking it, as the first task that
   reads it does; disk (out of core), saving and loading one b×b tile in the scratch directory, as a store task does;
@@ -65,11 +66,11 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str) -> dict:
         where = scratch if mode == "store" else None
         cal = calibrate_cluster(client, tasks=200, chain=40, nbytes=16 * 2**20)
         cal.setdefault("network_bytes", (math.inf, "one worker: nothing moves"))
-        before = calibrate_tasks(client, b, src, where)
+        before = calibrate_tasks(client, b, src, where, rounds=2)
         t0 = time.perf_counter()
         r = dlogdet.logdet(src, client=client, budget=budget, scratch=scratch)
         call = time.perf_counter() - t0
-        after = calibrate_tasks(client, b, src, where)
+        after = calibrate_tasks(client, b, src, where, rounds=2)
     d = r.diagnostics
     assert d["block_size"] == b and d["mode"] == mode, (d["block_size"], b, d["mode"], mode)
     rel = abs(r.logdet - src.closed_form_logdet()) / abs(src.closed_form_logdet())

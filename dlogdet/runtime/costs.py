@@ -244,9 +244,12 @@ def calibrate_cluster(client=None, *, tasks: int = CALIBRATION_TASKS, chain: int
 KIND_FLOPS = {"potrf": 1 / 3, "trsm": 1.0, "syrk": 1.0, "gemm": 2.0}
 
 
-def task_rates_here(b: int, source=None, scratch: str | None = None, rounds: int = 3) -> dict[str, float]:
-    """What one task slot does here, median of ``rounds``, with the engine's own kernels on one BLAS thread (its
-    tasks run on one): ``gemm_flops`` of a b×b trailing update, ``potrf_flops``, ``trsm_flops``, ``syrk_flops`` of the
+def task_rates_here(b: int, source=None, scratch: str | None = None, rounds: int = 3,
+                    min_seconds: float = 0.25) -> dict[str, float]:
+    """What one task slot does here, median of ``rounds``, each kernel repeated for at least ``min_seconds`` (a
+    sustained rate: on a shared machine a single short kernel after a pause runs faster than a steady stream of
+    them, by about 15% measured here at load 5), with the engine's own kernels on one BLAS thread (its tasks run on
+    one): ``gemm_flops`` of a b×b trailing update, ``potrf_flops``, ``trsm_flops``, ``syrk_flops`` of the
     factor, panel solve and diagonal update of a b×b tile (flops as :data:`KIND_FLOPS` counts them);
     ``load_bytes`` of producing a b×b input tile from ``source`` and checking it as the engine loads it;
     ``io_bytes`` of saving and loading a b×b tile in a tile store under ``scratch``."""
@@ -267,9 +270,15 @@ def task_rates_here(b: int, source=None, scratch: str | None = None, rounds: int
     root = tempfile.mkdtemp(prefix="dlogdet-rate-", dir=scratch) if scratch else None
 
     def timed(f, *args):
+        """The result of f(*args) and the seconds of one call, over repeated calls for at least min_seconds."""
         t0 = time.perf_counter()
-        out = f(*args)
-        return out, time.perf_counter() - t0
+        calls = 0
+        while True:
+            out = f(*args)
+            calls += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_seconds:
+                return out, elapsed / calls
 
     try:
         with threadpool_limits(limits=1, user_api="blas"):
@@ -301,12 +310,13 @@ def task_rates_here(b: int, source=None, scratch: str | None = None, rounds: int
     return {k: statistics.median(v) for k, v in got.items() if v}
 
 
-def calibrate_tasks(client, b: int, source=None, scratch: str | None = None) -> dict[str, tuple[float, str]]:
+def calibrate_tasks(client, b: int, source=None, scratch: str | None = None, rounds: int = 3,
+                    min_seconds: float = 0.25) -> dict[str, tuple[float, str]]:
     """:func:`task_rates_here` on every worker of ``client`` at once (so the rates are those of a task while all
     workers are busy, on cores they may share), median over workers: {name: (rate, how)}."""
     import statistics
 
-    per_worker = list(client.run(task_rates_here, b, source, scratch).values())
+    per_worker = list(client.run(task_rates_here, b, source, scratch, rounds, min_seconds).values())
     how = {"gemm_flops": f"measured on {len(per_worker)} workers at once: {b}x{b} float64 GEMM on 1 BLAS thread",
            "potrf_flops": f"measured on the workers: Cholesky of a {b}x{b} tile",
            "trsm_flops": f"measured on the workers: a {b}x{b} panel solve",
