@@ -163,7 +163,11 @@ def main():
         small = spd_matrix(600)
         dlogdet.logdet(small, client=client, block_size=200)          # warm-up: imports on the workers
         if args.explain:
-            explain(client, A, bs, R)
+            try:
+                explain(client, A, bs, R)
+            finally:
+                os.remove(path)
+                os.rmdir(tmp)
             return
         dask_cholesky_logdet(path, 2 * bs, bs, client)
         for rnd in range(R):
