@@ -1,6 +1,10 @@
 """Exact engine vs its peers, in one process, on one matrix: prints wall-time ratios.
 
-    python benchmarks/exact.py [--n 8000] [--block-size auto] [--repeat 3] [--workers 2]
+    python benchmarks/exact.py [--n 8000] [--block-size auto] [--repeat 3] [--workers 2] [--explain]
+
+``--explain``: only (a) and dlogdet on the in-memory array on the cluster, interleaved, then where the cluster run's
+time goes, from the task stream of one more run: the client's part before the graph (checks, scatter), the workers'
+compute (per kind of task), their fetches and idle time, against potrf's time for the same flops.
 
 Peers (same SPD float64 matrix, same machine, same moment):
   (a) scipy.linalg.cho_factor with 2 BLAS threads: LAPACK potrf in memory, the floor for the same flops;
@@ -80,12 +84,60 @@ def timed(f):
     return time.perf_counter() - t, out
 
 
+def explain(client, A, bs: int, R: int) -> None:
+    """(a) against dlogdet on the in-memory array on the cluster, R interleaved rounds; then one more cluster run
+    under the task stream: where its wall time goes."""
+    import collections
+
+    import scipy.linalg
+    from distributed import get_task_stream
+    from threadpoolctl import threadpool_limits
+
+    import dlogdet
+
+    ratios, ta, tm = [], [], []
+    for rnd in range(R):
+        with threadpool_limits(limits=2, user_api="blas"):
+            t_a, _ = timed(lambda: scipy.linalg.cho_factor(A, lower=True, check_finite=False))
+        t_m, r = timed(lambda: dlogdet.logdet(A, block_size=bs, client=client))
+        ta.append(t_a)
+        tm.append(t_m)
+        ratios.append(t_m / t_a)
+        print(f"round {rnd + 1}: potrf {t_a:.2f} s, dlogdet in-memory cluster {t_m:.2f} s "
+              f"(graph {r.diagnostics['wall_time']:.2f} s), ratio {t_m / t_a:.2f}", flush=True)
+    print(f"median ratio dlogdet(array, cluster) / (a) cho_factor: {statistics.median(ratios):.2f}   target <= 1.3")
+    with get_task_stream(client=client) as ts:
+        t_m, r = timed(lambda: dlogdet.logdet(A, block_size=bs, client=client))
+    graph = r.diagnostics["wall_time"]
+    per_kind: dict = collections.defaultdict(float)
+    fetch, busy = 0.0, collections.defaultdict(float)
+    for d in ts.data:
+        kind = str(d["key"][0] if isinstance(d["key"], tuple) else d["key"]).strip("('").split("-")[0]
+        for s in d["startstops"]:
+            if s["action"] == "compute":
+                per_kind[kind] += s["stop"] - s["start"]
+                busy[d["worker"]] += s["stop"] - s["start"]
+            elif s["action"] == "transfer":
+                fetch += s["stop"] - s["start"]
+    workers = max(1, len(busy))
+    compute = sum(per_kind.values())
+    print(f"one more run: {t_m:.2f} s in all = {t_m - graph:.2f} s before the graph (checks, scatter of the tiles) + "
+          f"{graph:.2f} s of graph; potrf's median {statistics.median(ta):.2f} s")
+    print(f"  workers computed {compute:.2f} s in all ({compute / workers:.2f} s each if balanced; busiest "
+          f"{max(busy.values(), default=0):.2f} s), idle {workers * graph - compute:.2f} s of "
+          f"{workers * graph:.2f} s; fetches took {fetch:.2f} s (overlapping)")
+    for kind, t in sorted(per_kind.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<8} {t:7.2f} s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=8000)
     ap.add_argument("--block-size", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--explain", action="store_true", help="(a) against the in-memory cluster run only, and where its "
+                                                           "time goes")
     args = ap.parse_args()
 
     import scipy.linalg
@@ -110,6 +162,13 @@ def main():
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
         small = spd_matrix(600)
         dlogdet.logdet(small, client=client, block_size=200)          # warm-up: imports on the workers
+        if args.explain:
+            try:
+                explain(client, A, bs, R)
+            finally:
+                os.remove(path)
+                os.rmdir(tmp)
+            return
         dask_cholesky_logdet(path, 2 * bs, bs, client)
         for rnd in range(R):
             with threadpool_limits(limits=2, user_api="blas"):

@@ -65,7 +65,8 @@ def check_sane(p: Plan, n: int, workers: int, budget: int) -> None:
         assert p.tasks_at_once_per_worker == p.slots_per_worker
         assert p.store_read_bytes == p.store_write_bytes == p.scratch_bytes == 0
     assert p.source_read_bytes == p.matrix_bytes
-    assert p.time_total_s == pytest.approx(p.time_compute_s + p.time_critical_path_s + p.time_io_s)
+    assert p.time_total_s == pytest.approx(p.time_compute_s + p.time_critical_path_s + p.time_io_s
+                                           + p.time_transfer_s + p.time_scheduler_s)
     assert all(t > 0 for t in (p.time_compute_s, p.time_critical_path_s, p.time_io_s))
     json.dumps(p.to_dict())
 
@@ -379,9 +380,11 @@ def test_gpu_workers():
         assert r.gpu_working_set_bytes == r.tiles_per_task * r.tile_bytes <= r.gpu_memory_bytes
         assert r.time_compute_s == pytest.approx(r.flops / (8 * r.rates.gemm_flops))
         assert "gpu-gemm-flops" in r.rates.gemm_source
-    # the engine's tile already fits the GPU: unchanged, no warning
+    # the engine's tile already fits the GPU and no per-task overhead asks for more (tests/test_simulate.py checks
+    # that rule): unchanged, no warning
     with dask.config.set({"dlogdet.memory.tiles-per-task": 5}):
-        s = dlogdet.plan(20_000, workers=2, budget="8GB", gpus_per_worker=1, gpu_memory="80GB")
+        s = dlogdet.plan(20_000, workers=2, budget="8GB", gpus_per_worker=1, gpu_memory="80GB",
+                         rates={"task_seconds": 0, "task_latency": 0})
         assert s.block_size == s.engine_block_size == auto_block_size(20_000, 2, itemsize=8, budget=8 * 10**9)
         assert not s.warnings
 
@@ -486,7 +489,8 @@ def test_cli_plan_json(capsys):
     p = dlogdet.plan(500_000, workers=32, budget="80GB")
     assert d == json.loads(p.to_json())
     assert d["n_tasks"] == task_count(d["n_panels"], "spd")
-    assert set(d["rates"]) == {"gemm_flops", "io_bytes", "gemm_source", "io_source"}
+    assert set(d["rates"]) == {"gemm_flops", "io_bytes", "gemm_source", "io_source", "network_bytes", "task_seconds",
+                              "task_latency", "network_source", "task_source", "transfer_latency"}
 
 
 def test_cli_plan_table_and_options(capsys):

@@ -32,6 +32,19 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    help="measure the GEMM and disk rates here (about a second) instead of the defaults")
     p.add_argument("--gemm-flops", type=float, metavar="RATE", help="flop/s of one task slot (overrides)")
     p.add_argument("--io-bytes", type=float, metavar="RATE", help="disk bytes/s of one worker (overrides)")
+    p.add_argument("--network-bytes", type=float, metavar="RATE",
+                   help="bytes/s into one worker from the others (overrides)")
+    p.add_argument("--transfer-latency", type=float, metavar="S",
+                   help="seconds of a fetch from another worker besides its bytes (overrides)")
+    p.add_argument("--task-seconds", type=float, metavar="S", help="the scheduler's cost per task (overrides)")
+    p.add_argument("--task-latency", type=float, metavar="S",
+                   help="a worker's seconds per task besides its work (overrides)")
+    p.add_argument("--calibrate-network", action="store_true",
+                   help="measure the network rate and the per-task costs between two local worker processes "
+                        "started here (about 10 s)")
+    p.add_argument("--simulate", action="store_true",
+                   help="replay the engine's task graph on a simulated cluster: time, compute, transfers, scheduler, "
+                        "critical path, busiest worker")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -39,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
     """Plan and print."""
     from ..runtime.planner import plan
 
-    rates = {k: v for k, v in (("gemm_flops", args.gemm_flops), ("io_bytes", args.io_bytes)) if v is not None}
+    rates = {k: getattr(args, k) for k in ("gemm_flops", "io_bytes", "network_bytes", "task_seconds",
+                                           "task_latency", "transfer_latency") if getattr(args, k) is not None}
     p = plan(args.n, workers=args.workers, budget=args.budget, dtype=args.dtype, assume=args.assume,
              block_size=args.block_size, gpus_per_worker=args.gpus_per_worker, gpu_memory=args.gpu_memory,
-             rates=rates or None, calibrate=args.calibrate, worker_memory=args.worker_memory)
+             rates=rates or None, calibrate=args.calibrate, worker_memory=args.worker_memory,
+             calibrate_network=args.calibrate_network, simulate=args.simulate)
     print(p.to_json() if args.json else p.summary(), flush=True)
     return 0

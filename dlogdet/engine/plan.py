@@ -14,6 +14,9 @@ construction. The rules:
   tiles fit in the budget, at most ``dlogdet.memory.store-max-block-size``, with √(8·workers) panels (at least 2).
 * **given** ``block_size=`` or dask config ``dlogdet.block-size``: taken as it is, refused out of core when its
   working set exceeds the budget (:func:`check_store_tile`).
+* **per-task overhead** (:func:`overhead_tile`, applied by :func:`dlogdet.plan` on GPU workers, whose rate the engine
+  does not know): the smallest tile whose trailing update takes 1/``dlogdet.plan.max-overhead`` times the
+  scheduler's cost per task for every task slot it serves (one scheduler feeds all slots), and the worker's own.
 """
 
 from __future__ import annotations
@@ -165,6 +168,28 @@ def store_tile(n: int, workers: int, budget: int, itemsize: int) -> Tile:
     if b >= 64 and max(lo, b - b % 64) != b:
         b, why = max(lo, b - b % 64), why + ", rounded down to a multiple of 64"
     return Tile(b, "n: one tile") if n <= b else Tile(b, why)
+
+
+def overhead_tile(gemm_flops: float, task_seconds: float, task_latency: float, task_slots: int,
+                  fraction: float) -> Tile:
+    """The smallest tile whose trailing update keeps the per-task overhead under ``fraction`` of its time, a multiple
+    of 64, and the limit in words.
+
+    An update of a b×b tile is 2b³ flops, b³ = t·gemm/2 for t seconds. One scheduler hands out every task, one at a
+    time, so while a task runs it serves the ``task_slots`` slots of the cluster: its cost is
+    ``task_slots · task_seconds`` per task's time, next to the worker's own ``task_latency``; both must stay under
+    ``fraction`` of t.
+    """
+    if not 0 < fraction < 1:
+        raise InputError(f"dask config dlogdet.plan.max-overhead must be a fraction in (0, 1), got {fraction!r}")
+    per_task = max(task_slots * task_seconds, task_latency)
+    t = per_task / fraction
+    b = math.ceil((t * gemm_flops / 2.0) ** (1.0 / 3.0))
+    b = -(-b // 64) * 64
+    who = (f"{task_slots} task slots x {task_seconds * 1e3:g} ms of the scheduler per task"
+           if task_slots * task_seconds >= task_latency else f"{task_latency * 1e3:g} ms of a worker per task")
+    return Tile(b, f"per-task overhead: {who} <= {fraction:.0%} of a tile update (2b^3 flops at "
+                   f"{gemm_flops / 1e12:g} TFLOP/s: {2.0 * b ** 3 / gemm_flops:.2f} s)")
 
 
 def store_block_size(n: int, workers: int, budget: int, itemsize: int) -> int:

@@ -39,10 +39,11 @@ from typing import Any, Mapping
 from ..core import config
 from ..core.diagnostics import format_bytes
 from ..core.errors import InputError, MemoryBudgetError
-from ..engine.plan import ExactPlan, largest_tile, plan_exact
+from ..engine.plan import ExactPlan, largest_tile, overhead_tile, plan_exact
 from ..sources.base import check_dtype
 from . import memory
-from .costs import Rates, check_rates, flop_count, human_time, matrix_tile_bytes, resolve_rates, times, traffic
+from .costs import (Rates, calibrate_cluster, check_rates, flop_count, human_time, matrix_tile_bytes, resolve_rates,
+                    times, traffic, transfer_bytes)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,10 @@ class Plan:
     time_total_s: float
     warnings: tuple[str, ...] = field(default=())
     budget_source: str = "given"           # how the budget was obtained (dlogdet.runtime.memory.resolve's words)
+    network_bytes: int = 0                 # tiles moved between workers (costs.transfer_bytes; 0 out of core)
+    time_transfer_s: float = 0.0           # network_bytes / (workers x network rate)
+    time_scheduler_s: float = 0.0          # tasks x the scheduler's cost per task
+    simulated: dict[str, Any] | None = None  # the simulated cluster (dlogdet.runtime.simulate), if asked for
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field (``rates`` nested, ``warnings`` a list)."""
@@ -191,17 +196,54 @@ def _gpu_cap(b: int, lo: int, gpu_b: int, per_task: int, itemsize: int, given: b
     return cap, why
 
 
-def _on_gpus(ep: ExactPlan, gpus: int, gpu_b: int, given: bool, warnings: list[str]) -> ExactPlan:
-    """The engine's plan with its tile under the GPU caps (a warning names the tile to pass when one cuts it)."""
+def _max_overhead() -> float:
+    v = config.get("plan.max-overhead", 0.05)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not 0 < f < 1:
+        raise InputError(f"dask config dlogdet.plan.max-overhead must be a fraction in (0, 1), got {v!r}")
+    return f
+
+
+def overhead_share(b: int, rates: Rates, task_slots: int) -> float:
+    """The per-task overhead (the scheduler's cost for every slot it serves, or a worker's own) as a share of a
+    b×b tile update's time (2b³ flops)."""
+    return max(task_slots * rates.task_seconds, rates.task_latency) / (2.0 * float(b) ** 3 / rates.gemm_flops)
+
+
+def _on_gpus(ep: ExactPlan, gpus: int, gpu_b: int, given: bool, warnings: list[str], rates: Rates) -> ExactPlan:
+    """The engine's plan with its tile for GPUs: at least the per-task overhead's floor
+    (:func:`dlogdet.engine.plan.overhead_tile`), within the host budget, and under the GPU caps; a warning names the
+    tile to pass when it differs from the engine's own choice, which does not know the GPUs' rate."""
     lo = min(int(config.get("min-block-size", 256)), ep.n)
     per_task = ep.tiles_per_task
-    b, gpu_why = _gpu_cap(ep.block_size, lo, gpu_b, per_task, ep.itemsize, given=given)
-    if gpu_why is None:
+    want, want_why, floor = ep.block_size, None, None
+    if not given:
+        floor = overhead_tile(rates.gemm_flops, rates.task_seconds, rates.task_latency, ep.workers * gpus,
+                              _max_overhead())
+        if floor.size > ep.block_size:
+            want, want_why = floor.size, floor.limited_by
+            if ep.budget is not None:
+                # the host budget still holds what it held for the engine's tile
+                share = per_task if ep.mode == "store" else 8
+                fit = math.isqrt(ep.budget // (share * ep.itemsize))
+                fit = max(ep.block_size, fit - fit % GPU_QUANTUM)
+                if want > fit:
+                    want, want_why = fit, (f"memory budget: {share} tiles per task (the per-task overhead asks for "
+                                           f"{floor.size})")
+            if want >= ep.n:
+                want, want_why = ep.n, f"n: one tile (the per-task overhead asks for {floor.size})"
+    b, gpu_why = _gpu_cap(want, lo, gpu_b, per_task, ep.itemsize, given=given)
+    if gpu_why is None and want == ep.block_size:
         return ep
-    warnings.append(f"dlogdet.logdet(..., block_size=None) picks block_size={ep.block_size}, whose "
-                    f"{per_task} tiles per task do not fit in one GPU ({format_bytes(gpu_b)}) or exceed "
-                    f"the GPU tile limit: pass block_size={b} to run this plan")
-    return dataclasses.replace(ep, block_size=b, block_size_limited_by=f"{gpu_why}; the engine alone picks "
+    why = gpu_why or want_why
+    if gpu_why and want_why and floor is not None:
+        why = f"{gpu_why} (the per-task overhead asks for {floor.size})"
+    warnings.append(f"dlogdet.logdet(..., block_size=None) picks block_size={ep.block_size}, a tile for CPU workers "
+                    f"(its rule knows neither the GPUs' memory nor their rate): pass block_size={b} to run this plan")
+    return dataclasses.replace(ep, block_size=b, block_size_limited_by=f"{why}; the engine alone picks "
                                                                         f"{ep.block_size}")
 
 
@@ -211,7 +253,7 @@ def _on_gpus(ep: ExactPlan, gpus: int, gpu_b: int, given: bool, warnings: list[s
 def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", assume: str = "spd",
          block_size: int | None = None, gpus_per_worker: int = 0, gpu_memory=None,
          rates: Mapping[str, float] | None = None, calibrate: bool = False, worker_memory=None,
-         client=None) -> Plan:
+         client=None, calibrate_network: bool = False, simulate: bool = False) -> Plan:
     """Dry run of an exact log-determinant: tile size, tasks, memory, disk, flops and time, in closed form.
 
     Mode and tile size are the engine's (module doc): mode :func:`dlogdet.engine.plan.choose_mode` (``"store"``, the
@@ -241,11 +283,19 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
     gpu_memory : int or str, optional
         Device memory of one GPU for tiles.
     rates : dict, optional
-        ``{"gemm_flops": flop/s of one task slot, "io_bytes": disk B/s of one worker}``; missing ones are measured
-        (``calibrate=True``) or taken from dask config ``dlogdet.plan.*`` (defaults 50e9 per CPU task, 20e12 per
-        GPU, 1e9 B/s).
+        ``{"gemm_flops": flop/s of one task slot, "io_bytes": disk B/s of one worker, "network_bytes": B/s into one
+        worker, "task_seconds": the scheduler's cost per task, "task_latency": a worker's seconds per task besides
+        its work}``; missing ones are measured (``calibrate=True``, ``calibrate_network=True``) or taken from dask
+        config ``dlogdet.plan.*`` (defaults 50e9 per CPU task, 20e12 per GPU, 1e9 B/s disk, 1.25e9 B/s network,
+        1 ms per task for the scheduler and 1 ms for the worker).
     calibrate : bool
         Measure the rates here (about a second): a single-threaded 1024² float64 GEMM and a 64 MiB disk round trip.
+    calibrate_network : bool
+        Measure the network rate and the per-task costs on ``client`` or, without one, between two local worker
+        processes started here (:func:`dlogdet.runtime.costs.calibrate_cluster`, about 10 s).
+    simulate : bool
+        Replay the engine's graph on a simulated cluster with these rates (:mod:`dlogdet.runtime.simulate`): the
+        plan's ``simulated`` holds its time and parts. Seconds for a graph of 10⁵ tasks.
     worker_memory : int or str, optional
         Memory limit of one worker, for ``budget="auto"`` without a cluster.
     client : distributed.Client, optional
@@ -284,16 +334,19 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
     ep = plan_exact(n, itemsize=dt.itemsize, assume=assume, workers=workers, budget=resolved.bytes,
                     block_size=block_size, block_source=block_source)
     engine_b = ep.block_size
+    cluster = calibrate_cluster(client) if calibrate_network else None
+    r = resolve_rates(given_rates, calibrate, bool(gpus), cluster)
     if gpus:
         assert gpu_b is not None
-        ep = _on_gpus(ep, gpus, gpu_b, block_size is not None, warnings)
+        ep = _on_gpus(ep, gpus, gpu_b, block_size is not None, warnings, r)
     mem = _memory_model(ep, gpus or 1, overhead)
-    r = resolve_rates(given_rates, calibrate, bool(gpus))
     flops = flop_count(n, assume)
     moved = mem["source_read_bytes"] + mem["store_read_bytes"] + mem["store_write_bytes"]
-    t_compute, t_cp, t_io = times(flops, ep.n_panels, ep.block_size, assume, moved, workers,
-                                  mem["tasks_at_once_per_worker"], r)
-    warnings += _warnings(ep, mem, gpus, given_rates)
+    network = transfer_bytes(n, ep.block_size, assume, ep.itemsize, workers) if ep.mode == "memory" else 0
+    t_compute, t_cp, t_io, t_net, t_sched = times(flops, ep.n_panels, ep.block_size, assume, moved, workers,
+                                                  mem["tasks_at_once_per_worker"], r, network, ep.n_tasks)
+    simulated = _simulate(ep, r, workers, mem["tasks_at_once_per_worker"]) if simulate else None
+    warnings += _warnings(ep, mem, gpus, given_rates, r)
     p = Plan(n=n, dtype=dt.name, assume=assume, workers=workers, gpus_per_worker=gpus, slots_per_worker=gpus or 1,
              budget_bytes=ep.budget or 0, budget_source=resolved.source, gpu_memory_bytes=gpu_b,
              overhead_bytes=overhead, tiles_per_task=ep.tiles_per_task, block_size=ep.block_size,
@@ -301,10 +354,29 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
              n_tiles=ep.n_tiles, n_tasks=ep.n_tasks, mode=ep.mode, mode_reason=ep.mode_reason,
              tile_bytes=ep.tile_bytes, gpu_working_set_bytes=ep.tiles_per_task * ep.tile_bytes if gpus else None,
              flops=flops, rates=r, time_compute_s=t_compute, time_critical_path_s=t_cp, time_io_s=t_io,
-             time_total_s=t_compute + t_cp + t_io, warnings=tuple(warnings), **mem)
+             time_total_s=t_compute + t_cp + t_io + t_net + t_sched, warnings=tuple(warnings),
+             network_bytes=network, time_transfer_s=t_net, time_scheduler_s=t_sched, simulated=simulated, **mem)
     log.debug("plan n=%d workers=%d: b=%d, %s mode, %d tasks (%.3f s)", n, workers, ep.block_size, ep.mode,
               ep.n_tasks, time.perf_counter() - t_start)
     return p
+
+
+def _simulate(ep: ExactPlan, r: Rates, workers: int, slots: int) -> dict[str, Any]:
+    """The engine's graph on a simulated cluster with the plan's rates (input tiles read at the disk rate)."""
+    from .simulate import SimRates, simulate
+
+    t0 = time.perf_counter()
+    sim = simulate(ep.n, ep.block_size, workers,
+                   SimRates(gemm_flops=r.gemm_flops, network_bytes=r.network_bytes, io_bytes=r.io_bytes,
+                            load_bytes=r.io_bytes, task_seconds=r.task_seconds, task_latency=r.task_latency,
+                            transfer_latency=r.transfer_latency),
+                   assume=ep.assume, mode=ep.mode, itemsize=ep.itemsize, slots=slots,
+                   placement=str(config.get("scheduling.placement", "block-cyclic")),
+                   priority=str(config.get("scheduling.priority", "panel")))
+    out = {k: getattr(sim, k) for k in ("time_s", "compute_s", "transfers_s", "scheduler_s", "critical_path_s",
+                                        "busiest_worker", "busiest_worker_s", "network_bytes", "n_tasks")}
+    out["seconds_to_simulate"] = time.perf_counter() - t0
+    return out
 
 
 def _memory_model(ep: ExactPlan, slots: int, overhead: int) -> dict[str, Any]:
@@ -330,10 +402,19 @@ def _memory_model(ep: ExactPlan, slots: int, overhead: int) -> dict[str, Any]:
                 store_read_bytes=store_reads, store_write_bytes=store_writes, scratch_bytes=ep.scratch_bytes)
 
 
-def _warnings(ep: ExactPlan, mem: dict[str, Any], gpus: int, given_rates: Mapping) -> list[str]:
-    """What the plan's reader should know: idle task slots, GPUs waiting, a budget exceeded, a graph refused."""
+def _warnings(ep: ExactPlan, mem: dict[str, Any], gpus: int, given_rates: Mapping, rates: Rates) -> list[str]:
+    """What the plan's reader should know: idle task slots, GPUs waiting, a budget exceeded, a graph refused, the
+    per-task overhead above its share."""
     warnings = []
     slots = gpus or 1
+    limit = _max_overhead()
+    share = overhead_share(ep.block_size, rates, ep.workers * slots)
+    if share > limit:
+        floor = overhead_tile(rates.gemm_flops, rates.task_seconds, rates.task_latency, ep.workers * slots, limit)
+        warnings.append(f"the per-task overhead ({ep.workers * slots} task slots x {rates.task_seconds * 1e3:g} ms of "
+                        f"the scheduler, {rates.task_latency * 1e3:g} ms of a worker) is {share:.0%} of a tile "
+                        f"update's time, more than dlogdet.plan.max-overhead = {limit:.0%}: tasks wait for the "
+                        f"scheduler; block_size >= {floor.size} keeps it under (if the budget holds it)")
     nt, at_once, tile_bytes, per_task = ep.n_panels, mem["tasks_at_once_per_worker"], ep.tile_bytes, ep.tiles_per_task
     task_slots = ep.workers * slots
     nt_min = max(1, math.ceil(math.sqrt(8 * task_slots)))
@@ -404,13 +485,34 @@ def _format_plan(p: Plan) -> str:
          if p.mode == "store" else ""),
         ("flops", f"{p.flops / 1e12:,.1f} TFLOP" if p.flops >= 1e12 else f"{p.flops / 1e9:,.3f} GFLOP",
          "2n^3/3" if p.assume == "gen" else "n^3/3"),
+        ("network", format_bytes(p.network_bytes), "tiles moved between workers (block-cyclic placement)"
+         if p.mode == "memory" else "out of core: tiles travel through the tile store"),
         ("GEMM rate", f"{p.rates.gemm_flops / 1e9:,.1f} GFLOP/s / task", p.rates.gemm_source),
         ("disk rate", f"{p.rates.io_bytes / 1e9:,.2f} GB/s / worker", p.rates.io_source),
+        ("network rate", f"{p.rates.network_bytes / 1e9:,.2f} GB/s / worker + "
+                         f"{p.rates.transfer_latency * 1e3:,.2f} ms / fetch", p.rates.network_source),
+        ("per-task cost", f"{p.rates.task_seconds * 1e3:,.2f} ms scheduler + {p.rates.task_latency * 1e3:,.2f} ms "
+                          "worker", p.rates.task_source),
         ("time: compute", human_time(p.time_compute_s), "flops / (workers x tasks at once x GEMM rate)"),
         ("time: critical path", human_time(p.time_critical_path_s), "panels x (factor + solve + update of a tile)"),
         ("time: I/O", human_time(p.time_io_s), "bytes / (workers x disk rate), not overlapped"),
-        ("predicted time", human_time(p.time_total_s), f"{p.time_total_s:,.0f} s"),
+        ("time: transfers", human_time(p.time_transfer_s), "network bytes / (workers x network rate), not overlapped"),
+        ("time: scheduler", human_time(p.time_scheduler_s), "tasks x the scheduler's cost per task, not overlapped"),
+        ("predicted time", human_time(p.time_total_s), f"{p.time_total_s:,.0f} s: the sum above, nothing overlapped"),
     ]
+    if p.simulated is not None:
+        s = p.simulated
+        slots = p.workers * p.tasks_at_once_per_worker
+        rows += [
+            ("simulated time", human_time(s["time_s"]), f"{s['time_s']:,.0f} s: the engine's {s['n_tasks']:,} tasks "
+                                                        f"replayed on {p.workers} simulated workers"),
+            ("  compute", human_time(s["compute_s"]), f"task run times / {slots} task slots"),
+            ("  transfers", human_time(s["transfers_s"]), f"{format_bytes(s['network_bytes'])} over the workers' "
+                                                          "links / workers"),
+            ("  scheduler", human_time(s["scheduler_s"]), "tasks x the scheduler's cost per task (one process)"),
+            ("  critical path", human_time(s["critical_path_s"]), "longest chain of dependent tasks"),
+            ("  busiest worker", f"worker {s['busiest_worker']}", f"{human_time(s['busiest_worker_s'])} of tasks"),
+        ]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     lines = [f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows]

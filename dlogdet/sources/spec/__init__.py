@@ -21,6 +21,7 @@ from ...core.errors import InputError
 KINDS: dict[str, str] = {
     "kernel": "dlogdet.sources.spec.kernel",   # a covariance kernel on random points in the unit cube
     "ntk": "dlogdet.sources.spec.ntk",         # the NTK of a registered model on a local data set
+    "kron": "dlogdet.sources.kron",            # A (x) B of two seeded SPD factors: log det in closed form
 }
 
 

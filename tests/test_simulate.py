@@ -1,0 +1,224 @@
+"""The simulated cluster (dlogdet.runtime.simulate) against schedules computed by hand, to the exact event times;
+the engine's graph it replays against the graph the engine builds; its network bytes against the closed form of
+dlogdet.runtime.costs.transfer_bytes; the planner's --simulate.
+
+Hand schedules use round numbers (1 GFLOP/s, 0.1 s per task for the scheduler, ...) so each event time is a short
+sum written out in the test; the comparison is to 1e-12 relative (float rounding of those sums only).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import dlogdet
+from dlogdet import cli
+from dlogdet.engine.schedule import Tiling
+from dlogdet.engine.tiles import build_factor_graph
+from dlogdet.runtime.costs import transfer_bytes
+from dlogdet.runtime.simulate import PIVOT_BYTES_PER_ROW, SimRates, SimTask, engine_tasks, replay, simulate
+from dlogdet.sources.kron import KronSource
+
+EXACT = dict(rel=1e-12, abs=1e-12)
+
+
+def test_a_chain_on_one_worker():
+    """Three dependent tasks: each waits for the scheduler (0.5 s), then runs latency (0.25 s) + flops / rate."""
+    tasks = [SimTask("a", (), 1e9), SimTask("b", (0,), 2e9), SimTask("c", (1,), 3e9)]
+    sim = replay(tasks, 1, SimRates(gemm_flops=1e9, task_seconds=0.5, task_latency=0.25))
+    # a: dispatched 0.5, runs 1.25 -> 1.75; b: 1.75 + 0.5 = 2.25, runs 2.25 -> 4.5; c: 5.0, runs 3.25 -> 8.25
+    assert sim.start_s == pytest.approx((0.5, 2.25, 5.0), **EXACT)
+    assert sim.end_s == pytest.approx((1.75, 4.5, 8.25), **EXACT)
+    assert sim.time_s == pytest.approx(8.25, **EXACT)
+    assert sim.critical_path_s == pytest.approx(8.25, **EXACT)      # a chain is its own critical path
+    assert sim.scheduler_s == pytest.approx(1.5, **EXACT)
+    assert sim.compute_s == pytest.approx(1.25 + 2.25 + 3.25, **EXACT)
+    assert sim.network_bytes == 0 and sim.transfers_s == 0
+
+
+def test_a_chain_across_two_workers_moves_each_result():
+    """The same chain on workers 0, 1, 0: each result (1 GB at 2 GB/s) crosses the next worker's link (0.5 s)."""
+    tasks = [SimTask("a", (), 1e9, out_bytes=10**9, worker=0), SimTask("b", (0,), 2e9, out_bytes=10**9, worker=1),
+             SimTask("c", (1,), 3e9, worker=0)]
+    sim = replay(tasks, 2, SimRates(gemm_flops=1e9, network_bytes=2e9, task_seconds=0.5, task_latency=0.25))
+    # b: dispatched 2.25, its input arrives 2.75, ends 5.0; c: dispatched 5.5, input at 6.0, ends 9.25
+    assert sim.start_s == pytest.approx((0.5, 2.75, 6.0), **EXACT)
+    assert sim.end_s == pytest.approx((1.75, 5.0, 9.25), **EXACT)
+    assert sim.network_bytes == 2 * 10**9
+    assert sim.transfers_s == pytest.approx(0.5, **EXACT)            # 1 s of link time over 2 workers
+    assert sim.critical_path_s == pytest.approx(9.25, **EXACT)
+    # a fetch's latency (0.125 s) delays each moved input without holding the link
+    late = replay(tasks, 2, SimRates(gemm_flops=1e9, network_bytes=2e9, task_seconds=0.5, task_latency=0.25,
+                                     transfer_latency=0.125))
+    assert late.start_s == pytest.approx((0.5, 2.875, 6.25), **EXACT)
+    assert late.end_s == pytest.approx((1.75, 5.125, 9.5), **EXACT)
+    assert late.critical_path_s == pytest.approx(9.5, **EXACT)
+
+
+def test_one_link_carries_one_transfer_at_a_time_and_a_copy_stays():
+    """Two tasks on worker 1 read the same result of worker 0: one transfer; a third input queues on the link."""
+    tasks = [SimTask("x", (), 0.0, out_bytes=10**9, worker=0), SimTask("y", (), 0.0, out_bytes=10**9, worker=0),
+             SimTask("u", (0, 1), 0.0, worker=1), SimTask("v", (0,), 0.0, worker=1)]
+    sim = replay(tasks, 2, SimRates(gemm_flops=1.0, network_bytes=1e9, task_seconds=1.0))
+    # x dispatched 1, y 2 (ends 2); u and v ready at 2: u dispatched 3 (x's copy 3 -> 4, y's 4 -> 5), v at 4 (x's
+    # copy arrives at 4, already on its way for u)
+    assert sim.end_s == pytest.approx((1.0, 2.0, 5.0, 4.0), **EXACT)
+    assert sim.network_bytes == 2 * 10**9
+
+
+def test_a_single_panel_step_on_two_workers():
+    """n = 2b: factor (0, 0), panel solve (1, 0), update (1, 1), factor (1, 1), their pivots and the gather. Block-
+    cyclic over 2 workers puts tile row i on worker i % 2, so only the factor tile crosses (to the panel solve)."""
+    b = 1000
+    tasks = engine_tasks(2 * b, b, 2)
+    names = [t.key[0].split("-")[0] for t in tasks]
+    assert names == ["potrf", "pivots", "trsm", "syrk", "potrf", "pivots", "logdet"]
+    assert [t.worker for t in tasks] == [0, 0, 1, 1, 1, 1, None]
+    rates = SimRates(gemm_flops=1e9, network_bytes=8e8, load_bytes=8e8, task_seconds=0.1)
+    sim = replay(tasks, 2, rates)
+    tile_s = 8e6 / 8e8            # a 1000 x 1000 float64 tile over the link, or read from the source: 0.01 s
+    potrf = 1e9 / 3 / 1e9         # b^3 / 3 flops
+    t = {}
+    t["potrf0"] = (0.1, 0.1 + potrf + tile_s)
+    # potrf0 done: pivots0 (priority 30) and trsm (29) go to the scheduler in that order
+    t["pivots0"] = (t["potrf0"][1] + 0.1,) * 2
+    disp = t["potrf0"][1] + 0.2
+    t["trsm"] = (disp + tile_s, disp + tile_s + 1.0 + tile_s)                 # factor tile in, b^3 flops, load A_10
+    t["syrk"] = (t["trsm"][1] + 0.1, t["trsm"][1] + 0.1 + 1.0 + tile_s)        # SYRK b^3 flops, load A_11
+    t["potrf1"] = (t["syrk"][1] + 0.1, t["syrk"][1] + 0.1 + potrf)
+    t["pivots1"] = (t["potrf1"][1] + 0.1,) * 2
+    gather = t["pivots1"][1] + 0.1 + PIVOT_BYTES_PER_ROW * b / 8e8           # on worker 0: pivots1 crosses
+    want = list(t.values()) + [(gather, gather)]
+    assert list(zip(sim.start_s, sim.end_s)) == [pytest.approx(w, **EXACT) for w in want]
+    assert sim.time_s == pytest.approx(gather, **EXACT)
+    assert sim.network_bytes == 8 * b * b + PIVOT_BYTES_PER_ROW * b
+    # the idle-cluster critical path: no waiting for the scheduler behind pivots0
+    cp = (0.1 + potrf + tile_s) + tile_s + 3 * 0.1 + 2 * (1.0 + tile_s) + potrf + 0.1 + 0.1
+    assert sim.critical_path_s == pytest.approx(cp, **EXACT)
+
+
+@pytest.mark.parametrize("mode", ["memory", "store"])
+@pytest.mark.parametrize("assume, n, b", [("spd", 1000, 300), ("gen", 700, 200), ("sym", 900, 300)])
+def test_the_simulated_graph_is_the_engines(assume, n, b, mode, tmp_path):
+    tasks = engine_tasks(n, b, 3, assume=assume, mode=mode)
+    if mode == "memory":
+        g = build_factor_graph(KronSource.random(10, n // 10), assume, Tiling(n, b), symmetry_rtol=None)
+        keys = {k for k in g.dsk if not str(k).startswith("source-")}
+    else:
+        from dlogdet.engine.store import TileStore, build_store_graph
+        g = build_store_graph(KronSource.random(10, n // 10), assume, Tiling(n, b), TileStore(str(tmp_path)),
+                              token="sim")
+        keys = {k for k in g.dsk if not str(k).startswith("source-")}
+    tok = g.token
+
+    def rename(key):
+        return (key[0].replace("-sim", f"-{tok}"), *key[1:])
+    assert {rename(t.key) for t in tasks} == keys
+    index = {rename(t.key): t for t in tasks}
+    for key, task in index.items():   # dependencies: the graph's keys that the task's entry names
+        deps = {rename(tasks[d].key) for d in task.deps}
+        assert deps <= keys and all(_mentions(g.dsk[key], d) for d in deps)
+
+
+def _mentions(task, key) -> bool:
+    if task == key:
+        return True
+    if isinstance(task, (tuple, list)):
+        return any(_mentions(x, key) for x in task)
+    return False
+
+
+@pytest.mark.parametrize("n, b, workers, assume", [(8000, 1000, 2, "spd"), (7000, 900, 6, "spd"),
+                                                   (5000, 700, 9, "sym"), (4000, 700, 4, "gen"),
+                                                   (10000, 1000, 64, "spd"), (3000, 1000, 1, "spd")])
+def test_network_bytes_follow_the_closed_form(n, b, workers, assume):
+    sim = simulate(n, b, workers, SimRates(gemm_flops=1e9), assume=assume)
+    closed = transfer_bytes(n, b, assume, 8, workers)
+    assert 0 <= sim.network_bytes - closed <= PIVOT_BYTES_PER_ROW * n   # the gather's pivots travel too
+    assert (closed == 0) == (workers == 1)
+
+
+def test_store_mode_moves_no_tiles_and_charges_the_disk():
+    rates = SimRates(gemm_flops=1e9, io_bytes=1e8, load_bytes=1e9, network_bytes=1e9)
+    mem = simulate(4000, 1000, 2, rates, mode="memory")
+    store = simulate(4000, 1000, 2, rates, mode="store")
+    assert store.network_bytes < 200 * store.n_tasks and mem.network_bytes > 8 * 1000 ** 2
+    assert store.time_s > mem.time_s and store.compute_s > mem.compute_s
+
+
+def test_more_workers_are_faster_until_the_scheduler_binds():
+    rates = SimRates(gemm_flops=5e10, network_bytes=1e10, task_seconds=1e-3, task_latency=1e-3)
+    t = [simulate(20000, 1000, w, rates).time_s for w in (1, 4, 16)]
+    assert t[0] > t[1] > t[2]
+    slow = simulate(20000, 1000, 16, SimRates(gemm_flops=5e10, network_bytes=1e10, task_seconds=0.5))
+    assert slow.time_s >= slow.scheduler_s     # one scheduler, one task at a time: a lower bound
+
+
+def test_cores_cap_tasks_at_once_over_all_workers():
+    tasks = [SimTask(i, (), 1e9, worker=i) for i in range(4)]
+    free = replay(tasks, 4, SimRates(gemm_flops=1e9))
+    shared = replay(tasks, 4, SimRates(gemm_flops=1e9), cores=2)
+    assert free.time_s == pytest.approx(1.0, **EXACT) and shared.time_s == pytest.approx(2.0, **EXACT)
+
+
+def test_plan_simulates_and_cli_prints_the_parts(capsys):
+    p = dlogdet.plan(200_000, workers=8, budget="100GB", simulate=True, rates={"task_seconds": 2e-3})
+    s = p.simulated
+    assert s is not None and p.mode == "memory" and s["n_tasks"] == p.n_tasks + 1          # + the gather
+    assert s["network_bytes"] >= p.network_bytes > 0
+    assert s["time_s"] >= max(s["compute_s"], s["scheduler_s"], s["critical_path_s"]) > 0
+    assert p.time_scheduler_s == pytest.approx(p.n_tasks * 2e-3)
+    assert cli.main(["plan", "--n", "200000", "--workers", "8", "--budget", "100GB", "--simulate",
+                     "--network-bytes", "1e9"]) == 0
+    out = capsys.readouterr().out
+    for row in ("simulated time", "  compute", "  transfers", "  scheduler", "  critical path", "  busiest worker",
+                "tile size"):
+        assert row in out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the tile rule with per-task overhead
+# --------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gemm, s, lat, slots", [(20e12, 1e-3, 1e-3, 64), (5e10, 1e-3, 1e-3, 2), (67e12, 3e-3, 0, 8),
+                                                 (1e12, 0, 5e-3, 4)])
+def test_overhead_tile_is_the_smallest_multiple_of_64_under_the_share(gemm, s, lat, slots):
+    from dlogdet.engine.plan import overhead_tile
+
+    b = overhead_tile(gemm, s, lat, slots, 0.05).size
+    need = max(slots * s, lat) / 0.05
+    assert b % 64 == 0
+    assert 2.0 * b ** 3 / gemm >= need > 2.0 * (b - 64) ** 3 / gemm
+
+
+def test_gpu_plan_keeps_the_scheduler_under_five_percent_and_says_so():
+    from dlogdet.runtime.planner import overhead_share
+
+    p = dlogdet.plan(1_000_000, workers=64, gpus_per_worker=1, gpu_memory="141GB", worker_memory="512GB")
+    assert p.block_size_limited_by.startswith("per-task overhead: 64 task slots x 1 ms of the scheduler")
+    assert overhead_share(p.block_size, p.rates, 64) <= 0.05 < overhead_share(p.block_size - 64, p.rates, 64)
+    assert p.block_size != p.engine_block_size and any(f"pass block_size={p.block_size}" in w for w in p.warnings)
+    assert not any("per-task overhead" in w for w in p.warnings)
+    # the reason stays true when another limit binds: 4 tiles of 20k in 16 GB of GPU memory do not fit
+    q = dlogdet.plan(1_000_000, workers=64, gpus_per_worker=1, gpu_memory="16GB", worker_memory="512GB")
+    assert q.block_size_limited_by.startswith("GPU memory") and "the per-task overhead asks for" in \
+        q.block_size_limited_by
+    assert q.gpu_working_set_bytes <= q.gpu_memory_bytes
+    assert any("per-task overhead" in w and "more than dlogdet.plan.max-overhead" in w for w in q.warnings)
+
+
+def test_cpu_plan_warns_when_the_scheduler_binds():
+    p = dlogdet.plan(400_000, workers=256, budget="100GB")
+    assert any("per-task overhead" in w for w in p.warnings)
+    q = dlogdet.plan(20_000, workers=2, budget="10GB")
+    assert not any("per-task overhead" in w for w in q.warnings)
+
+
+def test_calibrate_network_between_two_local_workers():
+    """Two local worker processes (loopback), a graph of tiny tasks, a chain, an 8 MiB transfer: positive rates."""
+    from dlogdet.runtime.costs import calibrate_cluster
+
+    got = calibrate_cluster(tasks=200, chain=40, nbytes=8 * 2**20)
+    assert set(got) == {"task_seconds", "task_latency", "network_bytes", "transfer_latency"}
+    assert 0 < got["task_seconds"][0] < 1 and 0 <= got["task_latency"][0] < 1 and got["network_bytes"][0] > 1e6
+    assert 0 <= got["transfer_latency"][0] < 1
+    assert all(how.startswith("measured here") for _, how in got.values())
