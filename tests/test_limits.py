@@ -68,6 +68,9 @@ def test_auto_budget_rule():
     assert p.budget_bytes == int(0.6 * 64e9 - 256 * 2**20) and p.budget_source.startswith("auto")
     with pytest.raises(dlogdet.InputError, match="worker_memory"):
         dlogdet.plan(200_000, workers=16)
+    # a GPU worker without its host memory: planned as if the host held its GPUs' memory, and said so
+    g = dlogdet.plan(200_000, workers=16, gpus_per_worker=2, gpu_memory="80GB")
+    assert g.budget_bytes == int(0.6 * 160e9 - 256 * 2**20) and "taken to be its GPUs' memory" in g.budget_source
 
 
 def test_workers_memory_limits_set_the_budget(small_workers, tmp_path):

@@ -133,9 +133,11 @@ def resolve(budget=None, client=None) -> Budget:
     return Budget(config.parse_bytes(budget), source)
 
 
-def for_plan(budget, *, worker_memory=None, client=None) -> Budget:
+def for_plan(budget, *, worker_memory=None, client=None, gpu_memory=None) -> Budget:
     """The budget :func:`dlogdet.plan` uses: :func:`resolve`'s rule; ``"auto"`` without a cluster needs the
-    workers' memory (``worker_memory``) and takes ``dlogdet.memory.overhead`` as their memory in use."""
+    workers' memory (``worker_memory``) and takes ``dlogdet.memory.overhead`` as their memory in use. A GPU
+    worker given without its host memory (``gpu_memory``: its GPUs' memory together) is planned as if its host
+    memory equalled its GPUs' (a GPU node's host holds at least the tiles of its GPUs), and the source says so."""
     if budget is None:
         budget = config.get("memory.budget", AUTO)
     auto = isinstance(budget, str) and budget.strip().lower() == AUTO
@@ -144,6 +146,10 @@ def for_plan(budget, *, worker_memory=None, client=None) -> Budget:
             raise InputError("give a memory budget per worker, such as budget='80GB', or budget='auto' with "
                              "worker_memory= (or set dask config dlogdet.memory.budget)")
         return resolve(budget, client)
+    assumed = ""
+    if worker_memory is None and gpu_memory is not None:
+        worker_memory = gpu_memory
+        assumed = "; no worker memory given: taken to be its GPUs' memory"
     if worker_memory is None:
         raise InputError("budget='auto' needs the workers' memory to plan without a cluster: give worker_memory= "
                          "(dlogdet plan --worker-memory; such as '16GB', the memory limit of one worker), client=, "
@@ -152,5 +158,5 @@ def for_plan(budget, *, worker_memory=None, client=None) -> Budget:
     fraction = auto_fraction()
     overhead = config.parse_bytes(config.get("memory.overhead", "256MiB"))
     b = from_limit(limit, overhead, fraction, who="a worker")
-    return Budget(b, f"auto: {fraction:g} x worker memory ({_mib(limit)}) - baseline ({_mib(overhead)}, "
+    return Budget(b, f"auto: {fraction:g} x worker memory ({_mib(limit)}{assumed}) - baseline ({_mib(overhead)}, "
                      "dlogdet.memory.overhead)", None)

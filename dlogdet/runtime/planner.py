@@ -321,11 +321,12 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
     dt = check_dtype(dtype)
     if assume not in ASSUME:
         raise InputError(f"assume must be one of {ASSUME}, got {assume!r}")
-    resolved = memory.for_plan(budget, worker_memory=worker_memory, client=client)
+    gpus, gpu_b = _gpus(gpus_per_worker, gpu_memory)
+    resolved = memory.for_plan(budget, worker_memory=worker_memory, client=client,
+                               gpu_memory=gpus * gpu_b if gpus and gpu_b else None)
     if resolved.bytes is None:
         raise InputError("give a memory budget per worker, such as budget='80GB', or budget='auto' with "
                          "worker_memory= (dask config dlogdet.memory.budget is null)")
-    gpus, gpu_b = _gpus(gpus_per_worker, gpu_memory)
     block_size, block_source = _given_block_size(block_size)
     given_rates = check_rates(rates)
     overhead = config.parse_bytes(config.get("memory.overhead", DEFAULT_OVERHEAD))
