@@ -146,7 +146,7 @@ if DOCTESTS:    # a public docstring with `>>>` examples gets a test; none have 
 # -------------------------------------------------------------------------------------------- benchmark pages
 
 #: scripts that are not run on their own, and the page that documents them
-HELPERS = {"nt_peer": "ntk"}
+HELPERS = {"nt_peer": "ntk", "extrapolate_calibration": "extrapolate"}
 
 
 def test_every_benchmark_has_a_page_with_its_command_and_machine():
