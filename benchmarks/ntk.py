@@ -2,7 +2,8 @@
 zoo's former hand-written path; memory per tile; an end-to-end log-determinant.
 
     python benchmarks/ntk.py [--sections zoo plain flax e2e] [--tiles 64 256] [--rounds 5] [--cap 20]
-                             [--resnet-width 8] [--e2e-n 10000] [--e2e-sub 1000] [--workers 2]
+                             [--resnet-width 8] [--flax-models resnet transformer] [--e2e-n 10000]
+                             [--e2e-sub 1000] [--workers 2]
                              [--nt-python PYTHON [--nt-pythonpath DIRS]]
 
 All times exclude JIT compilation (every contender is called once on the tile's shape first), float64, "highest"
@@ -393,7 +394,10 @@ def flax_section(args):
           f"(base width {args.resnet_width}, BatchNorm inference) on 32x32x3, transformer block (vocab 128, 32 tokens, "
           f"d 64, 4 heads, MLP 256)", flush=True)
     worst, most = math.inf, 0.0
-    for label, model, var, xs in (("Flax ResNet-18", res, v, xr), ("Flax transformer block", tr, vt, xt)):
+    for key, label, model, var, xs in (("resnet", "Flax ResNet-18", res, v, xr),
+                                       ("transformer", "Flax transformer block", tr, vt, xt)):
+        if key not in args.flax_models:
+            continue
         for outputs in ("trace", "full"):
             for N in args.tiles:
                 r = versus(label, lambda i: NTKSource.from_flax(model, var, xs, outputs=outputs, implementation=i),
@@ -530,6 +534,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cap", type=float, default=20.0, help="seconds per call above which a contender is estimated")
     ap.add_argument("--resnet-width", type=int, default=8)
+    ap.add_argument("--flax-models", nargs="+", default=["resnet", "transformer"], choices=["resnet", "transformer"],
+                    help="the flax section's models (the ResNet-18 rows take most of the run)")
     ap.add_argument("--e2e-n", type=int, default=10000)
     ap.add_argument("--e2e-sub", type=int, default=1000)
     ap.add_argument("--e2e-subsamples", type=int, default=4)
