@@ -21,7 +21,8 @@ from dlogdet.core.errors import ClusterError
 pytest.importorskip("dask_jobqueue")
 
 
-def test_profiles_load_and_bad_profiles_are_named(tmp_path):
+def test_profiles_load_and_bad_profiles_are_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)            # the project's own profiles, found from anywhere (not only the checkout)
     for name, kind in (("slurm", "slurm"), ("pbs", "pbs"), ("gpu-slurm", "slurm"), ("local-cuda", "local-cuda")):
         prof = load_profile(name)
         assert prof["kind"] == kind and prof["name"] == name and prof["description"]

@@ -57,7 +57,7 @@ def profile_dirs() -> list[Path]:
     """Folders searched for ``NAME.yaml``, in order."""
     dirs = [Path(p) for p in os.environ.get("DLOGDET_CLUSTER_PATH", "").split(os.pathsep) if p]
     dirs.append(Path.cwd() / "cluster")
-    dirs.append(Path(__file__).resolve().parent.parent / "cluster")     # the project's own, in a source checkout
+    dirs.append(Path(__file__).resolve().parents[2] / "cluster")     # the project's own, in a source checkout
     out = []
     for d in dirs:
         if d not in out:
