@@ -251,3 +251,23 @@ def test_short_write_without_errno_is_read_as_a_full_disk(tmp_path):
     assert "\n" not in str(err)
     # an OSError about another file is not the tile store's
     assert scratch_failure(FileNotFoundError(2, "No such file", "/elsewhere/x.npy"), str(tmp_path), 6, 1) is None
+
+
+def test_a_nanny_restart_event_is_evidence_of_memory():
+    """A worker killed between two samples leaves no high-memory sample behind; its nanny's restart event is the
+    evidence, and only restarts during the run count."""
+    from dlogdet.runtime.execute import MemoryWatch
+
+    w = MemoryWatch(needed=150 * 2**20, mode="memory")
+    limit = 200 * 2**20
+    w.observe({"tcp://a": {"name": 0, "memory_limit": limit, "metrics": {"memory": 90 * 2**20}},
+               "tcp://b": {"name": 1, "memory_limit": limit, "metrics": {"memory": 90 * 2**20}}})
+    w.observe({"tcp://b": {"name": 1, "memory_limit": limit, "metrics": {"memory": 95 * 2**20}}})
+    assert not w.lost and w.vanished == {"tcp://a"} and w.error() is None      # gone, no evidence yet
+    w.restarted([(w.since - 60, {"worker": "tcp://b", "rss": 199 * 2**20})])    # before the run: not this run's
+    assert not w.lost
+    w.restarted([(w.since + 1, {"worker": "tcp://a", "pid": 1, "rss": 196 * 2**20})])
+    assert not w.vanished and len(w.lost) == 1
+    msg = str(w.error())
+    assert "worker 0 (memory limit 200 MiB; last seen using 196 MiB) was restarted by its nanny" in msg
+    assert "about 150 MiB of tiles per worker" in msg

@@ -159,10 +159,25 @@ def _execute_local(dsk, out_key, panel_keys, progress, tiles_total):
     return value, RunStats(wall, {}, {"local": peak[0]}, f"threads ({workers})", timeline=timeline.to_dict())
 
 
+#: Seconds a failed run waits for a nanny's restart-for-memory event before it reports the failure as it came.
+RESTART_EVENT_WAIT = 2.0
+
+
+def _lost_data(e: BaseException) -> bool:
+    """A failure by lost data or a killed worker (what a worker lost to memory looks like), not by a task's error."""
+    import asyncio
+    import concurrent.futures
+
+    from distributed import KilledWorker
+
+    return isinstance(e, (asyncio.CancelledError, concurrent.futures.CancelledError, KilledWorker))
+
+
 class MemoryWatch:
     """Workers lost to memory during a run, from the samples of its progress loop.
 
-    A worker whose address vanishes after it was seen at or above dask's pause threshold
+    A worker that its nanny restarted for memory (the scheduler's ``worker-restart-memory`` event: direct
+    evidence), whose address vanishes after it was seen at or above dask's pause threshold
     (``distributed.worker.memory.pause`` × its limit), or that stays paused, was out of memory. The run then ends
     with :class:`~dlogdet.core.errors.WorkerMemoryError` instead of waiting for data dask lost with the worker (a hang)
     or a bare ``FutureCancelledError``: at once when the run fails, and after ``grace`` seconds without a
@@ -174,6 +189,9 @@ class MemoryWatch:
         self.pause = float(dask.config.get("distributed.worker.memory.pause", 0.8) or 0.8)
         self.needed, self.mode, self.grace = needed, mode, grace
         self.workers: dict[str, dict] = {}      # addr -> name, limit, peak memory, paused since
+        self.seen: dict[str, dict] = {}         # every worker seen during the run, also those gone
+        self.vanished: set[str] = set()         # gone without evidence of memory (yet)
+        self.since = time.time()                # the run's start, on the scheduler's events' clock
         self.lost: list[dict] = []
         self.lost_at: float | None = None
         self.progress_at = time.perf_counter()
@@ -183,7 +201,8 @@ class MemoryWatch:
         now = time.perf_counter()
         for addr, w in workers.items():
             rec = self.workers.setdefault(addr, {"name": w.get("name", addr), "limit": int(w.get("memory_limit") or 0),
-                                                 "peak": 0, "paused_since": None})
+                                                 "peak": 0, "paused_since": None, "addr": addr})
+            self.seen[addr] = rec
             rec["peak"] = max(rec["peak"], int(w.get("metrics", {}).get("memory") or 0))
             if w.get("status") == "paused":
                 rec["paused_since"] = rec["paused_since"] or now
@@ -192,8 +211,25 @@ class MemoryWatch:
         for addr in set(self.workers) - set(workers):
             rec = self.workers.pop(addr)
             if rec["limit"] and (rec["peak"] >= self.pause * rec["limit"] or rec["paused_since"]):
-                self.lost.append(rec)
-                self.lost_at = self.lost_at or now
+                self._lose(rec, now)
+            else:
+                self.vanished.add(addr)
+
+    def restarted(self, events) -> None:
+        """The nannies' ``worker-restart-memory`` events ``[(time, {"worker", "rss", ...}), ...]``: each restart
+        since the run began is a worker lost to memory (its memory then: the event's RSS)."""
+        for t, e in events:
+            addr = e.get("worker") if isinstance(e, dict) else None
+            if t < self.since or addr is None or any(r.get("addr") == addr for r in self.lost):
+                continue
+            rec = self.seen.get(addr) or {"name": addr, "limit": 0, "peak": 0, "paused_since": None}
+            rec["peak"] = max(rec["peak"], int(e.get("rss") or 0))
+            self.vanished.discard(addr)
+            self._lose(rec, time.perf_counter())
+
+    def _lose(self, rec: dict, now: float) -> None:
+        self.lost.append(rec)
+        self.lost_at = self.lost_at or now
 
     def progressed(self) -> None:
         now = time.perf_counter()
@@ -270,6 +306,15 @@ class _Samples:
         self.peak_rss: dict = {}
         self.timeline = Timeline()
 
+    def restarts(self) -> None:
+        """Ask the scheduler for the nannies' restarts for memory (a worker killed between two samples leaves no
+        high-memory sample behind)."""
+        try:
+            events = self.client.get_events("worker-restart-memory")
+        except Exception:  # an older scheduler, or one that is gone: the samples' evidence stands alone
+            return
+        self.watch.restarted(events)
+
     def sample(self) -> None:
         try:
             info = self.client.scheduler_info()
@@ -277,6 +322,8 @@ class _Samples:
         except Exception:  # the scheduler may be busy or gone; the run's own result reports that
             return
         self.watch.observe(info.get("workers", {}))
+        if self.watch.vanished:
+            self.restarts()
         for addr, w in info.get("workers", {}).items():
             m = w.get("metrics", {})
             name = w.get("name", addr)
@@ -328,6 +375,13 @@ def _execute_distributed(client, dsk, out_key, panel_keys, progress, tiles_total
                 break
             except BaseException as e:   # FutureCancelledError is a BaseException (asyncio's CancelledError)
                 samples.sample()
+                # a nanny's restart event may reach the scheduler just after the run failed: look for a moment
+                deadline = time.perf_counter() + RESTART_EVENT_WAIT
+                while not watch.lost and _lost_data(e):
+                    samples.restarts()
+                    if watch.lost or time.perf_counter() > deadline:
+                        break
+                    time.sleep(0.1)
                 err = watch.error() if watch.lost else None
                 if err is not None:
                     raise err from e
