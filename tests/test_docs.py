@@ -86,7 +86,14 @@ def test_the_guides_have_examples():
         assert page in names, f"docs/{page} has no runnable python example"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(DOCS).as_posix() for p in PAGES])
+#: pages whose examples take half a minute or more (the NTK guide traces Flax, NNX and Equinox models): run with the
+#: slow tests, which CI runs too
+SLOW_PAGES = {"guides/ntk.md"}
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow)
+                                  if p.relative_to(DOCS).as_posix() in SLOW_PAGES else p for p in PAGES],
+                         ids=[p.relative_to(DOCS).as_posix() for p in PAGES])
 def test_page_examples_run(page, tmp_path):
     text = page.read_text(encoding="utf-8")
     if re.search(r"^\s*(import jax|from dlogdet\.ntk|from dlogdet import ntk)", text, re.M):

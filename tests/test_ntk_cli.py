@@ -46,8 +46,11 @@ def test_ntk_cli_bad_input(capsys):
     assert main(["ntk", "--train-steps", "-3"]) == 2
 
 
-@pytest.mark.parametrize("model,dataset,factory", [("factorized", "mnist1d", "factorized_mlp"),
-                                                    ("cnn", "digits", "cnn1d"), ("resnet", "digits", "resnet1d")])
+# the convolutional models in the slow run (test_every_registered_model_through_a_spec builds each in the default one)
+@pytest.mark.parametrize("model,dataset,factory", [
+    ("factorized", "mnist1d", "factorized_mlp"),
+    pytest.param("cnn", "digits", "cnn1d", marks=pytest.mark.slow),
+    pytest.param("resnet", "digits", "resnet1d", marks=pytest.mark.slow)])
 def test_ntk_cli_other_models(capsys, model, dataset, factory):
     rc = main(["ntk", "--model", model, "--dataset", dataset, "--n", "40", "--d", "1e-8", "--json",
                "--no-progress"])

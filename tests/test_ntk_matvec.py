@@ -152,6 +152,7 @@ def test_without_client_stays_in_process(ntk):
 
 
 @pytest.mark.cluster
+@pytest.mark.slow        # SLQ over the product on a cluster (23 s); test_distributed_product covers the product there
 def test_slq_matvec_on_a_cluster(model, client):
     f, params, x = model
     src = NTKSource(f, params, x, outputs="trace")

@@ -62,10 +62,12 @@ def reference(name):
     return _REFS[name]
 
 
-# the structured path (the generic rules, as for any model) on every model; Jacobian contraction and NTK-vector
-# products on the 1-D CNN in the default run, on the others in the slow run ("auto" is "structured" here:
-# test_auto_choices)
-CASES = ([(m, "structured") for m in ("fmlp", "fmlp_ratio", "cnn_avg", "cnn_flatten", "resnet")]
+# the structured path (the generic rules, as for any model) on every model, the flattened CNN and the ResNet in the
+# slow run (tests/test_ntk_structured.py runs the rules on convolutions and residual nets in the default run);
+# Jacobian contraction and NTK-vector products on the 1-D CNN in the default run, on the others in the slow run
+# ("auto" is "structured" here: test_auto_choices)
+CASES = ([(m, "structured") for m in ("fmlp", "fmlp_ratio", "cnn_avg")]
+         + [pytest.param(m, "structured", marks=pytest.mark.slow) for m in ("cnn_flatten", "resnet")]
          + [("cnn_avg", i) for i in ("jacobian", "ntvp")]
          + [pytest.param(m, i, marks=pytest.mark.slow) for m in ("fmlp", "fmlp_ratio", "resnet")
             for i in ("jacobian", "ntvp", "auto")])
@@ -174,7 +176,7 @@ def test_resnet_model():
         ResNet1D(blocks=-1)
 
 
-@pytest.mark.parametrize("name", ["fmlp", "cnn_avg", "resnet"])
+@pytest.mark.parametrize("name", ["fmlp"] + [pytest.param(m, marks=pytest.mark.slow) for m in ("cnn_avg", "resnet")])
 def test_logdet_through_engine_and_float32(name):
     """Through the engine (several tiles, both output modes) against LAPACK on the dense reference; and float32
     tiles, whose entries carry float32 rounding (≈ 1e-7 relative, 1e-5 leaves room for the sums)."""

@@ -161,13 +161,13 @@ def test_cores_cap_tasks_at_once_over_all_workers():
 
 
 def test_plan_simulates_and_cli_prints_the_parts(capsys):
-    p = dlogdet.plan(200_000, workers=8, budget="100GB", simulate=True, rates={"task_seconds": 2e-3})
+    p = dlogdet.plan(80_000, workers=8, budget="100GB", simulate=True, rates={"task_seconds": 2e-3})
     s = p.simulated
     assert s is not None and p.mode == "memory" and s["n_tasks"] == p.n_tasks + 1          # + the gather
     assert s["network_bytes"] >= p.network_bytes > 0
     assert s["time_s"] >= max(s["compute_s"], s["scheduler_s"], s["critical_path_s"]) > 0
     assert p.time_scheduler_s == pytest.approx(p.n_tasks * 2e-3)
-    assert cli.main(["plan", "--n", "200000", "--workers", "8", "--budget", "100GB", "--simulate",
+    assert cli.main(["plan", "--n", "80000", "--workers", "8", "--budget", "100GB", "--simulate",
                      "--network-bytes", "1e9"]) == 0
     out = capsys.readouterr().out
     for row in ("simulated time", "  compute", "  transfers", "  scheduler", "  critical path", "  busiest worker",
