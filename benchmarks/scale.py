@@ -30,16 +30,7 @@ import tempfile
 import threading
 import time
 
-
-def dir_bytes(path: str) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(dirpath, f))
-            except OSError:
-                pass
-    return total
+from dlogdet.engine.store import dir_bytes
 
 
 class DiskSampler:

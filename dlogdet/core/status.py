@@ -2,11 +2,11 @@
 
 A number that came back degraded is not an error: the method finished and the caller decides what to do with it
 (as lineax's ``RESULTS``). Each member is a ``str`` (``Status.OK == "ok"``), so comparisons with the old spellings
-and JSON output are unchanged; ``status.cause`` and ``status.remedy`` are the text a user reads::
+and JSON output are unchanged; ``status.cause`` and ``status.remedy`` are the text a user reads:
 
-    r = dlogdet.logdet(A, method="slq")
-    if r.status is not Status.OK:
-        print(f"{r.status}: {r.status.cause}; {r.status.remedy}")
+    >>> r = dlogdet.logdet(A, method="slq")  # doctest: +SKIP
+    >>> if r.status is not Status.OK:  # doctest: +SKIP
+    ...     print(f"{r.status}: {r.status.cause}; {r.status.remedy}")
 """
 
 from __future__ import annotations

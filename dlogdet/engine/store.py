@@ -131,6 +131,18 @@ class StoreWriteError(OSError):
     """A tile could not be written to the store (``errno``, the OS's words, the file): what the worker saw."""
 
 
+def dir_bytes(path: str) -> int:
+    """Bytes of the files under ``path`` (a tile store's size on disk; files that vanish meanwhile count 0)."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
+
+
 def remove_partial(root: str) -> int:
     """Delete temporary files left by writes that never completed (a killed or failed run); returns bytes freed."""
     freed = 0

@@ -19,7 +19,7 @@ from ..core.result import Inertia, LogdetResult
 from ..engine.graph import check_in_memory, graph_token
 from ..engine.plan import ExactPlan, plan_exact
 from ..engine.schedule import Schedule
-from ..engine.store import TileStore, build_store_graph, remove_partial, resume_step
+from ..engine.store import TileStore, build_store_graph, dir_bytes, remove_partial, resume_step
 from ..engine.tiles import build_factor_graph
 from ..linalg import backend as B
 from ..linalg import kernels as K
@@ -251,7 +251,7 @@ def _open_store(source, plan: ExactPlan, root: str, *, t, d, backend, rtol, resu
             start = resume_step(store, plan.n_panels)
         else:
             store.clear()
-    need, have = plan.scratch_bytes, _dir_bytes(store.root)
+    need, have = plan.scratch_bytes, dir_bytes(store.root)
     free = shutil.disk_usage(root).free
     if free + have < need:
         raise ScratchSpaceError(f"the tile store needs {need} bytes ({need / 2**30:.2f} GiB) of free disk under "
@@ -316,9 +316,9 @@ def scratch_failure(e: OSError, root: str, nt: int, need: int) -> ScratchSpaceEr
     again = (f"then run the same command again: it resumes from step {k}" if k
              else "then run the same command again")
     free = shutil.disk_usage(root).free if os.path.isdir(root) else 0
-    short = e.errno is None and free < need - (_dir_bytes(store) if store else 0)   # numpy's short write
+    short = e.errno is None and free < need - (dir_bytes(store) if store else 0)   # numpy's short write
     if e.errno in _FULL or short:
-        more = max(0, need - (_dir_bytes(store) if store else 0) - free)
+        more = max(0, need - (dir_bytes(store) if store else 0) - free)
         msg = (f"the scratch file system under {root} filled up during the out-of-core run ({cause}): {kept}; the "
                f"run needs {need} bytes ({need / 2**30:.2f} GiB) in all, {more} bytes ({more / 2**30:.2f} GiB) more "
                f"than is free now. Free space there or give scratch= a larger file system, {again}")
@@ -336,14 +336,3 @@ def scratch_failure(e: OSError, root: str, nt: int, need: int) -> ScratchSpaceEr
     else:
         msg = f"the tile store under {root} failed ({cause}): {kept}; {again}"
     return ScratchSpaceError(msg, needed=need)
-
-
-def _dir_bytes(path: str) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(dirpath, f))
-            except OSError:
-                pass
-    return total
