@@ -145,22 +145,30 @@ def store_budget(b: int = BS) -> int:
 
 @pytest.fixture()
 def after_step(monkeypatch):
-    """``after_step(k, action)``: once the tile store marks step ``k`` done, do ``action(store_dir)`` (fill the file
-    system, or remove the store), as another process would at that moment. The run executes in this process, so the
-    hook on the store's mark is deterministic (a thread polling the directory lost the race to a fast run)."""
+    """``after_step(k, action)``: once the tile store has marked step ``k`` done, do ``action(store_dir)`` (fill the
+    file system, or remove the store) before each of its tile writes, as another process keeping the disk full
+    would, until the test sets ``["stopped"]``. The run executes in this process, so hooks on the store are
+    deterministic: a thread polling the directory lost the race to a fast run, and one fill at the mark could be
+    undone by the tiles that later steps delete before their next write."""
     from dlogdet.engine.store import TileStore
 
     def install(step: int, action):
-        mark = TileStore.mark
-        fired = []
+        mark, save = TileStore.mark, TileStore.save
+        state = {"marked": False, "fired": False, "stopped": False}
 
-        def hooked(store, name):
+        def hooked_mark(store, name):
             mark(store, name)
-            if name == f"done-{step}" and not fired:
-                fired.append(name)
+            if name == f"done-{step}":
+                state["marked"] = True
+
+        def hooked_save(store, name, obj):
+            if state["marked"] and not state["stopped"]:
+                state["fired"] = True
                 action(store.root)
-        monkeypatch.setattr(TileStore, "mark", hooked)
-        return fired
+            save(store, name, obj)
+        monkeypatch.setattr(TileStore, "mark", hooked_mark)
+        monkeypatch.setattr(TileStore, "save", hooked_save)
+        return state
     return install
 
 
@@ -185,7 +193,7 @@ def test_scratch_file_system_fills_up_mid_run_then_resumes(tmp_path, capsys, sma
         filler = mnt / "filler"
 
         def fill(_store):                    # every free byte: the next tile write fails with ENOSPC
-            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             try:
                 while os.write(fd, b"\0" * 65536):
                     pass
@@ -195,9 +203,10 @@ def test_scratch_file_system_fills_up_mid_run_then_resumes(tmp_path, capsys, sma
                 os.close(fd)
 
         argv = ["logdet", str(path), "--budget", str(store_budget()), "--scratch", str(mnt), "--json"]
-        fired = after_step(1, fill)
+        hook = after_step(1, fill)
         rc = main(argv)
-        assert fired, "the run ended before its step 1: the test's matrix no longer has several steps"
+        hook["stopped"] = True
+        assert hook["fired"], "no tile was written after step 1: the test's matrix no longer has several steps"
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1, err
         assert "filled up" in err[0] and "bytes" in err[0] and "resumes from step" in err[0]
@@ -221,9 +230,10 @@ def test_tile_store_that_vanishes_mid_run(tmp_path, capsys, small_tiles, after_s
     spd_npy(path, N)
     scratch = tmp_path / "scratch"
     argv = ["logdet", str(path), "--budget", str(store_budget()), "--scratch", str(scratch), "--json"]
-    fired = after_step(1, lambda store: shutil.rmtree(store, ignore_errors=True))
+    hook = after_step(1, lambda store: shutil.rmtree(store, ignore_errors=True))
     rc = main(argv)
-    assert fired, "the run ended before its step 1: the test's matrix no longer has several steps"
+    hook["stopped"] = True
+    assert hook["fired"], "no tile was written after step 1: the test's matrix no longer has several steps"
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err
     assert "vanished" in err[0] and "run the same command again" in err[0] and "starts over" in err[0]
