@@ -97,6 +97,7 @@ def test_detect_atoms_finds_repeated_eigenvalues_only():
 # --------------------------------------------------------------------------------------------- fitted laws
 
 
+@pytest.mark.slow   # 10 s; the default run keeps the zero-atom case and the command line
 def test_wishart_fast_marchenko_pastur_from_submatrices():
     # the exact law at a quarter of the size: n = 2000, m = 5000 (ratio 0.4) from n0 = 500
     # (measured: n0 = 250 is 1.5-3.5% off with stderr 1.5-2%; n0 = 500 within 0.4% for seeds 0-2)
@@ -176,6 +177,7 @@ def test_two_bulk_curve_decompresses_exactly_with_both_bulks():
     assert lower == pytest.approx(0.875, abs=1e-6)   # W₂ has rank 250 of 2000: 7/8 of the spectrum stays low
 
 
+@pytest.mark.slow   # 12 s
 def test_two_bulks_both_recovered_from_submatrices():
     # W₁ (ratio 0.5) + 10·W₂ (rank 250): 7/8 of the spectrum in [0.12, 2.73], 1/8 in [35.5, 146.5]; at n0 = 500 the
     # lower bulk sits a decade and a half below the upper one. Before the reweighted fit on log-scale rays it came back

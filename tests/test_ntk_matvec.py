@@ -35,7 +35,7 @@ def model():
     return f, params, x
 
 
-@pytest.fixture(scope="module", params=["trace", "full"])
+@pytest.fixture(scope="module", params=["trace", pytest.param("full", marks=pytest.mark.slow)])
 def ntk(request, model):
     f, params, x = model
     src = NTKSource(f, params, x, outputs=request.param)

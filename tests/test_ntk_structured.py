@@ -307,7 +307,8 @@ def case_transformer(n=N, T=4, **kw):
     return NTKSource.from_flax(model, v, x, **kw)
 
 
-@pytest.mark.parametrize("outputs", ["trace", pytest.param("full", marks=pytest.mark.slow)])
+@pytest.mark.slow   # 22 s per output mode; attention's products are dot_general rules, tested in the default run
+@pytest.mark.parametrize("outputs", ["trace", "full"])
 def test_transformer_block(outputs):
     src = case_transformer(outputs=outputs, implementation="structured")
     e = {leaf["path"]: leaf["rule"] for leaf in src.explain()["leaves"]}

@@ -360,7 +360,7 @@ def check(r, exact, ref):
 
 
 @pytest.mark.parametrize("input_kind", [
-    "npy",
+    pytest.param("npy", marks=pytest.mark.slow),     # a worker lost with an .npy input: in the slow run
     # an in-memory array's tiles are scattered once; losing a worker that still holds some of them makes the
     # engine scatter the array again and start over (dlogdet.lost-input-retries)
     "array",
