@@ -187,6 +187,7 @@ def test_tls_cluster_computes_and_refuses_plain_clients(tmp_path):
 # ---- a worker killed by SIGKILL in the middle of a factorization --------------------------------------------------
 
 @pytest.mark.cluster
+@pytest.mark.slow   # 16 s; tests/test_resilience.py kills workers mid-run in the default run
 @pytest.mark.timeout(240)
 def test_worker_killed_mid_factorization_result_still_exact():
     x = np.random.default_rng(5).uniform(size=(2400, 3))

@@ -126,6 +126,7 @@ def test_wishart_8000_from_1000_issue_targets():
     assert abs(r.logdet - ref) <= 0.005 * abs(ref), (r.logdet, ref)
 
 
+@pytest.mark.slow   # 17 s; the default run keeps the command line's decompression
 def test_zero_atom_weight_and_bulk_recovered():
     # rank 300 of 2000: the n0 = 500 submatrices have a zero atom of weight 0.4, the whole matrix 0.85
     rng = np.random.default_rng(1)

@@ -169,6 +169,7 @@ def quiesce(client, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow   # 35 s with its external cluster; resuming is tested in-process in tests/test_store.py
 def test_resume_after_client_killed(external_cluster, matrix, tmp_path):
     sched_file, client = external_cluster
     path, exact = matrix
