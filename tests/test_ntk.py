@@ -233,6 +233,7 @@ def test_import_dlogdet_does_not_import_jax():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow   # 14 s: a fresh interpreter with JAX
 def test_token_of_a_plain_function_is_the_same_in_another_process():
     """The token of a source built on a module-level function (no dataclass repr) must not depend on the process
     (memory addresses): the out-of-core tile store resumes a run only when the tokens agree."""

@@ -109,6 +109,7 @@ def test_spectra_of_nystrom_and_a_direct_plot(tmp_path):
         report.plot_spectra()
 
 
+@pytest.mark.slow   # 11 s: a decompression run first
 def test_report_of_a_freedecomp_run_draws_the_decompressed_density(tmp_path):
     """From the JSON alone: freedecomp's result carries ρₙ on the bulk, which the report draws beside the
     submatrix spectrum. A Wishart XᵀX/m (n = 400, m = 1000) decompressed from n₀ = 100: Marchenko–Pastur(0.4),

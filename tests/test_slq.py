@@ -237,6 +237,7 @@ def test_slq_kernel_coverage_over_seeds():
     assert covered >= 0.9 * runs
 
 
+@pytest.mark.slow   # 12 s
 def test_preconditioned_slq_needs_fewer_steps_and_stays_honest():
     src = kernel(800, "rbf", d=5, jitter=1e-3, lengthscale=2.0)     # fast decay: a rank-100 sketch captures it
     exact = dlogdet.logdet(src).logdet
@@ -317,6 +318,7 @@ def test_auto_picks_exact_when_it_fits():
     assert dlogdet.logdet(src, method="auto", assume="sym").diagnostics["auto"]["method"] == "exact"
 
 
+@pytest.mark.slow   # 12.5 s
 def test_auto_picks_preconditioned_slq_when_exact_is_too_slow(monkeypatch):
     from dlogdet.estimators import auto
 
@@ -403,6 +405,7 @@ def test_cli_methods_json(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------- cluster
 
 
+@pytest.mark.slow   # 18 s: its own LocalCluster
 def test_slq_on_a_distributed_client():
     from distributed import Client, LocalCluster
 
