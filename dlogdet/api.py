@@ -109,7 +109,7 @@ def extrapolate(A, n_total: int | None = None, *, n_sub: int, window="auto", ord
         ``max_cost`` of the predicted exact cost; an integer draws exactly that many (1: the published method).
     rtol : float, optional
         The accuracy asked for: draw subsamples, and double n_sub where the model part needs it, until the band's
-        half-width 2·stderr is within ``rtol``·|log det|; stop before the total would pass the predicted cost of
+        half-width 2·stderr is within ``rtol · |log det|``; stop before the total would pass the predicted cost of
         the exact factorization, with status ``rtol-not-reached`` and a warning that recommends the exact method.
     max_cost : float, optional
         Time budget of ``subsamples="auto"``, a fraction of the predicted exact cost (:func:`dlogdet.plan`'s time

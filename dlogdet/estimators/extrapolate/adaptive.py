@@ -8,7 +8,7 @@ smaller extrapolation ratio n/n_sub) does. So:
   below the model part (past that point each one buys less than the model error costs), within a time budget of
   ``max_cost`` × the predicted cost of the exact factorization (default :data:`MAX_COST`);
 - ``rtol=`` draws subsamples, and doubles n_sub where the model part alone would keep the band wider than asked,
-  until the half-width 2·stderr is within ``rtol``·|log det|, or until the next step would take the total past the
+  until the half-width 2·stderr is within ``rtol · |log det|``, or until the next step would take the total past the
   predicted exact cost (× ``max_cost`` when given): then the result says so (:attr:`~dlogdet.core.status.Status.
   RTOL_NOT_REACHED`) and recommends the exact method, or runs it (``fallback="exact"``).
 
