@@ -31,7 +31,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
                         "band's sampling part is below its model part, within --max-cost of the exact cost")
     p.add_argument("--rtol", type=_fraction, default=None, metavar="R",
                    help="accuracy asked for: grow the subsamples (and n_sub) until the band's half-width is within "
-                        "R x |log det|, or say that the exact method is cheaper (0.01 for 1%%)")
+                        "R x abs(log det), or say that the exact method is cheaper (0.01 for 1%%)")
     p.add_argument("--max-cost", type=_positive_float, default=None, metavar="F",
                    help="time budget of --subsamples auto, a fraction of the predicted exact cost (default "
                         f"{MAX_COST:g}; 1 with --rtol)")
