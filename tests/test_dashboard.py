@@ -285,8 +285,10 @@ def test_page_in_a_headless_browser(client, browser, tmp_path):
         time.sleep(0.1)
     th.join()
     assert "error" not in out, out.get("error")
+    # the run has returned (th joined): at its next refresh the page shows every tile done and the run finished
     final = _wait(browser, lambda s: s["states"] is not None and len(s["states"]) == n_tiles
-                  and s["states"].count("done") == n_tiles, 30, "every tile done")
+                  and s["states"].count("done") == n_tiles and "finished" in (s["header"] or ""), 30,
+                  "every tile done and the run finished")
     shot = tmp_path / "dlogdet-dashboard.png"
     browser.save_screenshot(str(shot))
     print(f"\nscreenshots: {shot_mid} {shot}; done counts seen during the run: {seen}")
