@@ -60,12 +60,15 @@ class NTKSource(TileSource):
     ``"auto"``
         ``"structured"`` wherever the model traces: by the formulas above its time is at most Jacobian
         contraction's up to the per-use terms (the same backward passes, without the weight gradients, which the
-        rules form where they are cheapest) and far below NTK-vector products' N²·O forward passes; measured faster
-        than both on every model of the benchmark (docs/benchmarks/ntk.md), conv nets included, whose flop counts
-        tie with Jacobian contraction's (per-point ``jacrev`` through convolutions runs slowly on CPUs, the
-        patches product does not). Where the model does
-        not trace, the cheaper by :meth:`estimates` of ``"jacobian"`` (while a tile's Jacobians take at most
-        :data:`JACOBIAN_BYTES`) and ``"ntvp"``.
+        rules form where they are cheapest), its memory is the per-point factors rather than N·O·P, and it is far
+        below NTK-vector products' N²·O forward passes. Where the flop counts tie, they do not rank the two: on conv
+        nets per-point ``jacrev`` through convolutions runs 9–35× slower on CPUs than the patches product, while on
+        a small transformer block (P ≈ 61,000, O = 10) Jacobian contraction took 0.6–0.9× structured's time on
+        tiles of 64 and 256 points. There its Jacobians outgrow :data:`JACOBIAN_BYTES` from 221 points per tile, so
+        picking by flops would gain at most 1.7× on smaller tiles, and lose 9–35× wherever the tie misleads the
+        other way (measured: docs/benchmarks/ntk.md). Where
+        the model does not trace, the cheaper by :meth:`estimates` of ``"jacobian"`` (while a tile's Jacobians
+        take at most :data:`JACOBIAN_BYTES`) and ``"ntvp"``.
 
     All implementations agree to rounding (1e-10 relative in float64 in the tests).
 
