@@ -10,6 +10,8 @@ BLAS thread takes 0.08–0.2 s for 750 rows on the loaded 2-core machine, the en
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -36,19 +38,31 @@ LOO_SUBSAMPLES = 4
 SINGLE_THREAD_ROWS = 4096
 
 
+@functools.lru_cache(maxsize=1)
+def _controller():
+    """The process's BLAS libraries, found once (why: ``threadpool_limits()`` scans the loaded libraries on every
+    call, 5 ms each — a tenth of a 500-point subsample's time)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def blas_threads_for(rows: int):
+    """One BLAS thread for a factorization of at most :data:`SINGLE_THREAD_ROWS` rows, all of them above."""
+    return _controller().limit(limits=1) if rows <= SINGLE_THREAD_ROWS else contextlib.nullcontext()
+
+
 def factor_in_process(a: np.ndarray, sub: SubsetSource, t: float, d_sub, check_symmetry: bool | None) -> K.CholFactor:
     """Cholesky factor of M = t·S + diag(d) for the dense matrix ``a`` of a small subsample S, as one tile of the
     engine: checked finite (and symmetric unless the source is symmetric by construction), factored by
     :func:`dlogdet.linalg.kernels.potrf`, whose pivot checks raise :class:`~dlogdet.core.errors.NotPSDError` with the failing
     row."""
-    from threadpoolctl import threadpool_limits
-
     if check_symmetry is None:
         check_symmetry = bool(config.get("check.symmetry", True))
     rtol = K.symmetry_rtol_for(sub.dtype) if check_symmetry and not sub.symmetric else None
     m = K.prepare_tile(np.asarray(a, dtype=np.float64), r0=0, c0=0, t=t, d=d_sub,
                        check_finite=bool(config.get("check.finite", True)), symmetry_rtol=rtol)
-    with threadpool_limits(1 if sub.n <= SINGLE_THREAD_ROWS else None):
+    with blas_threads_for(sub.n):
         return K.potrf(m)
 
 
@@ -117,8 +131,6 @@ class Pool:
         return None
 
     def _in_process(self, sub: SubsetSource, pts: np.ndarray, d_sub, tf: float) -> float:
-        from threadpoolctl import threadpool_limits
-
         t_tiles = time.perf_counter()
         a = sub.dense()
         t_tiles = time.perf_counter() - t_tiles            # the tiles' own time, for the cost of the exact run
@@ -126,7 +138,7 @@ class Pool:
         del a
         self.ell.append(np.cumsum(factor.pivots.log_abs.reshape(self.n_sub, self.rpp).sum(axis=1)))
         if len(self.loo) < LOO_SUBSAMPLES:
-            with threadpool_limits(1 if sub.n <= SINGLE_THREAD_ROWS else None):
+            with blas_threads_for(sub.n):
                 self.loo.append(loo_increments(np.asarray(factor.L), self.rpp))
         self.points.append(pts)
         self.times.append(time.perf_counter() - tf)
