@@ -15,6 +15,7 @@ cost one factorization of the bank, which is what made it possible to set the ba
     python benchmarks/extrapolate_calibration.py --cache DIR                         # the calibration group
     python benchmarks/extrapolate_calibration.py --cache DIR --cases validation,unseen
     python benchmarks/extrapolate_calibration.py --cache DIR --set CURVATURE_WEIGHT=0  # a constant changed
+    python benchmarks/extrapolate_calibration.py --cache DIR --set CORRECTION_EXPONENTS=    # the published family only
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import extrapolate as bx  # noqa: E402  (the case registry of the benchmark besi
 from dlogdet.estimators.extrapolate import crossed_boundaries  # noqa: E402
 from dlogdet.estimators.extrapolate.subsamples import LOO_SUBSAMPLES  # noqa: E402
 from dlogdet.linalg.scalinglaw import band as scalingband  # noqa: E402
+from dlogdet.linalg.scalinglaw import fit as scalingfit  # noqa: E402
 from dlogdet.linalg.scalinglaw import fit_curves, loo_increments  # noqa: E402
 from dlogdet.sources.bounds import spectrum_lower_bound  # noqa: E402
 
@@ -100,7 +102,7 @@ def evaluate(name: str, z: dict, subsamples, runs: int) -> list[tuple]:
         print(f"{name:26s} S={S} runs {len(fits):2d} {family[:5]}  |err| mean {100 * np.abs(e).mean():5.2f}%  bias "
               f"{100 * e.mean():+5.2f}%  coverage {cov:4.2f}  half-width/|err| {ratio:5.2f}  | "
               + "  ".join(f"{k} {v:.2f}%" for k, v in parts.items()), flush=True)
-        out.append((name, S, cov, ratio))
+        out.append((name, S, cov, ratio, float(np.abs(e).mean())))
     return out
 
 
@@ -113,13 +115,16 @@ def main():
     ap.add_argument("--runs", type=int, default=30, help="draws per case and S (default 30)")
     ap.add_argument("--subsamples", default="1,4,8", help="values of S (default 1,4,8)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="change a constant of dlogdet.linalg.scalinglaw.band for this run (to see what it does)")
+                    help="change a constant of dlogdet.linalg.scalinglaw.band or .fit for this run (to see what it "
+                         "does); a tuple as comma-separated numbers, empty for none")
     args = ap.parse_args()
     for kv in args.set:
         k, v = kv.split("=")
-        if not hasattr(scalingband, k):
-            raise SystemExit(f"dlogdet.linalg.scalinglaw.band has no constant {k}")
-        setattr(scalingband, k, float(v))
+        mod = next((m for m in (scalingband, scalingfit) if hasattr(m, k)), None)
+        if mod is None:
+            raise SystemExit(f"dlogdet.linalg.scalinglaw.band and .fit have no constant {k}")
+        old = getattr(mod, k)
+        setattr(mod, k, tuple(float(x) for x in v.split(",") if x) if isinstance(old, tuple) else type(old)(float(v)))
     names = []
     for item in args.cases.split(","):
         names += bx.GROUPS.get(item.strip(), [item.strip()])
@@ -129,6 +134,9 @@ def main():
         z = bank(name, args.cache, args.bank, args.mult)
         rows += evaluate(name, z, [int(s) for s in args.subsamples.split(",")], args.runs)
         print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+    for S in sorted({r[1] for r in rows}):
+        errs = [r[4] for r in rows if r[1] == S]
+        print(f"S={S}: mean |error| over the {len(errs)} cases {100 * np.mean(errs):.2f}%")
     cov = np.array([r[2] for r in rows])
     ratio = np.array([r[3] for r in rows])
     print(f"\nall {len(rows)} (case, S): coverage mean {cov.mean():.3f}, below 0.9 in {int((cov < 0.9).sum())}, above "
