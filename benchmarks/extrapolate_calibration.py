@@ -16,6 +16,7 @@ cost one factorization of the bank, which is what made it possible to set the ba
     python benchmarks/extrapolate_calibration.py --cache DIR --cases validation,unseen
     python benchmarks/extrapolate_calibration.py --cache DIR --set CURVATURE_WEIGHT=0  # a constant changed
     python benchmarks/extrapolate_calibration.py --cache DIR --set CORRECTION_EXPONENTS=    # the published family only
+    python benchmarks/extrapolate_calibration.py --cache DIR --loo-ratio --runs 40           # LOO_SAMPLING
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import extrapolate as bx  # noqa: E402  (the case registry of the benchmark beside this one)
 
 from dlogdet.estimators.extrapolate import crossed_boundaries  # noqa: E402
-from dlogdet.estimators.extrapolate.subsamples import LOO_SUBSAMPLES  # noqa: E402
 from dlogdet.linalg.scalinglaw import band as scalingband  # noqa: E402
 from dlogdet.linalg.scalinglaw import fit as scalingfit  # noqa: E402
 from dlogdet.linalg.scalinglaw import fit_curves, loo_increments  # noqa: E402
@@ -91,7 +91,7 @@ def evaluate(name: str, z: dict, subsamples, runs: int) -> list[tuple]:
         fits = []
         for r in range(min(runs, B // S)):
             idx = list(range(r * S, (r + 1) * S))
-            loo = z["loo"][idx[:LOO_SUBSAMPLES], :ns]        # as the estimator computes them
+            loo = z["loo"][idx, :ns]        # every subsample's, as the estimator computes them
             fits.append(fit_curves(z["ell"][idx, :ns], N, loo=loo, floor=fl, family=family))
         e = np.array([(f["estimate"] - ex) / A for f in fits])
         se = np.array([f["stderr"] / A for f in fits])
@@ -106,6 +106,24 @@ def evaluate(name: str, z: dict, subsamples, runs: int) -> list[tuple]:
     return out
 
 
+def loo_ratio(name: str, z: dict, runs: int) -> float:
+    """sd of single-subsample extrapolations fitted to their leave-one-out curves (window (n_s/20, n_s], order
+    (1, 1): no selection) over the median sampling part the raw increments' noise gives the same fit: the constant
+    ``LOO_SAMPLING`` of ``dlogdet.linalg.scalinglaw.band`` is the median of this over the calibration group."""
+    N, ns = int(z["n"]), int(z["ns"])
+    fl, _ = floor_and_family(name)
+    old, scalingband.LOO_SAMPLING = scalingband.LOO_SAMPLING, 1.0
+    try:
+        fits = [fit_curves(z["ell"][r, :ns], N, loo=z["loo"][r:r + 1, :ns], floor=fl, window=(ns // 20, ns),
+                           order=(1, 1)) for r in range(min(runs, z["ell"].shape[0]))]
+    finally:
+        scalingband.LOO_SAMPLING = old
+    ratio = float(np.std([f["estimate"] for f in fits]) / np.median([f["components"]["sampling"] for f in fits]))
+    print(f"{name:26s} leave-one-out fit: sd / raw sampling part {ratio:.2f} ({len(fits)} single subsamples)",
+          flush=True)
+    return ratio
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", metavar="DIR", required=True, help="where the banks are kept")
@@ -114,6 +132,8 @@ def main():
     ap.add_argument("--mult", type=int, default=2, help="bank curves' length in n_s (default 2)")
     ap.add_argument("--runs", type=int, default=30, help="draws per case and S (default 30)")
     ap.add_argument("--subsamples", default="1,4,8", help="values of S (default 1,4,8)")
+    ap.add_argument("--loo-ratio", action="store_true",
+                    help="only measure LOO_SAMPLING's ratio per case (single subsamples, --runs of them)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="change a constant of dlogdet.linalg.scalinglaw.band or .fit for this run (to see what it "
                          "does); a tuple as comma-separated numbers, empty for none")
@@ -128,6 +148,10 @@ def main():
     names = []
     for item in args.cases.split(","):
         names += bx.GROUPS.get(item.strip(), [item.strip()])
+    if args.loo_ratio:
+        ratios = [loo_ratio(name, bank(name, args.cache, args.bank, args.mult), args.runs) for name in names]
+        print(f"\nmedian over {len(ratios)} cases: {np.median(ratios):.2f}")
+        return
     rows = []
     for name in names:
         t0 = time.perf_counter()

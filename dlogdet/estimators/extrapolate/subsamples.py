@@ -29,10 +29,6 @@ from .. import get as _get_estimator
 #: Largest subsample (rows) factored in-process with its inverse factor, which gives the leave-one-out increment
 #: curve (why: two n×n float64 work arrays, 0.5 GiB each at this size); larger ones go through the engine.
 LOO_MAX_ROWS = 8192
-#: Subsamples of one size whose leave-one-out curves are computed (why: that curve's noise is an order of magnitude
-#: below the raw increments', so the probe gains little from more, and each costs a triangular inversion, as much
-#: as the factorization).
-LOO_SUBSAMPLES = 4
 #: In-process factorizations up to this many rows run on one BLAS thread (why: on a loaded machine a small
 #: Cholesky is several times faster on one thread than on two that compete; larger ones use all).
 SINGLE_THREAD_ROWS = 4096
@@ -137,15 +133,14 @@ class Pool:
         factor = factor_in_process(a, sub, self.t, d_sub, self.options.get("check_symmetry"))
         del a
         self.ell.append(np.cumsum(factor.pivots.log_abs.reshape(self.n_sub, self.rpp).sum(axis=1)))
-        if len(self.loo) < LOO_SUBSAMPLES:
-            with blas_threads_for(sub.n):
-                self.loo.append(loo_increments(np.asarray(factor.L), self.rpp))
+        with blas_threads_for(sub.n):      # every subsample's: the family is fitted to their mean
+            self.loo.append(loo_increments(np.asarray(factor.L), self.rpp))
         self.points.append(pts)
         self.times.append(time.perf_counter() - tf)
         return t_tiles / float(sub.n) ** 2
 
     def curves(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The ℓ_k curves (S × n_sub) and the leave-one-out curves of the first :data:`LOO_SUBSAMPLES` (None on the
+        """The ℓ_k curves (S × n_sub) and their leave-one-out curves (None on the
         engine's path, which keeps no factor)."""
         return np.array(self.ell), (np.array(self.loo) if self.loo and self.in_process else None)
 

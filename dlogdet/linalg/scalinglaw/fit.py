@@ -234,12 +234,14 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
     return out
 
 
-def _per_subsample(fit: _Fit, deltas: np.ndarray, N: int, ridge: float, w) -> list | None:
-    """Each subsample's own estimate with the chosen window and order (2 or more subsamples; diagnostics)."""
-    S, ns = deltas.shape
+def _per_subsample(fit: _Fit, curves: np.ndarray, ends: np.ndarray, N: int, ridge: float, w) -> list | None:
+    """Each subsample's own estimate with the chosen window and order, from the increment curve the family was
+    fitted to (its leave-one-out curve, or its raw increments) anchored at its ℓ_{n_s} (2 or more subsamples;
+    diagnostics)."""
+    S, ns = curves.shape
     if S < 2:
         return None
-    return [float(_predict(_fit(deltas[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w, fit.p), ns, float(deltas[s].sum()),
+    return [float(_predict(_fit(curves[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w, fit.p), ns, float(ends[s]),
                            [N])[0][0]) for s in range(S)]
 
 
@@ -318,12 +320,14 @@ def _probe_weight(d: np.ndarray, raw: np.ndarray, y: np.ndarray, fit: _Fit, prob
 
 def _band(d: np.ndarray, raw: np.ndarray, fit: _Fit, g: np.ndarray, best: Candidate, cands: list, N: int,
           ell_end: float, floor: float | None, estimate: float, upper: float, probe: BoxCoxProbe,
-          family: str) -> StderrParts:
-    """The band's parts (:mod:`~dlogdet.linalg.scalinglaw.band`): the sampling part from the noise profile of the fitted curve,
-    and the model part from the next best candidates, the held-out validation and the probe."""
+          family: str, on_loo: bool) -> StderrParts:
+    """The band's parts (:mod:`~dlogdet.linalg.scalinglaw.band`): the sampling part from the noise profile of the
+    raw increments ``d`` (× :data:`~dlogdet.linalg.scalinglaw.band.LOO_SAMPLING` where the family was fitted to the
+    leave-one-out curve), and the model part from the next best candidates, the held-out validation and the probe."""
     ns = d.size
     v = band.noise_profile(d)
-    sampling = math.sqrt(band.prediction_variance(fit.hat, g, v[fit.n0:fit.n1])
+    scale = band.LOO_SAMPLING ** 2 if on_loo else 1.0
+    sampling = math.sqrt(scale * band.prediction_variance(fit.hat, g, v[fit.n0:fit.n1])
                          + band.anchor_variance(band.noise_profile(raw), ns, N))
     # the choice: root mean square distance of the next best candidates' estimates (floored and capped alike)
     others = [min(_extrapolated(f, ns, N, ell_end, floor)[0], upper) for _, f in cands[1:TOP_CANDIDATES]]
@@ -378,8 +382,12 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     raw = deltas.mean(axis=0)
     ell_end = float(raw.sum())
     d = _above_floor(raw, floor)
-    orders = shapes(order)
-    cands = _candidates(d, N, orders, parse_window(window, ns), ridge, w)
+    # the curve the family is fitted to: the mean leave-one-out curve where every subsample has one (the same
+    # expectation as the increments, far less noise), else the mean increments
+    on_loo = loo is not None and loo.shape[0] == S and w is None
+    y = _above_floor(loo.mean(axis=0), floor) if loo is not None else d
+    fitted = y if on_loo else d
+    cands = _candidates(fitted, N, shapes(order), parse_window(window, ns), ridge, w)
     best, fit = cands[0]
 
     # the estimate: the chosen fit read at n (through the floor), capped by the monotone bound
@@ -387,11 +395,10 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     upper, falling = band.law_brackets(raw, N, floor)
     estimate, g = _extrapolated(fit, ns, N, ell_end, floor)
     estimate = min(estimate, upper)
-    y = _above_floor(loo.mean(axis=0), floor) if loo is not None else d
     probe = _probe(y, ns, N, ell_end, floor, upper, estimate, "loo" if loo is not None else "increments")
     if math.isfinite(probe.alpha):
-        probe = probe.replace(weight=_probe_weight(d, raw, y, fit, probe, floor))
-    parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family)
+        probe = probe.replace(weight=_probe_weight(fitted, raw, y, fit, probe, floor))
+    parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family, on_loo)
     coef = fit.coef
     coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r, fit.p)[0] @ coef), "a1": float(coef[0]),
                     "b": [float(v) for v in coef[1:2 + fit.q]], "c": [float(v) for v in coef[2 + fit.q:]],
@@ -405,6 +412,6 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         extrapolation_ratio=N / ns, curvature_t=t_curv, slope_change=slope_change,
         law_rejected=band.law_rejected(t_curv, slope_change), upper_monotone=float(upper),
         falling_bracket=float(falling), validated=bool(best.validated), floor=floor,
-        per_subsample=_per_subsample(fit, deltas, N, ridge, w),
+        per_subsample=_per_subsample(fit, _above_floor(loo, floor) if on_loo else deltas, ell[:, -1], N, ridge, w),
         candidates=[c for c, _ in cands], ell_mean=np.cumsum(d),
         curves=_curves(fit, probe, ns, N, ell_end, floor, upper))
