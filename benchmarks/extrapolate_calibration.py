@@ -15,7 +15,6 @@ cost one factorization of the bank, which is what made it possible to set the ba
     python benchmarks/extrapolate_calibration.py --cache DIR                         # the calibration group
     python benchmarks/extrapolate_calibration.py --cache DIR --cases validation,unseen
     python benchmarks/extrapolate_calibration.py --cache DIR --set CURVATURE_WEIGHT=0  # a constant changed
-    python benchmarks/extrapolate_calibration.py --cache DIR --set CORRECTION_EXPONENTS=    # the published family only
     python benchmarks/extrapolate_calibration.py --cache DIR --loo-ratio --runs 40           # LOO_SAMPLING
 """
 

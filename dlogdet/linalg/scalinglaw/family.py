@@ -14,19 +14,11 @@ from scipy.special import gammaln
 MAX_ORDER = 2
 
 
-def _power(n: np.ndarray, s: float) -> np.ndarray:
-    """n^(1−s)/(1−s) (ln n at s = 1): the sum over k ≤ n of k^(−s), up to a constant and terms of higher order."""
-    return np.log(n) if abs(s - 1.0) < 1e-12 else n ** (1.0 - s) / (1.0 - s)
-
-
-def features(n, q: int, r: int, p: float | None = None) -> np.ndarray:
-    r"""Columns of ℓ(n) − a₀: [n, ln n!, ln n!/n, …, ln n!/n^q, φ₁(n), …, φ_r(n)], shape (len(n), 2 + q + r), with
-    φᵢ(n) = n⁻ⁱ (the published family, ``p=None``) or φᵢ(n) = n^(1−ip)/(1−ip) (ln n where ip = 1), whose increments
-    are ≈ k^(−ip): corrections to the law that decay as a power p of k, not only as 1/k."""
+def features(n, q: int, r: int) -> np.ndarray:
+    r"""Columns of ℓ(n) − a₀: [n, ln n!, ln n!/n, …, ln n!/n^q, 1/n, …, 1/n^r], shape (len(n), 2 + q + r)."""
     n = np.asarray(n, dtype=np.float64)
     lf = gammaln(n + 1.0)
-    cols = [n, lf] + [lf / n ** i for i in range(1, q + 1)]
-    cols += [n ** -float(i) if p is None else _power(n, i * p) for i in range(1, r + 1)]
+    cols = [n, lf] + [lf / n ** i for i in range(1, q + 1)] + [n ** -float(i) for i in range(1, r + 1)]
     return np.stack(cols, axis=-1)
 
 
@@ -35,7 +27,7 @@ def evaluate(coefficients: dict, n) -> np.ndarray:
     c = coefficients
     q, r = len(c["b"]) - 1, len(c["c"])
     vec = np.array([c["a1"], *c["b"], *c["c"]], dtype=np.float64)
-    return c["a0"] + features(n, q, r, c.get("p")) @ vec
+    return c["a0"] + features(n, q, r) @ vec
 
 
 @dataclass(frozen=True)
@@ -48,16 +40,15 @@ class _Fit:
     cov: np.ndarray           # sandwich covariance of coef
     resid_var: float          # mean squared residual of the increments
     hat: np.ndarray           # coef = hat @ delta[n0:n1]: the fit is linear in the window's increments
-    p: float | None = None    # the corrections' exponent (features): None for the published family
 
 
-@functools.lru_cache(maxsize=16)
-def _increment_features(n_max: int, p: float | None = None) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _increment_features(n_max: int) -> np.ndarray:
     """Row k (1 < k ≤ n_max): features(k) − features(k − 1) at the largest orders (q = r = :data:`MAX_ORDER`), the
     design of every fit on k ≤ n_max (columns picked by :func:`_columns`); rows 0 and 1 unused. Read-only."""
     k = np.arange(2, n_max + 1, dtype=np.float64)
     X = np.full((n_max + 1, 2 + 2 * MAX_ORDER), np.nan)
-    X[2:] = features(k, MAX_ORDER, MAX_ORDER, p) - features(k - 1.0, MAX_ORDER, MAX_ORDER, p)
+    X[2:] = features(k, MAX_ORDER, MAX_ORDER) - features(k - 1.0, MAX_ORDER, MAX_ORDER)
     X.setflags(write=False)
     return X
 
@@ -70,14 +61,14 @@ def _columns(q: int, r: int) -> list[int]:
 CACHED_ROWS = 1 << 21
 
 
-def _design(n0: int, n1: int, q: int, r: int, p: float | None = None) -> np.ndarray:
+def _design(n0: int, n1: int, q: int, r: int) -> np.ndarray:
     """The differenced family on k ∈ (n0, n1]: rows of :func:`_increment_features` (cached up to the next power of
     two, so that every window, hold-out and extrapolation of a curve reads one array) where the orders allow."""
     if q <= MAX_ORDER and r <= MAX_ORDER and n0 >= 1 and n1 <= CACHED_ROWS:
         cap = max(64, 1 << (int(n1) - 1).bit_length())
-        return _increment_features(cap, p)[n0 + 1:n1 + 1][:, _columns(q, r)]
+        return _increment_features(cap)[n0 + 1:n1 + 1][:, _columns(q, r)]
     k = np.arange(n0 + 1, n1 + 1, dtype=np.float64)
-    return features(k, q, r, p) - features(k - 1.0, q, r, p)
+    return features(k, q, r) - features(k - 1.0, q, r)
 
 
 def _pinv_sym(A: np.ndarray) -> np.ndarray:
@@ -90,16 +81,16 @@ def _pinv_sym(A: np.ndarray) -> np.ndarray:
     return (V * inv) @ V.T
 
 
-@functools.lru_cache(maxsize=1024)
-def _features_at(n: int, q: int, r: int, p: float | None = None) -> np.ndarray:
-    return features([float(n)], q, r, p)[0]
+@functools.lru_cache(maxsize=256)
+def _features_at(n: int, q: int, r: int) -> np.ndarray:
+    return features([float(n)], q, r)[0]
 
 
 def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0,
-         weights: np.ndarray | None = None, p: float | None = None) -> _Fit:
+         weights: np.ndarray | None = None) -> _Fit:
     """Least squares of the increments δ_k, k ∈ (n0, n1], on the differenced family (columns scaled to unit RMS;
     ``ridge`` penalizes the correction terms bᵢ, cᵢ in those units: a smoothness prior towards the plain law)."""
-    X = _design(n0, n1, q, r, p)
+    X = _design(n0, n1, q, r)
     y = delta[n0:n1]
     s = np.sqrt(np.mean(X * X, axis=0))
     Xs = X / s
@@ -110,17 +101,16 @@ def _fit(delta: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float = 0.0
     Ai = _pinv_sym(A)
     c = Ai @ (Xs.T @ (w * y))
     e = y - Xs @ c
-    m, cols = y.size, X.shape[1]
-    meat = Xs.T @ ((w * w * e * e * (m / max(m - cols, 1)))[:, None] * Xs)   # HC1 sandwich: heteroscedastic noise
+    m, p = y.size, X.shape[1]
+    meat = Xs.T @ ((w * w * e * e * (m / max(m - p, 1)))[:, None] * Xs)   # HC1 sandwich: heteroscedastic noise
     cov = Ai @ meat @ Ai
     hat = (Ai @ (Xs.T * w)) / s[:, None]
-    return _Fit(n0, n1, q, r, c / s, cov / (s[:, None] * s[None, :]), float(np.mean(e * e)), hat, p)
+    return _Fit(n0, n1, q, r, c / s, cov / (s[:, None] * s[None, :]), float(np.mean(e * e)), hat)
 
 
 def _predict(fit: _Fit, n_anchor: int, ell_anchor: float, targets) -> tuple[np.ndarray, np.ndarray]:
     """ℓ̂ at targets anchored at the observed ℓ at ``n_anchor``, and the prediction's standard deviation."""
-    g = (np.stack([_features_at(int(t), fit.q, fit.r, fit.p) for t in targets])
-         - _features_at(int(n_anchor), fit.q, fit.r, fit.p))
+    g = np.stack([_features_at(int(t), fit.q, fit.r) for t in targets]) - _features_at(int(n_anchor), fit.q, fit.r)
     return ell_anchor + g @ fit.coef, np.sqrt(np.maximum(np.einsum("ti,ij,tj->t", g, fit.cov, g), 0.0))
 
 
@@ -133,7 +123,7 @@ def _extrapolated(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float
     g = np.zeros(fit.coef.size)
     for a in range(ns + 1, n_total + 1, step):
         b = min(a + step, n_total + 1)
-        G = _design(a - 1, b - 1, fit.q, fit.r, fit.p)
+        G = _design(a - 1, b - 1, fit.q, fit.r)
         inc = G @ fit.coef
         if floor is None:
             out += float(inc.sum())

@@ -21,12 +21,6 @@ WINDOW_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 #: Hold-out ratios of the validation: the window shrunk by ρ predicts the observed end (why: several ratios average
 #: the noise of a single hold-out; 4 still leaves a quarter of the curve to fit).
 HOLDOUT_RATIOS = (2.0, 3.0, 4.0)
-#: Exponents p of the power corrections tried by ``order="auto"``: increments a₁ + b₀ ln k + c·k^(−p) (features).
-#: Why: a kernel whose spectral density has a scale (Matérn: (κ² + |ω|²)^(−ν−d/2)) has increments whose corrections
-#: to the law decay as (κ/ω_k)² ∝ k^(−2/d), ω_k ∝ k^(1/d) the frequency k points resolve — k^(−2/3) in 3-D,
-#: k^(−1/2) in 4-D: slower than the 1/k and faster terms of the published family, which reads such a curve's
-#: still-steepening slope as flat (docs/benchmarks/extrapolate.md).
-CORRECTION_EXPONENTS = tuple(2.0 / d for d in range(2, 9))
 #: Candidates whose prediction spread enters σ_sel (why: the few nearly as good as the best are the real
 #: alternatives; the worst ones would only widen the band).
 TOP_CANDIDATES = 5
@@ -80,16 +74,6 @@ def parse_order(order) -> list[tuple[int, int]]:
     if min(qr) < 0:
         raise InputError(f"order (q, r) must be non-negative, got {order!r}")
     return [qr]
-
-
-def shapes(order) -> list[tuple[int, int, float | None]]:
-    """The (q, r, p) of the candidates ``order=`` asks for: with "auto", every (q, r) ≤ :data:`MAX_ORDER` of the
-    published family (p None) and the power corrections (q, r) = (0, 1) at each p of :data:`CORRECTION_EXPONENTS`;
-    with an explicit order, that order of the published family."""
-    out = [(q, r, None) for q, r in parse_order(order)]
-    if isinstance(order, str):
-        out += [(0, 1, p) for p in CORRECTION_EXPONENTS]
-    return out
 
 
 def parse_window(window, n_sub: int) -> list[tuple[int, int]] | None:
@@ -166,8 +150,7 @@ def _checked_curves(ell, loo, n_total: int) -> tuple[np.ndarray, np.ndarray | No
     return ell, loo, int(n_total)
 
 
-def _validation_error(d: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float, w, ratio: float,
-                      pw: float | None = None) -> list[float]:
+def _validation_error(d: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: float, w, ratio: float) -> list[float]:
     """Squared held-out errors of a candidate, one per hold-out ratio ρ that leaves enough points: the window
     shrunk by ρ predicts the observed ℓ_{n_s}, its error scaled to the real extrapolation ratio (module doc)."""
     ns, p = d.size, 2 + q + r
@@ -178,7 +161,7 @@ def _validation_error(d: np.ndarray, n0: int, n1: int, q: int, r: int, ridge: fl
         h0, h1 = max(int(round(n0 / rho)), 1), max(int(round(n1 / rho)), 1)
         if h1 - h0 < max(3 * p, 10) or nh >= ns:
             continue
-        hf = _fit(d, h0, h1, q, r, ridge, w, pw)
+        hf = _fit(d, h0, h1, q, r, ridge, w)
         ph, _ = _predict(hf, nh, float(d[:nh].sum()), [ns])
         err = float(ph[0]) - ell_end
         scale = ns * _growth(ratio) / (nh * _growth(rho)) if ratio > 1 else 0.0
@@ -196,7 +179,7 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
     ell_end = float(d.sum())
     auto_window = windows is None
     fits: list[tuple[float, float, _Fit]] = []
-    for q, r, pw in orders:
+    for q, r in orders:
         p = 2 + q + r
         wins = windows if not auto_window else sorted({(max(int(round(f * ns)), MIN_START), ns)
                                                        for f in WINDOW_FRACTIONS})
@@ -205,24 +188,24 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
                 continue
             if w is not None and np.count_nonzero(w[n0:n1]) < 3 * p:
                 continue                              # weights that leave too few increments in this window
-            fit = _fit(d, n0, n1, q, r, ridge, w, pw)
+            fit = _fit(d, n0, n1, q, r, ridge, w)
             preds, sds = _predict(fit, ns, ell_end, [N])
             fits.append((float(sds[0]), float(preds[0]), fit))
     out: list[tuple[Candidate, _Fit]] = []
     best: list[float] = []
     for sd, pred, fit in sorted(fits, key=lambda t: t[0]):
         if len(best) >= TOP_CANDIDATES and sd * sd >= best[TOP_CANDIDATES - 1]:
-            out.append((Candidate(n0=fit.n0, n1=fit.n1, q=fit.q, r=fit.r, p=fit.p, prediction=pred, sd=sd,
-                                  model=math.nan, mse=math.inf, validated=False), fit))
+            out.append((Candidate(n0=fit.n0, n1=fit.n1, q=fit.q, r=fit.r, prediction=pred, sd=sd, model=math.nan,
+                                  mse=math.inf, validated=False), fit))
             continue
-        bias2 = _validation_error(d, fit.n0, fit.n1, fit.q, fit.r, ridge, w, N / ns, fit.p)
+        bias2 = _validation_error(d, fit.n0, fit.n1, fit.q, fit.r, ridge, w, N / ns)
         validated = bool(bias2)
         s_val = math.sqrt(max(float(np.mean(bias2)), 0.0)) if validated else sd
-        out.append((Candidate(n0=fit.n0, n1=fit.n1, q=fit.q, r=fit.r, p=fit.p, prediction=pred, sd=sd, model=s_val,
+        out.append((Candidate(n0=fit.n0, n1=fit.n1, q=fit.q, r=fit.r, prediction=pred, sd=sd, model=s_val,
                               mse=sd * sd + s_val * s_val, validated=validated), fit))
         best = sorted(best + [sd * sd + s_val * s_val])
     if not out:
-        p = 2 + min(q + r for q, r, _ in orders)
+        p = 2 + min(q + r for q, r in orders)
         need = _min_points(p) if auto_window else 3 * p
         raise ExtrapolationError(
             f"the ℓ_k curve is too short for the order: a fit of order {orders[0] if len(orders) == 1 else 'auto'} "
@@ -241,7 +224,7 @@ def _per_subsample(fit: _Fit, curves: np.ndarray, ends: np.ndarray, N: int, ridg
     S, ns = curves.shape
     if S < 2:
         return None
-    return [float(_predict(_fit(curves[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w, fit.p), ns, float(ends[s]),
+    return [float(_predict(_fit(curves[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w), ns, float(ends[s]),
                            [N])[0][0]) for s in range(S)]
 
 
@@ -282,8 +265,8 @@ def _curves(fit: _Fit, probe: BoxCoxProbe, ns: int, N: int, ell_end: float, floo
     def fam(k):
         k = np.asarray(k)
         if k.size and k[0] >= 2 and k[-1] <= CACHED_ROWS and np.all(np.diff(k) == 1):
-            return _design(int(k[0]) - 1, int(k[-1]), fit.q, fit.r, fit.p) @ fit.coef
-        return (features(k, fit.q, fit.r, fit.p) - features(k - 1.0, fit.q, fit.r, fit.p)) @ fit.coef
+            return _design(int(k[0]) - 1, int(k[-1]), fit.q, fit.r) @ fit.coef
+        return (features(k, fit.q, fit.r) - features(k - 1.0, fit.q, fit.r)) @ fit.coef
 
     out = {"n": grid.tolist(), "scaling-law": curve(fam, 0), "boxcox": None}
     if math.isfinite(probe.alpha):
@@ -305,7 +288,7 @@ def _probe_weight(d: np.ndarray, raw: np.ndarray, y: np.ndarray, fit: _Fit, prob
         if nh - h0 < max(3 * (2 + fit.q + fit.r), 10) or nh - c0 < 10 or nh >= ns:
             continue
         observed = float(raw[nh:ns].sum())
-        hf = _fit(d, h0, nh, fit.q, fit.r, p=fit.p)
+        hf = _fit(d, h0, nh, fit.q, fit.r)
         eF.append(_extrapolated(hf, nh, ns, 0.0, floor)[0] - observed)
         g, a, b = _boxcox_select(y, c0, nh)
         eP.append(_sum_increments(_boxcox_increments(g, a, b), nh, ns, floor) - observed)
@@ -387,7 +370,7 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     on_loo = loo is not None and loo.shape[0] == S and w is None
     y = _above_floor(loo.mean(axis=0), floor) if loo is not None else d
     fitted = y if on_loo else d
-    cands = _candidates(fitted, N, shapes(order), parse_window(window, ns), ridge, w)
+    cands = _candidates(fitted, N, parse_order(order), parse_window(window, ns), ridge, w)
     best, fit = cands[0]
 
     # the estimate: the chosen fit read at n (through the floor), capped by the monotone bound
@@ -400,9 +383,8 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         probe = probe.replace(weight=_probe_weight(fitted, raw, y, fit, probe, floor))
     parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family, on_loo)
     coef = fit.coef
-    coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r, fit.p)[0] @ coef), "a1": float(coef[0]),
-                    "b": [float(v) for v in coef[1:2 + fit.q]], "c": [float(v) for v in coef[2 + fit.q:]],
-                    "p": fit.p}
+    coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r)[0] @ coef), "a1": float(coef[0]),
+                    "b": [float(v) for v in coef[1:2 + fit.q]], "c": [float(v) for v in coef[2 + fit.q:]]}
     return CurveFit(
         estimate=float(probe.estimate if family == "boxcox" else estimate), stderr=band.stderr_of(parts),
         components=parts,

@@ -42,8 +42,7 @@ class BoxCoxProbe(Record):
 @record
 class Candidate(Record):
     """One window and order tried: its prediction and standard deviation, its scaled validation error
-    (``model``), its estimated mean squared error, whether a held-out check fitted, and the exponent p of its
-    corrections (None: the published family's 1/n terms)."""
+    (``model``), its estimated mean squared error, and whether a held-out check fitted."""
 
     n0: int
     n1: int
@@ -54,7 +53,6 @@ class Candidate(Record):
     model: float
     mse: float
     validated: bool
-    p: float | None = None
 
 
 @record
