@@ -127,6 +127,7 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
     curves: dict | Absent = ABSENT
     family: str | Absent = ABSENT
     weights: str | None | Absent = ABSENT
+    fitted_to: str | Absent = ABSENT
     boxcox: BoxCoxProbe | Absent = ABSENT
     scaling_law_estimate: float | Absent = ABSENT
     window: tuple | Absent = ABSENT
@@ -163,7 +164,8 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
             rows.append(("cost", f"{k['spent_s']:.3g} s; exact predicted {k['exact_predicted_s']:.3g} s, ceiling "
                                  f"{k['max_cost']:g} x that" + (f"; rtol {self.rtol:g}" if self.get("rtol") else "")))
         rows += [
-            ("window, order", f"{tuple(self.window)}, (q, r) = {tuple(self.order)}"),
+            ("window, order", f"{tuple(self.window)}, (q, r) = {tuple(self.order)}, fitted to the "
+                              + ("leave-one-out curves" if self.get("fitted_to") == "loo" else "increments")),
             ("curvature t", f"{self.curvature_t:.2f} (slope change {self.slope_change:.2f})"),
             ("Box-Cox probe", f"gamma {self.boxcox['gamma']:.2f}, estimate {self.boxcox['estimate']!r} "
                               f"(family {self.family})"),

@@ -339,6 +339,7 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     loo : array_like, optional
         Leave-one-out increment curves (:func:`loo_increments`) of some of the subsamples (as long as ``ell``'s): the
         low-noise curve on which the Box-Cox curvature probe is fitted (default: the raw increments of ``ell``).
+        With one per subsample (and no ``weights``), the family is fitted to their mean as well.
     family : "scaling-law" or "boxcox"
         Which curve gives the estimate: the scaling-law family (chosen by validation) or the Box-Cox probe's. The
         band holds the distance between the two either way. ("issue" is the deprecated spelling of
@@ -389,6 +390,7 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         estimate=float(probe.estimate if family == "boxcox" else estimate), stderr=band.stderr_of(parts),
         components=parts,
         family=family, weights=None if weights is None else (weights if isinstance(weights, str) else "array"),
+        fitted_to="loo" if on_loo else "increments",
         boxcox=probe, scaling_law_estimate=float(estimate), window=(fit.n0, fit.n1), order=(fit.q, fit.r),
         coefficients=coefficients,
         extrapolation_ratio=N / ns, curvature_t=t_curv, slope_change=slope_change,
