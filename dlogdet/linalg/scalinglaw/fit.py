@@ -277,8 +277,9 @@ def _curves(fit: _Fit, probe: BoxCoxProbe, ns: int, N: int, ell_end: float, floo
 def _probe_weight(d: np.ndarray, raw: np.ndarray, y: np.ndarray, fit: _Fit, probe: BoxCoxProbe,
                   floor: float | None) -> float:
     """The probe's weight against the chosen family fit, from their held-out errors: each refitted on its window
-    shrunk by ρ ∈ :data:`HOLDOUT_RATIOS` predicts the observed ℓ_{n_s} − ℓ_{n_s/ρ} (the same data for both, so the
-    noise of the observed end is common). With m = mean squared held-out error, the Gaussian profile likelihood of n
+    shrunk by ρ ∈ :data:`HOLDOUT_RATIOS` predicts the sum of the observed curve ``raw`` over (n_s/ρ, n_s] — the raw
+    increments, ℓ_{n_s} − ℓ_{n_s/ρ}, or the leave-one-out curve where the family was fitted to it (the same data for
+    both, so its noise is common). With m = mean squared held-out error, the Gaussian profile likelihood of n
     residuals is ∝ m^(−n/2): w = m_F^(n/2) / (m_F^(n/2) + m_P^(n/2)). 1/2 where no hold-out fits."""
     ns = d.size
     eF, eP = [], []
@@ -381,7 +382,10 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     estimate = min(estimate, upper)
     probe = _probe(y, ns, N, ell_end, floor, upper, estimate, "loo" if loo is not None else "increments")
     if math.isfinite(probe.alpha):
-        probe = probe.replace(weight=_probe_weight(fitted, raw, y, fit, probe, floor))
+        # held out against the curve both were fitted to (the leave-one-out mean where the family read it: the
+        # same expectation, and noise that no longer drowns the two curves' difference)
+        observed = loo.mean(axis=0) if on_loo else raw
+        probe = probe.replace(weight=_probe_weight(fitted, observed, y, fit, probe, floor))
     parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family, on_loo)
     coef = fit.coef
     coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r)[0] @ coef), "a1": float(coef[0]),
