@@ -367,16 +367,19 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     raw = deltas.mean(axis=0)
     ell_end = float(raw.sum())
     d = _above_floor(raw, floor)
+    t_curv, slope_change = band.curvature_test(d, max(ns // 20, 1), ns)
     # the curve the family is fitted to: the mean leave-one-out curve where every subsample has one (the same
-    # expectation as the increments, far less noise), else the mean increments
-    on_loo = loo is not None and loo.shape[0] == S and w is None
+    # expectation as the increments, far less noise) and the law's test does not reject the law, else the mean
+    # increments (where the law fails, the less noisy curve lets the selection follow the curvature that breaks it
+    # further out than it goes: an RBF kernel on its way to its jitter floor)
+    on_loo = (loo is not None and loo.shape[0] == S and w is None
+              and not band.law_rejected(t_curv, slope_change))
     y = _above_floor(loo.mean(axis=0), floor) if loo is not None else d
     fitted = y if on_loo else d
     cands = _candidates(fitted, N, parse_order(order), parse_window(window, ns), ridge, w)
     best, fit = cands[0]
 
     # the estimate: the chosen fit read at n (through the floor), capped by the monotone bound
-    t_curv, slope_change = band.curvature_test(d, max(ns // 20, 1), ns)
     upper, falling = band.law_brackets(raw, N, floor)
     estimate, g = _extrapolated(fit, ns, N, ell_end, floor)
     estimate = min(estimate, upper)
