@@ -105,22 +105,32 @@ def evaluate(name: str, z: dict, subsamples, runs: int) -> list[tuple]:
     return out
 
 
-def loo_ratio(name: str, z: dict, runs: int) -> float:
-    """sd of single-subsample extrapolations fitted to their leave-one-out curves (window (n_s/20, n_s], order
-    (1, 1): no selection) over the median sampling part the raw increments' noise gives the same fit: the constant
-    ``LOO_SAMPLING`` of ``dlogdet.linalg.scalinglaw.band`` is the median of this over the calibration group."""
+def loo_ratio(name: str, z: dict, runs: int) -> float | None:
+    """sd of single-subsample scaling-law estimates fitted to their leave-one-out curves, window and order chosen as
+    the estimator chooses them (and, in brackets, held at (n_s/20, n_s] and (1, 1)), over the median sampling part the
+    raw increments' noise gives the same fits: ``LOO_SAMPLING`` of ``dlogdet.linalg.scalinglaw.band`` is the median
+    of the first over the calibration group. None where fewer than half the fits were on the leave-one-out curves
+    (the law's test rejected the law)."""
     N, ns = int(z["n"]), int(z["ns"])
     fl, _ = floor_and_family(name)
     old, scalingband.LOO_SAMPLING = scalingband.LOO_SAMPLING, 1.0
+    out, used = [], []
     try:
-        fits = [fit_curves(z["ell"][r, :ns], N, loo=z["loo"][r:r + 1, :ns], floor=fl, window=(ns // 20, ns),
-                           order=(1, 1)) for r in range(min(runs, z["ell"].shape[0]))]
+        for fixed in ({}, {"window": (ns // 20, ns), "order": (1, 1)}):
+            fits = [fit_curves(z["ell"][r, :ns], N, loo=z["loo"][r:r + 1, :ns], floor=fl, **fixed)
+                    for r in range(min(runs, z["ell"].shape[0]))]
+            fits = [f for f in fits if f["fitted_to"] == "loo"]
+            used.append(len(fits))
+            out.append(float(np.std([f["scaling_law_estimate"] for f in fits])
+                             / np.median([f["components"]["sampling"] for f in fits])) if fits else math.nan)
     finally:
         scalingband.LOO_SAMPLING = old
-    ratio = float(np.std([f["estimate"] for f in fits]) / np.median([f["components"]["sampling"] for f in fits]))
-    print(f"{name:26s} leave-one-out fit: sd / raw sampling part {ratio:.2f} ({len(fits)} single subsamples)",
-          flush=True)
-    return ratio
+    if used[0] < runs / 2:
+        print(f"{name:26s} leave-one-out fit: {used[0]} of {runs} (the law's test rejected the rest): skipped")
+        return None
+    print(f"{name:26s} leave-one-out fit: sd / raw sampling part {out[0]:.2f} ({out[1]:.2f} with the window and order "
+          f"fixed; {used[0]} single subsamples)", flush=True)
+    return out[0]
 
 
 def main():
@@ -149,6 +159,7 @@ def main():
         names += bx.GROUPS.get(item.strip(), [item.strip()])
     if args.loo_ratio:
         ratios = [loo_ratio(name, bank(name, args.cache, args.bank, args.mult), args.runs) for name in names]
+        ratios = [r for r in ratios if r is not None]
         print(f"\nmedian over {len(ratios)} cases: {np.median(ratios):.2f}")
         return
     rows = []
