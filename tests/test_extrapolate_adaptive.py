@@ -118,14 +118,15 @@ def test_family_fitted_to_the_leave_one_out_curves_is_closer_to_lapack():
 def test_sampling_part_of_a_leave_one_out_fit_is_the_spread_of_its_estimates():
     # LOO_SAMPLING scales the raw increments' sampling part to a fit on the leave-one-out curves (whose own noise is
     # correlated along k); on a kernel outside its calibration group, the spread of 40 single-subsample estimates
-    # (fixed window and order: no selection) must match the median sampling part; the sd of 40 draws is known to
-    # ±11% (1/√78), and the calibration group's ratios spread 0.65-1.35x around their median
+    # (window and order chosen as usual) must match their median sampling part: the sd of ~40 draws is known to ±11%
+    # (1/√78), and the calibration group's ratios spread 0.7-1.6x around the median that set the constant
     src = uniform_kernel(2000, 2, "matern12", 0.15, seed=13)
     ell, loo = _orderings(src, 200, 40, seed=1)
-    fits = [fit_curves(ell[i], 2000, loo=loo[i:i + 1], window=(10, 200), order=(1, 1), floor=math.log(1e-8))
-            for i in range(40)]
-    ratio = np.std([f["estimate"] for f in fits]) / np.median([f["components"]["sampling"] for f in fits])
-    assert 0.6 <= ratio <= 1.6, ratio         # measured: 0.98
+    fits = [fit_curves(ell[i], 2000, loo=loo[i:i + 1], floor=math.log(1e-8)) for i in range(40)]
+    fits = [f for f in fits if f["fitted_to"] == "loo"]          # not where the law's test rejected the law
+    assert len(fits) >= 30
+    ratio = np.std([f["scaling_law_estimate"] for f in fits]) / np.median([f["components"]["sampling"] for f in fits])
+    assert 0.6 <= ratio <= 1.8, ratio         # measured: 1.13 (35 fits)
 
 
 # ---------------------------------------------------------------------------------------------------- the loop
