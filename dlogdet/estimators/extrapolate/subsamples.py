@@ -2,9 +2,9 @@
 
 A subsample of at most :data:`LOO_MAX_ROWS` rows is factored in this process, through the engine's own tile kernel
 (:func:`dlogdet.linalg.kernels.prepare_tile` and :func:`dlogdet.linalg.kernels.potrf`: the same finiteness, symmetry and pivot
-checks as the engine, on one tile), keeping the factor for the leave-one-out increments
-(:func:`dlogdet.linalg.scalinglaw.loo_increments`); a larger one, or any on a cluster (``client=``), goes through the
-exact engine, and the probe then reads the raw increments. Why in-process for small ones: one LAPACK call on one
+checks as the engine, on one tile), keeping the factor for its leave-one-out increments
+(:func:`dlogdet.linalg.scalinglaw.loo_increments`), whose mean the family and the probe are fitted to; a larger one, or
+any on a cluster (``client=``), goes through the exact engine, and both then read the raw increments. Why in-process for small ones: one LAPACK call on one
 BLAS thread takes 0.08–0.2 s for 750 rows on the loaded 2-core machine, the engine's graph far longer.
 """
 
