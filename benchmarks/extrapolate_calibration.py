@@ -15,6 +15,7 @@ cost one factorization of the bank, which is what made it possible to set the ba
     python benchmarks/extrapolate_calibration.py --cache DIR                         # the calibration group
     python benchmarks/extrapolate_calibration.py --cache DIR --cases validation,unseen
     python benchmarks/extrapolate_calibration.py --cache DIR --set CURVATURE_WEIGHT=0  # a constant changed
+    python benchmarks/extrapolate_calibration.py --cache DIR --loo-ratio --runs 40           # LOO_SAMPLING
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import extrapolate as bx  # noqa: E402  (the case registry of the benchmark beside this one)
 
 from dlogdet.estimators.extrapolate import crossed_boundaries  # noqa: E402
-from dlogdet.estimators.extrapolate.subsamples import LOO_SUBSAMPLES  # noqa: E402
 from dlogdet.linalg.scalinglaw import band as scalingband  # noqa: E402
+from dlogdet.linalg.scalinglaw import fit as scalingfit  # noqa: E402
 from dlogdet.linalg.scalinglaw import fit_curves, loo_increments  # noqa: E402
 from dlogdet.sources.bounds import spectrum_lower_bound  # noqa: E402
 
@@ -89,7 +90,7 @@ def evaluate(name: str, z: dict, subsamples, runs: int) -> list[tuple]:
         fits = []
         for r in range(min(runs, B // S)):
             idx = list(range(r * S, (r + 1) * S))
-            loo = z["loo"][idx[:LOO_SUBSAMPLES], :ns]        # as the estimator computes them
+            loo = z["loo"][idx, :ns]        # every subsample's, as the estimator computes them
             fits.append(fit_curves(z["ell"][idx, :ns], N, loo=loo, floor=fl, family=family))
         e = np.array([(f["estimate"] - ex) / A for f in fits])
         se = np.array([f["stderr"] / A for f in fits])
@@ -100,8 +101,36 @@ def evaluate(name: str, z: dict, subsamples, runs: int) -> list[tuple]:
         print(f"{name:26s} S={S} runs {len(fits):2d} {family[:5]}  |err| mean {100 * np.abs(e).mean():5.2f}%  bias "
               f"{100 * e.mean():+5.2f}%  coverage {cov:4.2f}  half-width/|err| {ratio:5.2f}  | "
               + "  ".join(f"{k} {v:.2f}%" for k, v in parts.items()), flush=True)
-        out.append((name, S, cov, ratio))
+        out.append((name, S, cov, ratio, float(np.abs(e).mean())))
     return out
+
+
+def loo_ratio(name: str, z: dict, runs: int) -> float | None:
+    """sd of single-subsample scaling-law estimates fitted to their leave-one-out curves, window and order chosen as
+    the estimator chooses them (and, in brackets, held at (n_s/20, n_s] and (1, 1)), over the median sampling part the
+    raw increments' noise gives the same fits: ``LOO_SAMPLING`` of ``dlogdet.linalg.scalinglaw.band`` is the median
+    of the first over the calibration group. None where fewer than half the fits were on the leave-one-out curves
+    (the law's test rejected the law)."""
+    N, ns = int(z["n"]), int(z["ns"])
+    fl, _ = floor_and_family(name)
+    old, scalingband.LOO_SAMPLING = scalingband.LOO_SAMPLING, 1.0
+    out, used = [], []
+    try:
+        for fixed in ({}, {"window": (ns // 20, ns), "order": (1, 1)}):
+            fits = [fit_curves(z["ell"][r, :ns], N, loo=z["loo"][r:r + 1, :ns], floor=fl, **fixed)
+                    for r in range(min(runs, z["ell"].shape[0]))]
+            fits = [f for f in fits if f["fitted_to"] == "loo"]
+            used.append(len(fits))
+            out.append(float(np.std([f["scaling_law_estimate"] for f in fits])
+                             / np.median([f["components"]["sampling"] for f in fits])) if fits else math.nan)
+    finally:
+        scalingband.LOO_SAMPLING = old
+    if used[0] < runs / 2:
+        print(f"{name:26s} leave-one-out fit: {used[0]} of {runs} (the law's test rejected the rest): skipped")
+        return None
+    print(f"{name:26s} leave-one-out fit: sd / raw sampling part {out[0]:.2f} ({out[1]:.2f} with the window and order "
+          f"fixed; {used[0]} single subsamples)", flush=True)
+    return out[0]
 
 
 def main():
@@ -112,23 +141,36 @@ def main():
     ap.add_argument("--mult", type=int, default=2, help="bank curves' length in n_s (default 2)")
     ap.add_argument("--runs", type=int, default=30, help="draws per case and S (default 30)")
     ap.add_argument("--subsamples", default="1,4,8", help="values of S (default 1,4,8)")
+    ap.add_argument("--loo-ratio", action="store_true",
+                    help="only measure LOO_SAMPLING's ratio per case (single subsamples, --runs of them)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="change a constant of dlogdet.linalg.scalinglaw.band for this run (to see what it does)")
+                    help="change a constant of dlogdet.linalg.scalinglaw.band or .fit for this run (to see what it "
+                         "does); a tuple as comma-separated numbers, empty for none")
     args = ap.parse_args()
     for kv in args.set:
         k, v = kv.split("=")
-        if not hasattr(scalingband, k):
-            raise SystemExit(f"dlogdet.linalg.scalinglaw.band has no constant {k}")
-        setattr(scalingband, k, float(v))
+        mod = next((m for m in (scalingband, scalingfit) if hasattr(m, k)), None)
+        if mod is None:
+            raise SystemExit(f"dlogdet.linalg.scalinglaw.band and .fit have no constant {k}")
+        old = getattr(mod, k)
+        setattr(mod, k, tuple(float(x) for x in v.split(",") if x) if isinstance(old, tuple) else type(old)(float(v)))
     names = []
     for item in args.cases.split(","):
         names += bx.GROUPS.get(item.strip(), [item.strip()])
+    if args.loo_ratio:
+        ratios = [loo_ratio(name, bank(name, args.cache, args.bank, args.mult), args.runs) for name in names]
+        ratios = [r for r in ratios if r is not None]
+        print(f"\nmedian over {len(ratios)} cases: {np.median(ratios):.2f}")
+        return
     rows = []
     for name in names:
         t0 = time.perf_counter()
         z = bank(name, args.cache, args.bank, args.mult)
         rows += evaluate(name, z, [int(s) for s in args.subsamples.split(",")], args.runs)
         print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+    for S in sorted({r[1] for r in rows}):
+        errs = [r[4] for r in rows if r[1] == S]
+        print(f"S={S}: mean |error| over the {len(errs)} cases {100 * np.mean(errs):.2f}%")
     cov = np.array([r[2] for r in rows])
     ratio = np.array([r[3] for r in rows])
     print(f"\nall {len(rows)} (case, S): coverage mean {cov.mean():.3f}, below 0.9 in {int((cov < 0.9).sum())}, above "

@@ -16,10 +16,10 @@ from ...linalg.scalinglaw import (FAMILIES, RENAMED_FAMILIES, BoxCoxProbe, Candi
                                   loo_increments, parse_order, parse_window)
 from .adaptive import MAX_COST, Stop
 from .estimate import PASSES_TO, ExtrapolateDiagnostics, crossed_boundaries, gemm_rate, run
-from .subsamples import LOO_MAX_ROWS, LOO_SUBSAMPLES, SINGLE_THREAD_ROWS
+from .subsamples import LOO_MAX_ROWS, SINGLE_THREAD_ROWS
 
 __all__ = ["run", "ExtrapolateDiagnostics", "PASSES_TO", "MAX_COST", "Stop", "crossed_boundaries", "gemm_rate",
-           "LOO_MAX_ROWS", "LOO_SUBSAMPLES", "SINGLE_THREAD_ROWS", "FAMILIES",
+           "LOO_MAX_ROWS", "SINGLE_THREAD_ROWS", "FAMILIES",
            "RENAMED_FAMILIES", "BoxCoxProbe", "Candidate", "CurveFit", "StderrParts", "boxcox_fit", "evaluate",
            "family_name", "features", "fit_curves", "increment_weights", "loo_increments", "parse_order",
            "parse_window"]

@@ -5,9 +5,9 @@ This module checks the options, prices the exact run the loop is measured agains
 batch of subsamples (:mod:`.subsamples`) and reads the last fit:
 
 - **Where a subsample is factored.** Subsamples of at most :data:`LOO_MAX_ROWS` rows are factored in-process
-  (LAPACK, with the factor kept), which also gives the low-noise leave-one-out increments the probe fits
-  (:func:`~dlogdet.linalg.scalinglaw.loo_increments`); larger ones, or runs on a cluster (``client=``), go through the
-  exact engine and the probe uses the raw increments.
+  (LAPACK, with the factor kept), which also gives the low-noise leave-one-out increments the family and the probe
+  are fitted to (:func:`~dlogdet.linalg.scalinglaw.loo_increments`); larger ones, or runs on a cluster (``client=``),
+  go through the exact engine and both use the raw increments.
 - **Rank boundaries and ``family="auto"`` (the default of :func:`run`).** Row (i, a) of a full-output NTK is the
   gradient of output a at point i; its part in one layer's parameters lies in a space of the layer's parameter
   count P_l (a dense last layer: O spaces of dimension fan_in + 1), so past n·O = P_l rows the layer has no new
@@ -127,6 +127,7 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
     curves: dict | Absent = ABSENT
     family: str | Absent = ABSENT
     weights: str | None | Absent = ABSENT
+    fitted_to: str | Absent = ABSENT
     boxcox: BoxCoxProbe | Absent = ABSENT
     scaling_law_estimate: float | Absent = ABSENT
     window: tuple | Absent = ABSENT
@@ -163,7 +164,8 @@ class ExtrapolateDiagnostics(Diagnostics, method="extrapolate"):
             rows.append(("cost", f"{k['spent_s']:.3g} s; exact predicted {k['exact_predicted_s']:.3g} s, ceiling "
                                  f"{k['max_cost']:g} x that" + (f"; rtol {self.rtol:g}" if self.get("rtol") else "")))
         rows += [
-            ("window, order", f"{tuple(self.window)}, (q, r) = {tuple(self.order)}"),
+            ("window, order", f"{tuple(self.window)}, (q, r) = {tuple(self.order)}, fitted to the "
+                              + ("leave-one-out curves" if self.get("fitted_to") == "loo" else "increments")),
             ("curvature t", f"{self.curvature_t:.2f} (slope change {self.slope_change:.2f})"),
             ("Box-Cox probe", f"gamma {self.boxcox['gamma']:.2f}, estimate {self.boxcox['estimate']!r} "
                               f"(family {self.family})"),

@@ -2,14 +2,16 @@
 
 A subsample of at most :data:`LOO_MAX_ROWS` rows is factored in this process, through the engine's own tile kernel
 (:func:`dlogdet.linalg.kernels.prepare_tile` and :func:`dlogdet.linalg.kernels.potrf`: the same finiteness, symmetry and pivot
-checks as the engine, on one tile), keeping the factor for the leave-one-out increments
-(:func:`dlogdet.linalg.scalinglaw.loo_increments`); a larger one, or any on a cluster (``client=``), goes through the
-exact engine, and the probe then reads the raw increments. Why in-process for small ones: one LAPACK call on one
+checks as the engine, on one tile), keeping the factor for its leave-one-out increments
+(:func:`dlogdet.linalg.scalinglaw.loo_increments`), whose mean the family and the probe are fitted to; a larger one, or
+any on a cluster (``client=``), goes through the exact engine, and both then read the raw increments. Why in-process for small ones: one LAPACK call on one
 BLAS thread takes 0.08–0.2 s for 750 rows on the loaded 2-core machine, the engine's graph far longer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,13 +29,23 @@ from .. import get as _get_estimator
 #: Largest subsample (rows) factored in-process with its inverse factor, which gives the leave-one-out increment
 #: curve (why: two n×n float64 work arrays, 0.5 GiB each at this size); larger ones go through the engine.
 LOO_MAX_ROWS = 8192
-#: Subsamples of one size whose leave-one-out curves are computed (why: that curve's noise is an order of magnitude
-#: below the raw increments', so the probe gains little from more, and each costs a triangular inversion, as much
-#: as the factorization).
-LOO_SUBSAMPLES = 4
 #: In-process factorizations up to this many rows run on one BLAS thread (why: on a loaded machine a small
 #: Cholesky is several times faster on one thread than on two that compete; larger ones use all).
 SINGLE_THREAD_ROWS = 4096
+
+
+@functools.lru_cache(maxsize=1)
+def _controller():
+    """The process's BLAS libraries, found once (why: ``threadpool_limits()`` scans the loaded libraries on every
+    call, 5 ms each — a tenth of a 500-point subsample's time)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def blas_threads_for(rows: int):
+    """One BLAS thread for a factorization of at most :data:`SINGLE_THREAD_ROWS` rows, all of them above."""
+    return _controller().limit(limits=1) if rows <= SINGLE_THREAD_ROWS else contextlib.nullcontext()
 
 
 def factor_in_process(a: np.ndarray, sub: SubsetSource, t: float, d_sub, check_symmetry: bool | None) -> K.CholFactor:
@@ -41,14 +53,12 @@ def factor_in_process(a: np.ndarray, sub: SubsetSource, t: float, d_sub, check_s
     engine: checked finite (and symmetric unless the source is symmetric by construction), factored by
     :func:`dlogdet.linalg.kernels.potrf`, whose pivot checks raise :class:`~dlogdet.core.errors.NotPSDError` with the failing
     row."""
-    from threadpoolctl import threadpool_limits
-
     if check_symmetry is None:
         check_symmetry = bool(config.get("check.symmetry", True))
     rtol = K.symmetry_rtol_for(sub.dtype) if check_symmetry and not sub.symmetric else None
     m = K.prepare_tile(np.asarray(a, dtype=np.float64), r0=0, c0=0, t=t, d=d_sub,
                        check_finite=bool(config.get("check.finite", True)), symmetry_rtol=rtol)
-    with threadpool_limits(1 if sub.n <= SINGLE_THREAD_ROWS else None):
+    with blas_threads_for(sub.n):
         return K.potrf(m)
 
 
@@ -117,23 +127,20 @@ class Pool:
         return None
 
     def _in_process(self, sub: SubsetSource, pts: np.ndarray, d_sub, tf: float) -> float:
-        from threadpoolctl import threadpool_limits
-
         t_tiles = time.perf_counter()
         a = sub.dense()
         t_tiles = time.perf_counter() - t_tiles            # the tiles' own time, for the cost of the exact run
         factor = factor_in_process(a, sub, self.t, d_sub, self.options.get("check_symmetry"))
         del a
         self.ell.append(np.cumsum(factor.pivots.log_abs.reshape(self.n_sub, self.rpp).sum(axis=1)))
-        if len(self.loo) < LOO_SUBSAMPLES:
-            with threadpool_limits(1 if sub.n <= SINGLE_THREAD_ROWS else None):
-                self.loo.append(loo_increments(np.asarray(factor.L), self.rpp))
+        with blas_threads_for(sub.n):      # every subsample's: the family is fitted to their mean
+            self.loo.append(loo_increments(np.asarray(factor.L), self.rpp))
         self.points.append(pts)
         self.times.append(time.perf_counter() - tf)
         return t_tiles / float(sub.n) ** 2
 
     def curves(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The ℓ_k curves (S × n_sub) and the leave-one-out curves of the first :data:`LOO_SUBSAMPLES` (None on the
+        """The ℓ_k curves (S × n_sub) and their leave-one-out curves (None on the
         engine's path, which keeps no factor)."""
         return np.array(self.ell), (np.array(self.loo) if self.loo and self.in_process else None)
 

@@ -12,7 +12,10 @@ stderr² = σ²_sampling + σ²_model,   σ²_model = λ·σ²_val + σ²_sel + 
   (Rice's difference estimator: a smooth trend cancels in a difference, the noise does not), smoothed along k: it
   holds noise only, not the family's misfit, so it does not widen the band where the fit is merely imperfect
   (the residual sandwich did: an RBF kernel's misfit read as noise 30× its real spread). It falls as 1/S with S
-  subsamples by construction, since the mean curve's differences do.
+  subsamples by construction, since the mean curve's differences do. Where the family is fitted to the
+  leave-one-out curves (:func:`~dlogdet.linalg.scalinglaw.fit_curves`), the same Σ_k (gᵀH)_k²·v_k is scaled by
+  :data:`LOO_SAMPLING`²: those curves' noise is correlated along k, so their own differences do not measure it,
+  and the ratio of their fit's spread to this sum was measured instead.
 - **Model (σ_model).** What more subsamples of the same size would not remove:
 
   - σ_sel: the root mean square distance of the next best windows and orders' estimates (floored and capped the
@@ -45,6 +48,12 @@ from .records import StderrParts
 #: unbiased but very noisy measure of the model error — its noise is 1.5–2× the sampling part's; at weight 1 the
 #: bands were 2–4× wider than the errors, at 0.1 they covered 90–100% of runs on the calibration cases).
 VALIDATION_WEIGHT = 0.1
+#: Standard deviation of an extrapolation fitted to the leave-one-out curves, as a fraction of the sampling part the
+#: raw increments' noise gives the same fit (why: the leave-one-out curve's noise is correlated along k, so its own
+#: differences do not measure it; over 40 single subsamples of each calibration case the spread of the estimates,
+#: window and order chosen as usual, was 0.43–0.98 of it, median 0.61 (0.45 with the window and order held fixed):
+#: ``benchmarks/extrapolate_calibration.py --loo-ratio``).
+LOO_SAMPLING = 0.6
 #: Half-width of the moving average of the noise profile, as a fraction of n_s (why: one squared difference is a
 #: χ²₁ variable; 2·5% of the curve averages ~0.1·n_s of them, while the noise level changes slowly along k).
 NOISE_SMOOTHING = 0.05

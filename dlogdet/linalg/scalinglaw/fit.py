@@ -217,12 +217,14 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
     return out
 
 
-def _per_subsample(fit: _Fit, deltas: np.ndarray, N: int, ridge: float, w) -> list | None:
-    """Each subsample's own estimate with the chosen window and order (2 or more subsamples; diagnostics)."""
-    S, ns = deltas.shape
+def _per_subsample(fit: _Fit, curves: np.ndarray, ends: np.ndarray, N: int, ridge: float, w) -> list | None:
+    """Each subsample's own estimate with the chosen window and order, from the increment curve the family was
+    fitted to (its leave-one-out curve, or its raw increments) anchored at its ℓ_{n_s} (2 or more subsamples;
+    diagnostics)."""
+    S, ns = curves.shape
     if S < 2:
         return None
-    return [float(_predict(_fit(deltas[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w), ns, float(deltas[s].sum()),
+    return [float(_predict(_fit(curves[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w), ns, float(ends[s]),
                            [N])[0][0]) for s in range(S)]
 
 
@@ -275,8 +277,9 @@ def _curves(fit: _Fit, probe: BoxCoxProbe, ns: int, N: int, ell_end: float, floo
 def _probe_weight(d: np.ndarray, raw: np.ndarray, y: np.ndarray, fit: _Fit, probe: BoxCoxProbe,
                   floor: float | None) -> float:
     """The probe's weight against the chosen family fit, from their held-out errors: each refitted on its window
-    shrunk by ρ ∈ :data:`HOLDOUT_RATIOS` predicts the observed ℓ_{n_s} − ℓ_{n_s/ρ} (the same data for both, so the
-    noise of the observed end is common). With m = mean squared held-out error, the Gaussian profile likelihood of n
+    shrunk by ρ ∈ :data:`HOLDOUT_RATIOS` predicts the sum of the observed curve ``raw`` over (n_s/ρ, n_s] — the raw
+    increments, ℓ_{n_s} − ℓ_{n_s/ρ}, or the leave-one-out curve where the family was fitted to it (the same data for
+    both, so its noise is common). With m = mean squared held-out error, the Gaussian profile likelihood of n
     residuals is ∝ m^(−n/2): w = m_F^(n/2) / (m_F^(n/2) + m_P^(n/2)). 1/2 where no hold-out fits."""
     ns = d.size
     eF, eP = [], []
@@ -301,12 +304,14 @@ def _probe_weight(d: np.ndarray, raw: np.ndarray, y: np.ndarray, fit: _Fit, prob
 
 def _band(d: np.ndarray, raw: np.ndarray, fit: _Fit, g: np.ndarray, best: Candidate, cands: list, N: int,
           ell_end: float, floor: float | None, estimate: float, upper: float, probe: BoxCoxProbe,
-          family: str) -> StderrParts:
-    """The band's parts (:mod:`~dlogdet.linalg.scalinglaw.band`): the sampling part from the noise profile of the fitted curve,
-    and the model part from the next best candidates, the held-out validation and the probe."""
+          family: str, on_loo: bool) -> StderrParts:
+    """The band's parts (:mod:`~dlogdet.linalg.scalinglaw.band`): the sampling part from the noise profile of the
+    raw increments ``d`` (× :data:`~dlogdet.linalg.scalinglaw.band.LOO_SAMPLING` where the family was fitted to the
+    leave-one-out curve), and the model part from the next best candidates, the held-out validation and the probe."""
     ns = d.size
     v = band.noise_profile(d)
-    sampling = math.sqrt(band.prediction_variance(fit.hat, g, v[fit.n0:fit.n1])
+    scale = band.LOO_SAMPLING ** 2 if on_loo else 1.0
+    sampling = math.sqrt(scale * band.prediction_variance(fit.hat, g, v[fit.n0:fit.n1])
                          + band.anchor_variance(band.noise_profile(raw), ns, N))
     # the choice: root mean square distance of the next best candidates' estimates (floored and capped alike)
     others = [min(_extrapolated(f, ns, N, ell_end, floor)[0], upper) for _, f in cands[1:TOP_CANDIDATES]]
@@ -335,6 +340,7 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     loo : array_like, optional
         Leave-one-out increment curves (:func:`loo_increments`) of some of the subsamples (as long as ``ell``'s): the
         low-noise curve on which the Box-Cox curvature probe is fitted (default: the raw increments of ``ell``).
+        With one per subsample (and no ``weights``), the family is fitted to their mean as well.
     family : "scaling-law" or "boxcox"
         Which curve gives the estimate: the scaling-law family (chosen by validation) or the Box-Cox probe's. The
         band holds the distance between the two either way. ("issue" is the deprecated spelling of
@@ -361,20 +367,29 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     raw = deltas.mean(axis=0)
     ell_end = float(raw.sum())
     d = _above_floor(raw, floor)
-    orders = parse_order(order)
-    cands = _candidates(d, N, orders, parse_window(window, ns), ridge, w)
+    t_curv, slope_change = band.curvature_test(d, max(ns // 20, 1), ns)
+    # the curve the family is fitted to: the mean leave-one-out curve where every subsample has one (the same
+    # expectation as the increments, far less noise) and the law's test does not reject the law, else the mean
+    # increments (where the law fails, the less noisy curve lets the selection follow the curvature that breaks it
+    # further out than it goes: an RBF kernel on its way to its jitter floor)
+    on_loo = (loo is not None and loo.shape[0] == S and w is None
+              and not band.law_rejected(t_curv, slope_change))
+    y = _above_floor(loo.mean(axis=0), floor) if loo is not None else d
+    fitted = y if on_loo else d
+    cands = _candidates(fitted, N, parse_order(order), parse_window(window, ns), ridge, w)
     best, fit = cands[0]
 
     # the estimate: the chosen fit read at n (through the floor), capped by the monotone bound
-    t_curv, slope_change = band.curvature_test(d, max(ns // 20, 1), ns)
     upper, falling = band.law_brackets(raw, N, floor)
     estimate, g = _extrapolated(fit, ns, N, ell_end, floor)
     estimate = min(estimate, upper)
-    y = _above_floor(loo.mean(axis=0), floor) if loo is not None else d
     probe = _probe(y, ns, N, ell_end, floor, upper, estimate, "loo" if loo is not None else "increments")
     if math.isfinite(probe.alpha):
-        probe = probe.replace(weight=_probe_weight(d, raw, y, fit, probe, floor))
-    parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family)
+        # held out against the curve both were fitted to (the leave-one-out mean where the family read it: the
+        # same expectation, and noise that no longer drowns the two curves' difference)
+        observed = loo.mean(axis=0) if on_loo else raw
+        probe = probe.replace(weight=_probe_weight(fitted, observed, y, fit, probe, floor))
+    parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family, on_loo)
     coef = fit.coef
     coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r)[0] @ coef), "a1": float(coef[0]),
                     "b": [float(v) for v in coef[1:2 + fit.q]], "c": [float(v) for v in coef[2 + fit.q:]]}
@@ -382,11 +397,12 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         estimate=float(probe.estimate if family == "boxcox" else estimate), stderr=band.stderr_of(parts),
         components=parts,
         family=family, weights=None if weights is None else (weights if isinstance(weights, str) else "array"),
+        fitted_to="loo" if on_loo else "increments",
         boxcox=probe, scaling_law_estimate=float(estimate), window=(fit.n0, fit.n1), order=(fit.q, fit.r),
         coefficients=coefficients,
         extrapolation_ratio=N / ns, curvature_t=t_curv, slope_change=slope_change,
         law_rejected=band.law_rejected(t_curv, slope_change), upper_monotone=float(upper),
         falling_bracket=float(falling), validated=bool(best.validated), floor=floor,
-        per_subsample=_per_subsample(fit, deltas, N, ridge, w),
+        per_subsample=_per_subsample(fit, _above_floor(loo, floor) if on_loo else deltas, ell[:, -1], N, ridge, w),
         candidates=[c for c, _ in cands], ell_mean=np.cumsum(d),
         curves=_curves(fit, probe, ns, N, ell_end, floor, upper))

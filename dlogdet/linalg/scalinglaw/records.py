@@ -67,6 +67,9 @@ class CurveFit(Record):
         The curve that gave the estimate ("scaling-law" or "boxcox").
     weights : str or None
         "inverse-variance", "array" or None.
+    fitted_to : str
+        The curve the family was fitted to: "loo" (the mean leave-one-out curve, where every subsample had one and
+        no weights were given) or "increments" (the mean raw increments).
     boxcox : BoxCoxProbe
     scaling_law_estimate : float
         The scaling-law family's estimate (the estimate unless ``family="boxcox"``).
@@ -103,6 +106,7 @@ class CurveFit(Record):
     components: StderrParts
     family: str
     weights: str | None
+    fitted_to: str
     boxcox: BoxCoxProbe
     scaling_law_estimate: float
     window: tuple[int, int]
