@@ -9,8 +9,8 @@ zoo's former hand-written path; memory per tile; an end-to-end log-determinant.
 All times exclude JIT compilation (every contender is called once on the tile's shape first), float64, "highest"
 matmul precision. Within a section the contenders run back to back, round by round (the machine may be shared),
 every ratio is taken within a round and its median over rounds printed; a round's sample of a contender is its best
-of a burst of calls (as many as fit in 0.2 s, the same number for each contender), so that a tile of a few
-milliseconds is not timed against the time slices of other jobs. A tile of N points is N x N ("trace") or
+of a burst of calls (as many as fit in 0.5 s, at least 3 for tiles under a second, the same number for each
+contender), so that a tile of a few milliseconds is not timed against the time slices of other jobs. A tile of N points is N x N ("trace") or
 10N x 10N ("full", O = 10 outputs).
 
 * zoo: each zoo model (``mlp``, ``factorized_mlp``, ``cnn1d``, ``resnet1d`` on MNIST-1D) through the generic
@@ -90,9 +90,10 @@ def tile_time(src, N):
     return t
 
 
-#: A round's sample of a contender is its best of as many calls as fit in this many seconds (at least one): a
-#: tile of a few milliseconds is otherwise timed against the scheduler's time slices on a shared machine.
-BURST = 0.2
+#: A round's sample of a contender is its best of as many calls as fit in this many seconds (at least 3 for tiles
+#: under a second, one above): a tile of a few milliseconds is otherwise timed against the scheduler's time slices
+#: on a shared machine, and a single call of a 0.2 s tile read 0.14-0.70 s for the same contender under load.
+BURST = 0.5
 
 
 def burst_time(src, N, repeats: int) -> float:
@@ -106,7 +107,8 @@ def interleaved(contenders: dict, N: int, rounds: int) -> dict:
     for s in contenders.values():
         tile_time(s, N)                                             # warm-up: compilation
         first_times.append(tile_time(s, N))
-    repeats = max(1, min(50, int(BURST / max(max(first_times), 1e-4))))
+    slowest = max(max(first_times), 1e-4)
+    repeats = 1 if slowest > 1.0 else max(3, min(50, int(BURST / slowest)))
     times = {k: [] for k in contenders}
     for _ in range(rounds):
         for k, s in contenders.items():
