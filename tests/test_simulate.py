@@ -153,11 +153,29 @@ def test_more_workers_are_faster_until_the_scheduler_binds():
     assert slow.time_s >= slow.scheduler_s     # one scheduler, one task at a time: a lower bound
 
 
-def test_cores_cap_tasks_at_once_over_all_workers():
+def test_cores_are_shared_by_the_running_tasks():
+    """Processor sharing: 4 one-second tasks on 4 workers and 2 cores all run at half speed and end at 2 s; tasks of
+    1 s and 2 s on 1 core run at half speed until the first ends (at 2 s, having done 1 s of work each), then the
+    second alone at full speed (1 s left: 3 s); 1.5 cores give two one-second tasks 0.75 each (4/3 s)."""
     tasks = [SimTask(i, (), 1e9, worker=i) for i in range(4)]
     free = replay(tasks, 4, SimRates(gemm_flops=1e9))
     shared = replay(tasks, 4, SimRates(gemm_flops=1e9), cores=2)
-    assert free.time_s == pytest.approx(1.0, **EXACT) and shared.time_s == pytest.approx(2.0, **EXACT)
+    assert free.time_s == pytest.approx(1.0, **EXACT) and shared.end_s == pytest.approx((2.0,) * 4, **EXACT)
+    two = [SimTask("a", (), 1e9, worker=0), SimTask("b", (), 2e9, worker=1)]
+    sim = replay(two, 2, SimRates(gemm_flops=1e9), cores=1)
+    assert sim.start_s == pytest.approx((0.0, 0.0), **EXACT) and sim.end_s == pytest.approx((2.0, 3.0), **EXACT)
+    assert sim.compute_s == pytest.approx(3.0, **EXACT)                 # 3 s of work on the one core
+    frac = replay([SimTask("a", (), 1e9, worker=0), SimTask("b", (), 1e9, worker=1)], 2, SimRates(gemm_flops=1e9),
+                  cores=1.5)
+    assert frac.end_s == pytest.approx((4 / 3, 4 / 3), **EXACT)
+    # a dependent task released by the scheduler (0.5 s) shares the core with the one still running
+    chain = [SimTask("a", (), 1e9, worker=0), SimTask("b", (), 3e9, worker=1), SimTask("c", (0,), 1e9, worker=0)]
+    sim = replay(chain, 2, SimRates(gemm_flops=1e9, task_seconds=0.5), cores=1)
+    # a, b dispatched at 0.5 and 1.0: a alone 0.5-1.0 (0.5 s done), then both at half speed: a ends at 2.0 (b has
+    # done 0.5 s); c dispatched 2.5: b alone 2.0-2.5 (1.0 s done), then b and c at half: c ends 4.5 (b 2.0 done),
+    # b alone again: 5.5
+    assert sim.start_s == pytest.approx((0.5, 1.0, 2.5), **EXACT)
+    assert sim.end_s == pytest.approx((2.0, 5.5, 4.5), **EXACT)
 
 
 def test_plan_simulates_and_cli_prints_the_parts(capsys):
