@@ -240,3 +240,29 @@ def test_calibrate_network_between_two_local_workers():
     assert 0 < got["task_seconds"][0] < 1 and 0 <= got["task_latency"][0] < 1 and got["network_bytes"][0] > 1e6
     assert 0 <= got["transfer_latency"][0] < 1
     assert all(how.startswith("measured here") for _, how in got.values())
+
+
+def test_task_rates_and_the_share_of_a_core():
+    """The kernels' rates on one BLAS thread, positive; the share of a core their thread had is in (0, 1]."""
+    from dlogdet.runtime.costs import task_rates_here
+
+    got = task_rates_here(96, KronSource.random(8, 16), rounds=1, min_seconds=0.02)
+    assert {"gemm_flops", "potrf_flops", "trsm_flops", "syrk_flops", "load_bytes", "core_share"} <= set(got)
+    assert all(v > 0 for v in got.values()) and got["core_share"] <= 1.0
+
+
+def test_cpu_meter_counts_our_processes_and_the_rest():
+    """A busy loop in this process shows in ``ours`` (to the 10 ms tick of the OS counters) and in the machine's
+    busy time; what other processes did is ``background``, in cores, never negative."""
+    import os
+    import time
+
+    from dlogdet.runtime.costs import CpuMeter
+
+    with CpuMeter([os.getpid()]) as m:
+        c0 = time.thread_time()
+        while time.thread_time() - c0 < 0.3:
+            pass
+        spun = time.thread_time() - c0
+    assert m.ours >= spun - 0.03 and m.busy >= m.ours - 0.05
+    assert m.wall >= spun and m.background >= 0.0
