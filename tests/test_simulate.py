@@ -156,7 +156,8 @@ def test_more_workers_are_faster_until_the_scheduler_binds():
 def test_cores_are_shared_by_the_running_tasks():
     """Processor sharing: 4 one-second tasks on 4 workers and 2 cores all run at half speed and end at 2 s; tasks of
     1 s and 2 s on 1 core run at half speed until the first ends (at 2 s, having done 1 s of work each), then the
-    second alone at full speed (1 s left: 3 s); 1.5 cores give two one-second tasks 0.75 each (4/3 s)."""
+    second alone at full speed (1 s left: 3 s); 1.5 cores give two one-second tasks 0.75 each (4/3 s); a working
+    scheduler takes its turn on the cores too."""
     tasks = [SimTask(i, (), 1e9, worker=i) for i in range(4)]
     free = replay(tasks, 4, SimRates(gemm_flops=1e9))
     shared = replay(tasks, 4, SimRates(gemm_flops=1e9), cores=2)
@@ -168,14 +169,17 @@ def test_cores_are_shared_by_the_running_tasks():
     frac = replay([SimTask("a", (), 1e9, worker=0), SimTask("b", (), 1e9, worker=1)], 2, SimRates(gemm_flops=1e9),
                   cores=1.5)
     assert frac.end_s == pytest.approx((4 / 3, 4 / 3), **EXACT)
-    # a dependent task released by the scheduler (0.5 s) shares the core with the one still running
+    # the scheduler (0.5 s a task) is one more thread on the core while it works. a, b dispatched at 0.5 and 1.0:
+    # a shares the core with the scheduler 0.5-1.0 (0.25 s done), then with b: a ends at 2.5 (b has done 0.75 s);
+    # c released at 2.5, dispatched at 3.0: b shares with the scheduler 2.5-3.0 (1.0 s done), then with c: c ends at
+    # 5.0 (b 2.0 s done); b alone again: 6.0
     chain = [SimTask("a", (), 1e9, worker=0), SimTask("b", (), 3e9, worker=1), SimTask("c", (0,), 1e9, worker=0)]
     sim = replay(chain, 2, SimRates(gemm_flops=1e9, task_seconds=0.5), cores=1)
-    # a, b dispatched at 0.5 and 1.0: a alone 0.5-1.0 (0.5 s done), then both at half speed: a ends at 2.0 (b has
-    # done 0.5 s); c dispatched 2.5: b alone 2.0-2.5 (1.0 s done), then b and c at half: c ends 4.5 (b 2.0 done),
-    # b alone again: 5.5
-    assert sim.start_s == pytest.approx((0.5, 1.0, 2.5), **EXACT)
-    assert sim.end_s == pytest.approx((2.0, 5.5, 4.5), **EXACT)
+    assert sim.start_s == pytest.approx((0.5, 1.0, 3.0), **EXACT)
+    assert sim.end_s == pytest.approx((2.5, 6.0, 5.0), **EXACT)
+    # on a core per task slot (cores=None) the scheduler takes nothing from the tasks: 0.5-1.5, 1.0-4.0, 2.0-3.0
+    free = replay(chain, 2, SimRates(gemm_flops=1e9, task_seconds=0.5))
+    assert free.end_s == pytest.approx((1.5, 4.0, 3.0), **EXACT)
 
 
 def test_plan_simulates_and_cli_prints_the_parts(capsys):

@@ -17,8 +17,9 @@ priority (:class:`~dlogdet.engine.placement.PanelPriority`) and its worker (the 
 * **workers**: ``slots`` tasks at once each (1 per CPU worker, 1 per GPU); among the tasks whose inputs are there,
   the highest priority runs first;
 * **cores** (``cores``, when given: local workers sharing one machine): the operating system shares the cores
-  among the tasks running on all workers, so while N tasks run on C cores each progresses at min(1, C/N) of its
-  speed (processor sharing; C may be fractional: the cores that other processes leave free);
+  among the tasks running on all workers and the scheduler while it works (on a local cluster, a thread of the
+  client's process), so while N of them run on C cores each task progresses at min(1, C/N) of its speed
+  (processor sharing; C may be fractional: the cores that other processes leave free);
 * **a task's time**: ``task_latency`` (the worker's side of a task: messages, deserialization, thread hand-off) +
   flops / ``gemm_flops`` + tile-store bytes / ``io_bytes`` + source bytes / ``load_bytes``.
 
@@ -290,7 +291,9 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
     clock = [0.0, 0.0]                                 # [virtual time, real time it was read at]
 
     def speed() -> float:
-        n_run = len(shared)
+        # the scheduler, while it works, is one more thread on the shared cores (on a local cluster it is a thread
+        # of the client's process)
+        n_run = len(shared) + (clock[1] < sched_free)
         return 1.0 if cores is None or n_run <= cores else cores / n_run
 
     def advance(t: float) -> None:
@@ -351,6 +354,8 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
                 finish(t_end, task)
                 continue
         t, _, kind, task = heapq.heappop(events)
+        if cores is not None:
+            advance(t)
         if kind == _DISPATCH:
             w = choose(task)
             where[task] = w
