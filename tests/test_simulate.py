@@ -182,6 +182,21 @@ def test_cores_are_shared_by_the_running_tasks():
     assert free.end_s == pytest.approx((1.5, 4.0, 3.0), **EXACT)
 
 
+def test_a_busy_link_and_the_cluster_cpu_take_turns_on_shared_cores():
+    """On 1 core: x (worker 0) ends at once; v (2 s) starts at 0 on worker 2 while x's 1 GB crosses worker 1's link
+    (1 GB/s, 0-1 s): v shares the core with the link (0.5 s done by 1 s); u (1 s, on worker 1, reads x) then shares
+    it with v: u ends at 3, v (1.5 s done) alone to 3.5. ``task_cpu`` lengthens a task only where cores are
+    shared."""
+    tasks = [SimTask("x", (), 0.0, out_bytes=10**9, worker=0), SimTask("v", (), 2e9, worker=2),
+             SimTask("u", (0,), 1e9, worker=1)]
+    sim = replay(tasks, 3, SimRates(gemm_flops=1e9, network_bytes=1e9), cores=1)
+    assert sim.start_s == pytest.approx((0.0, 0.0, 1.0), **EXACT)
+    assert sim.end_s == pytest.approx((0.0, 3.5, 3.0), **EXACT)
+    one = [SimTask("a", (), 1e9)]
+    assert replay(one, 1, SimRates(gemm_flops=1e9, task_cpu=0.5), cores=1).time_s == pytest.approx(1.5, **EXACT)
+    assert replay(one, 1, SimRates(gemm_flops=1e9, task_cpu=0.5)).time_s == pytest.approx(1.0, **EXACT)
+
+
 def test_plan_simulates_and_cli_prints_the_parts(capsys):
     p = dlogdet.plan(80_000, workers=8, budget="100GB", simulate=True, rates={"task_seconds": 2e-3})
     s = p.simulated
@@ -270,3 +285,18 @@ def test_cpu_meter_counts_our_processes_and_the_rest():
         spun = time.thread_time() - c0
     assert m.ours >= spun - 0.03 and m.busy >= m.ours - 0.05
     assert m.wall >= spun and m.background >= 0.0
+
+
+def test_calibrate_task_cpu_in_a_graph_of_tiles():
+    """The cluster's CPU per task besides the task's own thread, on two local workers: positive, well under a
+    second for 256x256 tiles, and said how it was measured."""
+    from distributed import Client, LocalCluster
+
+    from dlogdet.runtime.costs import calibrate_task_cpu, cluster_pids
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
+        pids = cluster_pids(client)
+        assert len(pids) == 3                      # this process (client, scheduler, nannies) and two workers
+        per_task, how = calibrate_task_cpu(client, 256, pids, per_worker=4)
+    assert 0 < per_task < 1 and how.startswith("measured here: 16 tasks of 256x256 tiles on 2 workers")

@@ -396,6 +396,41 @@ class CpuMeter:
         return max(0.0, self.busy - self.ours) / self.wall if self.wall > 0 else 0.0
 
 
+def _tile_task(x, b: int):
+    """A calibration task: a fresh b×b tile from its input (or from nothing), and its thread's CPU seconds."""
+    import numpy as np
+
+    c0 = time.thread_time()
+    out = np.add(x[0], 1.0) if x is not None else np.ones((b, b))
+    return out, time.thread_time() - c0
+
+
+def _tile_cpu(x) -> float:
+    return x[1]
+
+
+def calibrate_task_cpu(client, b: int, pids, per_worker: int = 12) -> tuple[float, str]:
+    """The CPU seconds a local cluster's processes (``pids``: :func:`cluster_pids`) spend per task besides the
+    task's own thread, measured in a graph: a chain of ``per_worker`` tasks on each worker at once, each making a
+    b×b tile from the previous one (a result held, handed on and released, as the engine's tiles are). Less the
+    scheduler's cost per task and the worker's latency, which the simulation charges apart (``task_seconds``,
+    ``task_latency``), this is :class:`dlogdet.runtime.simulate.SimRates`' ``task_cpu``; here the whole of it."""
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    with CpuMeter(pids) as m:
+        ends = []
+        for w in workers:
+            f = None
+            for _ in range(per_worker):
+                f = client.submit(_tile_task, f, b, workers=[w], allow_other_workers=False, pure=False)
+                ends.append(client.submit(_tile_cpu, f, workers=[w], allow_other_workers=False, pure=False))
+        own = sum(client.gather(ends))
+        del ends, f
+    tasks = 2 * per_worker * len(workers)           # each tile task and the task reading its CPU time
+    per_task = max(0.0, m.ours - own) / tasks
+    return per_task, (f"measured here: {tasks} tasks of {b}x{b} tiles on {len(workers)} workers, "
+                      f"{per_task * 1e3:.1f} ms of the cluster's CPU per task besides the task's own")
+
+
 def resolve_rates(given: dict[str, float], do_calibrate: bool, gpu: bool,
                   cluster: dict[str, tuple[float, str]] | None = None) -> Rates:
     """The rates of a plan: given ones, else measured (``do_calibrate``: GEMM and disk here; ``cluster``: what

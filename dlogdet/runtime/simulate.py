@@ -17,11 +17,13 @@ priority (:class:`~dlogdet.engine.placement.PanelPriority`) and its worker (the 
 * **workers**: ``slots`` tasks at once each (1 per CPU worker, 1 per GPU); among the tasks whose inputs are there,
   the highest priority runs first;
 * **cores** (``cores``, when given: local workers sharing one machine): the operating system shares the cores
-  among the tasks running on all workers and the scheduler while it works (on a local cluster, a thread of the
-  client's process), so while N of them run on C cores each task progresses at min(1, C/N) of its speed
-  (processor sharing; C may be fractional: the cores that other processes leave free);
+  among the tasks running on all workers, the scheduler while it works (on a local cluster, a thread of the
+  client's process) and each link while it carries a transfer (the workers copying bytes through the loopback),
+  so while N of them run on C cores each task progresses at min(1, C/N) of its speed (processor sharing; C may be
+  fractional: the cores that other processes leave free);
 * **a task's time**: ``task_latency`` (the worker's side of a task: messages, deserialization, thread hand-off) +
-  flops / ``gemm_flops`` + tile-store bytes / ``io_bytes`` + source bytes / ``load_bytes``.
+  flops / ``gemm_flops`` + tile-store bytes / ``io_bytes`` + source bytes / ``load_bytes`` (+ ``task_cpu`` on
+  shared cores: the cluster's other CPU per task, which takes its turn on the same cores).
 
 The result (:class:`Simulation`) has the predicted time (the last event), its parts (compute, transfers, scheduler,
 each as the busy time of the resource divided by how many of it there are), the critical path (the longest chain of
@@ -72,7 +74,9 @@ class SimRates:
     loading input tiles from the source; the scheduler's seconds per task and the worker's latency per task; the latency
     of a fetch from another worker besides its bytes (``transfer_latency``: it does not hold the link).
     ``kind_flops`` (optional) gives the flop rate of a kind of task (``"potrf"``, ``"trsm"``, ``"syrk"``,
-    ``"gemm"``) where it differs from ``gemm_flops``."""
+    ``"gemm"``) where it differs from ``gemm_flops``. ``task_cpu``: CPU seconds the cluster's processes spend per
+    task beyond those two (messages, (de)serialization, the client's bookkeeping), which tasks on shared cores
+    wait for: added to each task's run time when ``cores`` are given, ignored otherwise."""
 
     gemm_flops: float
     network_bytes: float = math.inf
@@ -82,6 +86,7 @@ class SimRates:
     task_latency: float = 0.0
     kind_flops: Mapping[str, float] | None = None
     transfer_latency: float = 0.0
+    task_cpu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,7 @@ def engine_tasks(n: int, block_size: int, workers: int, *, assume: str = "spd", 
 # The replay
 # --------------------------------------------------------------------------------------------------------------
 
-_DONE, _DISPATCH, _INPUTS = 0, 1, 2
+_DONE, _DISPATCH, _INPUTS, _LINK = 0, 1, 2, 3
 
 
 def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: int = 1,
@@ -263,8 +268,10 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
 
     kind_flops = dict(rates.kind_flops or {})
 
+    overhead = rates.task_latency + (rates.task_cpu if cores is not None else 0.0)
+
     def run_time(task: SimTask) -> float:
-        return (rates.task_latency + task.flops / kind_flops.get(task.kind, rates.gemm_flops)
+        return (overhead + task.flops / kind_flops.get(task.kind, rates.gemm_flops)
                 + task.io_bytes / rates.io_bytes + task.load_bytes / rates.load_bytes)
 
     events: list[tuple[float, int, int, int]] = []     # (time, sequence, kind, task)
@@ -291,9 +298,10 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
     clock = [0.0, 0.0]                                 # [virtual time, real time it was read at]
 
     def speed() -> float:
-        # the scheduler, while it works, is one more thread on the shared cores (on a local cluster it is a thread
-        # of the client's process)
-        n_run = len(shared) + (clock[1] < sched_free)
+        # the scheduler while it works, and each link while it carries a transfer, is one more thread on the
+        # shared cores (on a local cluster the scheduler is a thread of the client's process, and a transfer is
+        # the two workers copying bytes through the loopback)
+        n_run = len(shared) + (clock[1] < sched_free) + sum(clock[1] < f for f in link_free)
         return 1.0 if cores is None or n_run <= cores else cores / n_run
 
     def advance(t: float) -> None:
@@ -370,6 +378,8 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
                     dt = size / rates.network_bytes
                     link_free[w] = max(link_free[w], t) + dt
                     got = copies[d, w] = link_free[w] + rates.transfer_latency
+                    if cores is not None:
+                        push(link_free[w], _LINK, w)      # the link's end: the cores' sharing changes
                     net_bytes += size
                     link_busy += dt
                 arrive = max(arrive, got)
@@ -378,7 +388,7 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
             w = where[task]
             heapq.heappush(queues[w], (-tasks[task].priority, task, task))
             try_start(t, w)
-        else:
+        elif kind == _DONE:
             finish(t, task)
     if any(math.isnan(e) for e in end):
         raise RuntimeError("the simulation ended with tasks that never ran (a dependency cycle?)")
