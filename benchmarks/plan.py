@@ -157,26 +157,26 @@ def main() -> None:
                 s, cal = row["sim"], row["cal"]
                 print(f"  rates: scheduler {cal['task_seconds'][0] * 1e3:.1f} ms/task, worker "
                       f"{cal['task_latency'][0] * 1e3:.1f} ms/task, network {cal['network_bytes'][0] / 1e9:.2f} GB/s"
-                      f" + {cal.get('transfer_latency', (0.0,))[0] * 1e3:.1f} ms/fetch; cores free for the run "
-                      f"{row['cores']:.2f} (before it {row['cores_ahead']:.2f}); the cluster's processes used "
-                      f"{row['ours']:.2f} cores; kernels had {row['share']:.2f} of a core each when timed",
-                      flush=True)
+                      f" + {cal.get('transfer_latency', (0.0,))[0] * 1e3:.1f} ms/fetch, cluster CPU "
+                      f"{row['task_cpu'] * 1e3:.1f} ms/task; cores free for the run {row['cores']:.2f} (before it "
+                      f"{row['cores_ahead']:.2f}); the cluster's processes used {row['ours']:.2f} cores; kernels had "
+                      f"{row['share']:.2f} of a core each when timed", flush=True)
                 print(f"  n={n:>6} {mode:<6} b={row['b']:>5} tasks={row['tasks']:>5}  measured {row['measured']:7.2f} s"
                       f"  simulated {s.time_s:7.2f} s  ratio {s.time_s / row['measured']:.2f}  (ahead "
                       f"{row['ahead'].time_s:.2f} s; GEMM {row['rates'].gemm_flops / 1e9:.1f} GFLOP/s, after/before "
-                      f"{row['drift']:.2f}; |rel err| {row['rel']:.1e})", flush=True)
+                      f"{row['drift']:.2f}; |rel err| {row['rel']:.1e}; load average {os.getloadavg()[0]:.1f})", flush=True)
 
     print()
     head = (f"{'n':>6} {'workers':>7} {'mode':<6} {'tile':>5} {'tasks':>5} {'measured s':>10} {'simulated s':>11} "
-            f"{'sim/meas':>8} {'ahead/meas':>10} {'compute':>7} {'transfers':>9} {'scheduler':>9} {'crit.path':>9} "
-            f"{'net MB':>7}")
+            f"{'sim/meas':>8} {'ahead/meas':>10} {'cores':>5} {'compute':>7} {'transfers':>9} {'scheduler':>9} "
+            f"{'crit.path':>9} {'net MB':>7}")
     print(head)
     print("-" * len(head))
     for row in rows:
         s = row["sim"]
         print(f"{row['n']:>6} {row['workers']:>7} {row['mode']:<6} {row['b']:>5} {row['tasks']:>5} "
               f"{row['measured']:>10.2f} {s.time_s:>11.2f} {s.time_s / row['measured']:>8.2f} "
-              f"{row['ahead'].time_s / row['measured']:>10.2f} {s.compute_s:>7.2f} "
+              f"{row['ahead'].time_s / row['measured']:>10.2f} {row['cores']:>5.2f} {s.compute_s:>7.2f} "
               f"{s.transfers_s:>9.2f} {s.scheduler_s:>9.2f} {s.critical_path_s:>9.2f} {s.network_bytes / 1e6:>7.0f}")
     ratios = [row["sim"].time_s / row["measured"] for row in rows]
     within = sum(abs(r - 1) <= 0.25 for r in ratios)
