@@ -12,11 +12,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core import config
 from ..linalg import kernels as K
 from ..sources import TileSource
 from .graph import FactorGraph, Inputs, emit, graph_token, load_tile
-from .placement import BlockCyclic
+from .placement import block_cyclic
 from .schedule import Factor, PanelSolve, RowSolve, Schedule, Tiling, Update
 
 
@@ -98,9 +97,7 @@ def scatter_tiles(client, a, tiling: Tiling, assume: str, check: Callable[[], No
     raised.
     """
     idx = sorted(Schedule(tiling, assume, "").input_tiles(), key=lambda ij: (ij[1], ij[0]))  # first panel first
-    workers = sorted(client.scheduler_info().get("workers", {}))
-    grid = (BlockCyclic(workers) if len(workers) > 1
-            and config.get("scheduling.placement", "block-cyclic") == "block-cyclic" else None)
+    grid = block_cyclic(client.scheduler_info().get("workers", {}))
     groups: dict[Any, list] = {}
     for i, j in idx:
         groups.setdefault(None if grid is None else grid.owner(i, j), []).append((i, j))
