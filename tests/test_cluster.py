@@ -98,6 +98,36 @@ def test_explicit_client_numpy_input(client, spd):
     assert dg["scheduler"].endswith(f"({client.scheduler.address})")
 
 
+def test_scattered_tiles_start_on_their_owners(client, spd):
+    """An in-memory matrix's tiles go each to the worker that owns it (block-cyclic, as the graph's tasks are
+    placed), the lower triangle only; a failing check (run meanwhile) raises and releases what was sent."""
+    import time
+
+    from dlogdet.engine.placement import BlockCyclic
+    from dlogdet.engine.schedule import Tiling
+    from dlogdet.engine.tiles import scatter_tiles
+
+    a, *_ = spd
+    tiling = Tiling(N, BS)
+    tiles = scatter_tiles(client, a, tiling, "spd")
+    grid = BlockCyclic(sorted(client.scheduler_info()["workers"]))
+    assert sorted(tiles) == [(i, j) for i in range(4) for j in range(i + 1)]
+    who = client.who_has(list(tiles.values()))
+    assert all(who[f.key] == (grid.owner(i, j),) for (i, j), f in tiles.items())
+    np.testing.assert_array_equal(tiles[3, 1].result(), a[384:400, 128:256])
+    del tiles, who        # released: the workers drop them
+
+    def bad():
+        raise NotSymmetricError("planted")
+
+    with pytest.raises(NotSymmetricError, match="planted"):
+        scatter_tiles(client, a, tiling, "spd", check=bad)
+    deadline = time.monotonic() + 10          # releases reach the workers asynchronously
+    while any(client.has_what().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(client.has_what().values())
+
+
 def test_active_client_as_current(client, spd):
     a, *_ = spd
     ref = dlogdet.logdet(a, block_size=BS)

@@ -153,11 +153,48 @@ def test_more_workers_are_faster_until_the_scheduler_binds():
     assert slow.time_s >= slow.scheduler_s     # one scheduler, one task at a time: a lower bound
 
 
-def test_cores_cap_tasks_at_once_over_all_workers():
+def test_cores_are_shared_by_the_running_tasks():
+    """Processor sharing: 4 one-second tasks on 4 workers and 2 cores all run at half speed and end at 2 s; tasks of
+    1 s and 2 s on 1 core run at half speed until the first ends (at 2 s, having done 1 s of work each), then the
+    second alone at full speed (1 s left: 3 s); 1.5 cores give two one-second tasks 0.75 each (4/3 s); a working
+    scheduler takes its turn on the cores too."""
     tasks = [SimTask(i, (), 1e9, worker=i) for i in range(4)]
     free = replay(tasks, 4, SimRates(gemm_flops=1e9))
     shared = replay(tasks, 4, SimRates(gemm_flops=1e9), cores=2)
-    assert free.time_s == pytest.approx(1.0, **EXACT) and shared.time_s == pytest.approx(2.0, **EXACT)
+    assert free.time_s == pytest.approx(1.0, **EXACT) and shared.end_s == pytest.approx((2.0,) * 4, **EXACT)
+    two = [SimTask("a", (), 1e9, worker=0), SimTask("b", (), 2e9, worker=1)]
+    sim = replay(two, 2, SimRates(gemm_flops=1e9), cores=1)
+    assert sim.start_s == pytest.approx((0.0, 0.0), **EXACT) and sim.end_s == pytest.approx((2.0, 3.0), **EXACT)
+    assert sim.compute_s == pytest.approx(3.0, **EXACT)                 # 3 s of work on the one core
+    frac = replay([SimTask("a", (), 1e9, worker=0), SimTask("b", (), 1e9, worker=1)], 2, SimRates(gemm_flops=1e9),
+                  cores=1.5)
+    assert frac.end_s == pytest.approx((4 / 3, 4 / 3), **EXACT)
+    # the scheduler (0.5 s a task) is one more thread on the core while it works. a, b dispatched at 0.5 and 1.0:
+    # a shares the core with the scheduler 0.5-1.0 (0.25 s done), then with b: a ends at 2.5 (b has done 0.75 s);
+    # c released at 2.5, dispatched at 3.0: b shares with the scheduler 2.5-3.0 (1.0 s done), then with c: c ends at
+    # 5.0 (b 2.0 s done); b alone again: 6.0
+    chain = [SimTask("a", (), 1e9, worker=0), SimTask("b", (), 3e9, worker=1), SimTask("c", (0,), 1e9, worker=0)]
+    sim = replay(chain, 2, SimRates(gemm_flops=1e9, task_seconds=0.5), cores=1)
+    assert sim.start_s == pytest.approx((0.5, 1.0, 3.0), **EXACT)
+    assert sim.end_s == pytest.approx((2.5, 6.0, 5.0), **EXACT)
+    # on a core per task slot (cores=None) the scheduler takes nothing from the tasks: 0.5-1.5, 1.0-4.0, 2.0-3.0
+    free = replay(chain, 2, SimRates(gemm_flops=1e9, task_seconds=0.5))
+    assert free.end_s == pytest.approx((1.5, 4.0, 3.0), **EXACT)
+
+
+def test_a_busy_link_and_the_cluster_cpu_take_turns_on_shared_cores():
+    """On 1 core: x (worker 0) ends at once; v (2 s) starts at 0 on worker 2 while x's 1 GB crosses worker 1's link
+    (1 GB/s, 0-1 s): v shares the core with the link (0.5 s done by 1 s); u (1 s, on worker 1, reads x) then shares
+    it with v: u ends at 3, v (1.5 s done) alone to 3.5. ``task_cpu`` lengthens a task only where cores are
+    shared."""
+    tasks = [SimTask("x", (), 0.0, out_bytes=10**9, worker=0), SimTask("v", (), 2e9, worker=2),
+             SimTask("u", (0,), 1e9, worker=1)]
+    sim = replay(tasks, 3, SimRates(gemm_flops=1e9, network_bytes=1e9), cores=1)
+    assert sim.start_s == pytest.approx((0.0, 0.0, 1.0), **EXACT)
+    assert sim.end_s == pytest.approx((0.0, 3.5, 3.0), **EXACT)
+    one = [SimTask("a", (), 1e9)]
+    assert replay(one, 1, SimRates(gemm_flops=1e9, task_cpu=0.5), cores=1).time_s == pytest.approx(1.5, **EXACT)
+    assert replay(one, 1, SimRates(gemm_flops=1e9, task_cpu=0.5)).time_s == pytest.approx(1.0, **EXACT)
 
 
 def test_plan_simulates_and_cli_prints_the_parts(capsys):
@@ -222,3 +259,44 @@ def test_calibrate_network_between_two_local_workers():
     assert 0 < got["task_seconds"][0] < 1 and 0 <= got["task_latency"][0] < 1 and got["network_bytes"][0] > 1e6
     assert 0 <= got["transfer_latency"][0] < 1
     assert all(how.startswith("measured here") for _, how in got.values())
+
+
+def test_task_rates_and_the_share_of_a_core():
+    """The kernels' rates on one BLAS thread, positive; the share of a core their thread had is in (0, 1]."""
+    from dlogdet.runtime.costs import task_rates_here
+
+    got = task_rates_here(96, KronSource.random(8, 16), rounds=1, min_seconds=0.02)
+    assert {"gemm_flops", "potrf_flops", "trsm_flops", "syrk_flops", "load_bytes", "core_share"} <= set(got)
+    assert all(v > 0 for v in got.values()) and got["core_share"] <= 1.0
+
+
+def test_cpu_meter_counts_our_processes_and_the_rest():
+    """A busy loop in this process shows in ``ours`` (to the 10 ms tick of the OS counters) and in the machine's
+    busy time; what other processes did is ``background``, in cores, never negative."""
+    import os
+    import time
+
+    from dlogdet.runtime.costs import CpuMeter
+
+    with CpuMeter([os.getpid()]) as m:
+        c0 = time.thread_time()
+        while time.thread_time() - c0 < 0.3:
+            pass
+        spun = time.thread_time() - c0
+    assert m.ours >= spun - 0.03 and m.busy >= m.ours - 0.05
+    assert m.wall >= spun and m.background >= 0.0
+
+
+def test_calibrate_task_cpu_in_a_graph_of_tiles():
+    """The cluster's CPU per task besides the task's own thread, on two local workers: positive, well under a
+    second for 256x256 tiles, and said how it was measured."""
+    from distributed import Client, LocalCluster
+
+    from dlogdet.runtime.costs import calibrate_task_cpu, cluster_pids
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
+        pids = cluster_pids(client)
+        assert len(pids) == 3                      # this process (client, scheduler, nannies) and two workers
+        per_task, how = calibrate_task_cpu(client, 256, pids, per_worker=4)
+    assert 0 < per_task < 1 and how.startswith("measured here: 16 tasks of 256x256 tiles on 2 workers")

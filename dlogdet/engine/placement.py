@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..core import config
 from .schedule import tile_and_step
 
 
@@ -58,3 +59,12 @@ class BlockCyclic:
     def __call__(self, key):
         tile, _, _ = tile_and_step(key)
         return list(self.workers) if tile is None else [self.owner(*tile)]
+
+
+def block_cyclic(workers) -> BlockCyclic | None:
+    """The tiles' owners on these workers: block-cyclic over them when dask config ``dlogdet.scheduling.placement``
+    says so (the default) and there is more than one, else None (no placement)."""
+    workers = sorted(workers)
+    if len(workers) > 1 and config.get("scheduling.placement", "block-cyclic") == "block-cyclic":
+        return BlockCyclic(workers)
+    return None

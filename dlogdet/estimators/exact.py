@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import math
 import os
@@ -18,9 +19,8 @@ from ..core.errors import InputError, ScratchSpaceError
 from ..core.result import Inertia, LogdetResult
 from ..engine.graph import check_in_memory, graph_token
 from ..engine.plan import ExactPlan, plan_exact
-from ..engine.schedule import Schedule
 from ..engine.store import TileStore, build_store_graph, dir_bytes, remove_partial, resume_step
-from ..engine.tiles import build_factor_graph
+from ..engine.tiles import build_factor_graph, scatter_tiles
 from ..linalg import backend as B
 from ..linalg import kernels as K
 from ..linalg.kernels import ASSUME
@@ -113,9 +113,11 @@ def _run_memory(source: TileSource, plan: ExactPlan, *, t, d, backend, rtol, cli
     worker took results along that dask cannot recompute."""
     tiling = plan.tiling
     scattered = client is not None and isinstance(source, ArraySource)
+    check = None
     if scattered and rtol is not None:
-        # an in-memory matrix on a cluster: check it here, before any work or transfer
-        check_in_memory(B.to_host(source.array), tiling, rtol, bool(config.get("check.finite", True)))
+        # an in-memory matrix on a cluster: checked here while its tiles are scattered, before any work
+        check = functools.partial(check_in_memory, B.to_host(source.array), tiling, rtol,
+                                  bool(config.get("check.finite", True)))
         rtol = None
     # a worker lost mid-run can take along results that dask cannot recompute: scattered input tiles (they exist
     # once), and intermediate tiles whose inputs were already forgotten after their last consumer ran (the
@@ -125,13 +127,11 @@ def _run_memory(source: TileSource, plan: ExactPlan, *, t, d, backend, rtol, cli
     while True:
         tiles, source_ref, futures = None, None, []
         if scattered:
-            # scatter the tiles the factorization reads (the lower triangle for spd/sym) once, instead of
-            # pickling the array into the graph; direct=True: straight to the workers (measured 6x faster)
-            a = B.to_host(source.array)
-            idx = list(Schedule(tiling, plan.assume, "").input_tiles())
-            futures = client.scatter([a[slice(*tiling.bounds(i)), slice(*tiling.bounds(j))] for i, j in idx],
-                                     hash=False, direct=True)
-            tiles = dict(zip(idx, futures))
+            # scatter the tiles the factorization reads once, each to the worker that uses it, instead of
+            # pickling the array into the graph (a restart checks nothing again)
+            tiles = scatter_tiles(client, B.to_host(source.array), tiling, plan.assume, check)
+            check = None
+            futures = list(tiles.values())
         elif client is not None and not isinstance(source, DaskArraySource):
             # a small source (a path, points) on every worker: loads go wherever the scheduler balances best
             futures = client.scatter([source], broadcast=True, hash=False)

@@ -252,7 +252,9 @@ def task_rates_here(b: int, source=None, scratch: str | None = None, rounds: int
     one): ``gemm_flops`` of a b×b trailing update, ``potrf_flops``, ``trsm_flops``, ``syrk_flops`` of the
     factor, panel solve and diagonal update of a b×b tile (flops as :data:`KIND_FLOPS` counts them);
     ``load_bytes`` of producing a b×b input tile from ``source`` and checking it as the engine loads it;
-    ``io_bytes`` of saving and loading a b×b tile in a tile store under ``scratch``."""
+    ``io_bytes`` of saving and loading a b×b tile in a tile store under ``scratch``; ``core_share``, the share of
+    a core the kernels' thread had while they were timed (its CPU time over their wall time: below 1 when other
+    processes took turns on its core), so that rate / core_share is the kernel's rate on a core of its own."""
     import shutil
     import statistics
 
@@ -269,15 +271,19 @@ def task_rates_here(b: int, source=None, scratch: str | None = None, rounds: int
                                    "load_bytes": [], "io_bytes": []}
     root = tempfile.mkdtemp(prefix="dlogdet-rate-", dir=scratch) if scratch else None
 
+    cpu = {"wall": 0.0, "cpu": 0.0}
+
     def timed(f, *args):
         """The result of f(*args) and the seconds of one call, over repeated calls for at least min_seconds."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         calls = 0
         while True:
             out = f(*args)
             calls += 1
             elapsed = time.perf_counter() - t0
             if elapsed >= min_seconds:
+                cpu["wall"] += elapsed
+                cpu["cpu"] += time.thread_time() - c0
                 return out, elapsed / calls
 
     try:
@@ -307,7 +313,9 @@ def task_rates_here(b: int, source=None, scratch: str | None = None, rounds: int
     finally:
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
-    return {k: statistics.median(v) for k, v in got.items() if v}
+    out = {k: statistics.median(v) for k, v in got.items() if v}
+    out["core_share"] = min(1.0, cpu["cpu"] / cpu["wall"]) if cpu["wall"] > 0 else 1.0
+    return out
 
 
 def calibrate_tasks(client, b: int, source=None, scratch: str | None = None, rounds: int = 3,
@@ -322,8 +330,105 @@ def calibrate_tasks(client, b: int, source=None, scratch: str | None = None, rou
            "trsm_flops": f"measured on the workers: a {b}x{b} panel solve",
            "syrk_flops": f"measured on the workers: a {b}x{b} diagonal update",
            "load_bytes": f"measured on the workers: a {b}x{b} tile from the source, checked",
-           "io_bytes": f"measured on the workers: a {b}x{b} tile saved and loaded in the tile store"}
+           "io_bytes": f"measured on the workers: a {b}x{b} tile saved and loaded in the tile store",
+           "core_share": "measured on the workers: CPU time of the kernels' thread over their wall time"}
     return {k: (statistics.median(w[k] for w in per_worker), how[k]) for k in per_worker[0]}
+
+
+def cluster_pids(client) -> list[int]:
+    """Process ids of a local cluster's workers and nannies, and of this process (the client, and the scheduler of
+    a ``LocalCluster``): the processes whose CPU time is the run's."""
+    import os as _os
+
+    pids = {_os.getpid()}
+    for nanny in (False, True):
+        try:
+            pids.update(client.run(_os.getpid, nanny=nanny).values())
+        except Exception:   # workers without nannies
+            pass
+    return sorted(pids)
+
+
+class CpuMeter:
+    """CPU time spent on this machine while a block of code runs: by every process (the machine's busy time) and by
+    the processes ``pids`` (a local cluster's, :func:`cluster_pids`); ``background`` is the rest, in cores: the load
+    that other processes put on the cores the cluster shares (what :func:`dlogdet.runtime.simulate.replay` leaves
+    out of ``cores``).
+
+    ``with CpuMeter(pids) as m: ...`` then ``m.wall``, ``m.busy``, ``m.ours`` (seconds of CPU), ``m.background``.
+    """
+
+    def __init__(self, pids):
+        self.pids = list(pids)
+        self.wall = self.busy = self.ours = 0.0
+
+    @staticmethod
+    def _machine() -> float:
+        import psutil
+
+        t = psutil.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+    def _ours(self) -> float:
+        import psutil
+
+        total = 0.0
+        for pid in self.pids:
+            try:
+                c = psutil.Process(pid).cpu_times()
+            except psutil.Error:     # gone: its time no longer counts on either side
+                continue
+            total += c.user + c.system
+        return total
+
+    def __enter__(self) -> "CpuMeter":
+        self._t0, self._m0, self._o0 = time.perf_counter(), self._machine(), self._ours()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._t0
+        self.busy = self._machine() - self._m0
+        self.ours = self._ours() - self._o0
+
+    @property
+    def background(self) -> float:
+        """Cores that other processes kept busy on average (0 when the machine ran only the cluster)."""
+        return max(0.0, self.busy - self.ours) / self.wall if self.wall > 0 else 0.0
+
+
+def _tile_task(x, b: int):
+    """A calibration task: a fresh b×b tile from its input (or from nothing), and its thread's CPU seconds."""
+    import numpy as np
+
+    c0 = time.thread_time()
+    out = np.add(x[0], 1.0) if x is not None else np.ones((b, b))
+    return out, time.thread_time() - c0
+
+
+def _tile_cpu(x) -> float:
+    return x[1]
+
+
+def calibrate_task_cpu(client, b: int, pids, per_worker: int = 12) -> tuple[float, str]:
+    """The CPU seconds a local cluster's processes (``pids``: :func:`cluster_pids`) spend per task besides the
+    task's own thread, measured in a graph: a chain of ``per_worker`` tasks on each worker at once, each making a
+    b×b tile from the previous one (a result held, handed on and released, as the engine's tiles are). Less the
+    scheduler's cost per task and the worker's latency, which the simulation charges apart (``task_seconds``,
+    ``task_latency``), this is :class:`dlogdet.runtime.simulate.SimRates`' ``task_cpu``; here the whole of it."""
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    with CpuMeter(pids) as m:
+        ends = []
+        for w in workers:
+            f = None
+            for _ in range(per_worker):
+                f = client.submit(_tile_task, f, b, workers=[w], allow_other_workers=False, pure=False)
+                ends.append(client.submit(_tile_cpu, f, workers=[w], allow_other_workers=False, pure=False))
+        own = sum(client.gather(ends))
+        del ends, f
+    tasks = 2 * per_worker * len(workers)           # each tile task and the task reading its CPU time
+    per_task = max(0.0, m.ours - own) / tasks
+    return per_task, (f"measured here: {tasks} tasks of {b}x{b} tiles on {len(workers)} workers, "
+                      f"{per_task * 1e3:.1f} ms of the cluster's CPU per task besides the task's own")
 
 
 def resolve_rates(given: dict[str, float], do_calibrate: bool, gpu: bool,

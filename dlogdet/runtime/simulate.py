@@ -15,10 +15,15 @@ priority (:class:`~dlogdet.engine.placement.PanelPriority`) and its worker (the 
   over the receiving worker's link, one transfer at a time, at ``network_bytes`` per second, and waits
   ``transfer_latency`` more for each (messages, which do not hold the link);
 * **workers**: ``slots`` tasks at once each (1 per CPU worker, 1 per GPU); among the tasks whose inputs are there,
-  the highest priority runs first; ``cores``, when given, caps the tasks running at once on all workers together
-  (local workers sharing one machine's cores);
+  the highest priority runs first;
+* **cores** (``cores``, when given: local workers sharing one machine): the operating system shares the cores
+  among the tasks running on all workers, the scheduler while it works (on a local cluster, a thread of the
+  client's process) and each link while it carries a transfer (the workers copying bytes through the loopback),
+  so while N of them run on C cores each task progresses at min(1, C/N) of its speed (processor sharing; C may be
+  fractional: the cores that other processes leave free);
 * **a task's time**: ``task_latency`` (the worker's side of a task: messages, deserialization, thread hand-off) +
-  flops / ``gemm_flops`` + tile-store bytes / ``io_bytes`` + source bytes / ``load_bytes``.
+  flops / ``gemm_flops`` + tile-store bytes / ``io_bytes`` + source bytes / ``load_bytes`` (+ ``task_cpu`` on
+  shared cores: the cluster's other CPU per task, which takes its turn on the same cores).
 
 The result (:class:`Simulation`) has the predicted time (the last event), its parts (compute, transfers, scheduler,
 each as the busy time of the resource divided by how many of it there are), the critical path (the longest chain of
@@ -69,7 +74,9 @@ class SimRates:
     loading input tiles from the source; the scheduler's seconds per task and the worker's latency per task; the latency
     of a fetch from another worker besides its bytes (``transfer_latency``: it does not hold the link).
     ``kind_flops`` (optional) gives the flop rate of a kind of task (``"potrf"``, ``"trsm"``, ``"syrk"``,
-    ``"gemm"``) where it differs from ``gemm_flops``."""
+    ``"gemm"``) where it differs from ``gemm_flops``. ``task_cpu``: CPU seconds the cluster's processes spend per
+    task beyond those two (messages, (de)serialization, the client's bookkeeping), which tasks on shared cores
+    wait for: added to each task's run time when ``cores`` are given, ignored otherwise."""
 
     gemm_flops: float
     network_bytes: float = math.inf
@@ -79,6 +86,7 @@ class SimRates:
     task_latency: float = 0.0
     kind_flops: Mapping[str, float] | None = None
     transfer_latency: float = 0.0
+    task_cpu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -237,15 +245,15 @@ def engine_tasks(n: int, block_size: int, workers: int, *, assume: str = "spd", 
 # The replay
 # --------------------------------------------------------------------------------------------------------------
 
-_DONE, _DISPATCH, _INPUTS = 0, 1, 2
+_DONE, _DISPATCH, _INPUTS, _LINK = 0, 1, 2, 3
 
 
 def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: int = 1,
-           cores: int | None = None) -> Simulation:
+           cores: float | None = None) -> Simulation:
     """Run ``tasks`` (dependencies before dependents) on ``workers`` workers of ``slots`` task slots each (module
-    doc); ``cores`` caps the tasks running at once on all workers together."""
+    doc); ``cores``: the cores all workers' tasks share (processor sharing, module doc), None for a core per slot."""
     nt = len(tasks)
-    if workers < 1 or slots < 1 or (cores is not None and cores < 1):
+    if workers < 1 or slots < 1 or (cores is not None and not cores > 0):
         raise ValueError(f"need workers, slots (and cores) >= 1, got {workers}, {slots}, {cores}")
     dependents: list[list[int]] = [[] for _ in range(nt)]
     waiting = [0] * nt
@@ -260,8 +268,10 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
 
     kind_flops = dict(rates.kind_flops or {})
 
+    overhead = rates.task_latency + (rates.task_cpu if cores is not None else 0.0)
+
     def run_time(task: SimTask) -> float:
-        return (rates.task_latency + task.flops / kind_flops.get(task.kind, rates.gemm_flops)
+        return (overhead + task.flops / kind_flops.get(task.kind, rates.gemm_flops)
                 + task.io_bytes / rates.io_bytes + task.load_bytes / rates.load_bytes)
 
     events: list[tuple[float, int, int, int]] = []     # (time, sequence, kind, task)
@@ -275,7 +285,6 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
     link_free = [0.0] * workers
     busy = [0.0] * workers
     running = [0] * workers
-    running_all = 0
     queues: list[list[tuple[int, int, int]]] = [[] for _ in range(workers)]   # (-priority, sequence, task)
     where = [-1] * nt
     copies: dict[tuple[int, int], float] = {}           # (task, worker) -> time its output is there
@@ -283,6 +292,21 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
     net_bytes = 0
     link_busy = 0.0
     placed = [0] * workers
+    # processor sharing (cores given): every running task has done `work` seconds of its run time when the virtual
+    # clock has advanced by `work` since it started; the virtual clock runs at min(1, cores / tasks running)
+    shared: list[tuple[float, int, int]] = []          # (virtual time it ends, sequence, task)
+    clock = [0.0, 0.0]                                 # [virtual time, real time it was read at]
+
+    def speed() -> float:
+        # the scheduler while it works, and each link while it carries a transfer, is one more thread on the
+        # shared cores (on a local cluster the scheduler is a thread of the client's process, and a transfer is
+        # the two workers copying bytes through the loopback)
+        n_run = len(shared) + (clock[1] < sched_free) + sum(clock[1] < f for f in link_free)
+        return 1.0 if cores is None or n_run <= cores else cores / n_run
+
+    def advance(t: float) -> None:
+        clock[0] += (t - clock[1]) * speed()
+        clock[1] = t
 
     def release(t: float, ready: list[int]) -> None:
         nonlocal sched_free
@@ -302,41 +326,44 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
             return held.index(best)
         return min(range(workers), key=lambda x: (placed[x], x))
 
-    def try_start(t: float, ws: Sequence[int]) -> None:
-        nonlocal running_all
-        for w in ws:
-            while queues[w] and running[w] < slots and (cores is None or running_all < cores):
-                _, _, task = heapq.heappop(queues[w])
-                running[w] += 1
-                running_all += 1
-                start[task] = t
-                dt = run_time(tasks[task])
-                busy[w] += dt
+    def try_start(t: float, w: int) -> None:
+        while queues[w] and running[w] < slots:
+            _, _, task = heapq.heappop(queues[w])
+            running[w] += 1
+            start[task] = t
+            dt = run_time(tasks[task])
+            busy[w] += dt
+            if cores is None:
                 push(t + dt, _DONE, task)
+            else:
+                advance(t)
+                heapq.heappush(shared, (clock[0] + dt, seq[0], task))
+                seq[0] += 1
 
-    def try_start_all(t: float) -> None:
-        if cores is None:
-            return
-        # a freed core goes to the highest-priority task waiting on any worker
-        while running_all < cores:
-            cands = [(queues[w][0], w) for w in range(workers) if queues[w] and running[w] < slots]
-            if not cands:
-                return
-            try_start_one(t, min(cands)[1])
-
-    def try_start_one(t: float, w: int) -> None:
-        nonlocal running_all
-        _, _, task = heapq.heappop(queues[w])
-        running[w] += 1
-        running_all += 1
-        start[task] = t
-        dt = run_time(tasks[task])
-        busy[w] += dt
-        push(t + dt, _DONE, task)
+    def finish(t: float, task: int) -> None:
+        w = where[task]
+        end[task] = t
+        running[w] -= 1
+        ready = []
+        for r in dependents[task]:
+            waiting[r] -= 1
+            if waiting[r] == 0:
+                ready.append(r)
+        release(t, ready)
+        try_start(t, w)
 
     release(0.0, [t for t in range(nt) if waiting[t] == 0])
-    while events:
+    while events or shared:
+        if shared:
+            t_end = clock[1] + max(0.0, shared[0][0] - clock[0]) / speed()
+            if not events or t_end <= events[0][0]:
+                advance(t_end)
+                _, _, task = heapq.heappop(shared)
+                finish(t_end, task)
+                continue
         t, _, kind, task = heapq.heappop(events)
+        if cores is not None:
+            advance(t)
         if kind == _DISPATCH:
             w = choose(task)
             where[task] = w
@@ -351,6 +378,8 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
                     dt = size / rates.network_bytes
                     link_free[w] = max(link_free[w], t) + dt
                     got = copies[d, w] = link_free[w] + rates.transfer_latency
+                    if cores is not None:
+                        push(link_free[w], _LINK, w)      # the link's end: the cores' sharing changes
                     net_bytes += size
                     link_busy += dt
                 arrive = max(arrive, got)
@@ -358,30 +387,15 @@ def replay(tasks: Sequence[SimTask], workers: int, rates: SimRates, *, slots: in
         elif kind == _INPUTS:
             w = where[task]
             heapq.heappush(queues[w], (-tasks[task].priority, task, task))
-            if cores is None:
-                try_start(t, [w])
-            else:
-                try_start_all(t)
-        else:
-            w = where[task]
-            end[task] = t
-            running[w] -= 1
-            running_all -= 1
-            ready = []
-            for r in dependents[task]:
-                waiting[r] -= 1
-                if waiting[r] == 0:
-                    ready.append(r)
-            release(t, ready)
-            if cores is None:
-                try_start(t, [w])
-            else:
-                try_start_all(t)
+            try_start(t, w)
+        elif kind == _DONE:
+            finish(t, task)
     if any(math.isnan(e) for e in end):
         raise RuntimeError("the simulation ended with tasks that never ran (a dependency cycle?)")
     cp = critical_path(tasks, rates, run_time)
     top = max(range(workers), key=lambda w: (busy[w], -w))
-    return Simulation(time_s=max(end) if nt else 0.0, compute_s=sum(busy) / (workers * slots),
+    lanes = workers * slots if cores is None else min(workers * slots, cores)
+    return Simulation(time_s=max(end) if nt else 0.0, compute_s=sum(busy) / lanes,
                       transfers_s=link_busy / workers, scheduler_s=nt * rates.task_seconds, critical_path_s=cp,
                       busiest_worker=top, busiest_worker_s=busy[top], network_bytes=net_bytes, n_tasks=nt,
                       workers=workers, slots=slots, start_s=tuple(start), end_s=tuple(end))
@@ -402,7 +416,7 @@ def critical_path(tasks: Sequence[SimTask], rates: SimRates, run_time: Callable[
 
 
 def simulate(n: int, block_size: int, workers: int, rates: SimRates, *, assume: str = "spd", mode: str = "memory",
-             itemsize: int = 8, slots: int = 1, cores: int | None = None, placement: str = "block-cyclic",
+             itemsize: int = 8, slots: int = 1, cores: float | None = None, placement: str = "block-cyclic",
              priority: str = "panel") -> Simulation:
     """The engine's graph (:func:`engine_tasks`) replayed on ``workers`` workers (:func:`replay`)."""
     tasks = engine_tasks(n, block_size, workers, assume=assume, mode=mode, itemsize=itemsize, placement=placement,
