@@ -273,17 +273,16 @@ class MemoryWatch:
 def _annotations(client, run: str | None, task_bytes: dict | None, nt: int, tiles_total: int, budget):
     """The scheduling hints of a run on a cluster (priorities, block-cyclic placement, tracked bytes per task) and
     its memory accounting (None for products and spectra, which still get the dashboard page)."""
-    from ..engine.placement import BlockCyclic, PanelPriority
+    from ..engine.placement import PanelPriority, block_cyclic
     from .budget import Accounting, TaskBytes, register_extensions
 
     annotations: dict[str, Any] = {}
     if config.get("scheduling.priority", "panel") == "panel":
         annotations["priority"] = PanelPriority()
-    if config.get("scheduling.placement", "block-cyclic") == "block-cyclic":
-        workers = sorted(client.scheduler_info().get("workers", {}))
-        if len(workers) > 1:
-            annotations["workers"] = BlockCyclic(workers)
-            annotations["allow_other_workers"] = True
+    owners = block_cyclic(client.scheduler_info().get("workers", {}))
+    if owners is not None:                       # the same owners the exact engine's scatter placed the tiles on
+        annotations["workers"] = owners
+        annotations["allow_other_workers"] = True
     accounting = None
     if run is not None and task_bytes is not None:
         accounting = Accounting(client, run)
