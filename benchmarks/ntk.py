@@ -24,8 +24,9 @@ contender), so that a tile of a few milliseconds is not timed against the time s
   NTK-vector products (target >= 10x faster) and Jacobian contraction (structured timed twice, the others once);
   memory per tile: the working set XLA assigns to the structured tile's compiled stages, as a multiple of the tile
   plus the per-point factors it caches (deltas and recorded operands), and the RSS growth seen during the call.
-  A contender whose time on the full tile would exceed ``--cap`` seconds is timed on smaller tiles (doubling from
-  4 points) and extrapolated by a*N + b*N^2 fitted to its last two (rows say "est.").
+  A contender whose time on the full tile would exceed ``--cap`` seconds is estimated (rows say "est."): NTK-vector
+  products from a strip of the tile (all N row points by c column points, scaled by N/c), Jacobian contraction from
+  smaller tiles (doubling from 4 points) by a*N + b*N^2 fitted to its last two.
 * e2e: the traced NTK of a Flax 1-D CNN on ``--e2e-n`` MNIST-1D points through the exact engine on ``--workers``
   local worker processes: wall time split into tiles and factorization (the factorization alone timed on a
   same-size SPD matrix read from .npy: Cholesky's work does not depend on the values), peak RSS per worker; then
@@ -137,6 +138,26 @@ def ladder(src, N: int, cap: float) -> tuple[float, bool]:
     b = max(0.0, (t2 / k2 - t1 / k1) / (k2 - k1))
     a = max(0.0, t2 / k2 - b * k2)
     return a * N + b * N * N, True
+
+
+def strip(src, N: int, cap: float) -> tuple[float, bool]:
+    """(time, estimated) of NTK-vector products on the N-point tile: the tile itself where a strip of its columns
+    predicts it within ``cap`` s, else N/c × the time of the strip of all N row points by c column points (c doubled
+    while the strip takes under cap/8). The algorithm is a loop over column points (a ``vjp`` at the column, a
+    ``jvp`` over all rows), so a strip's time per column is the tile's, at the tile's row count; the a·N + b·N²
+    ladder fitted on small tiles read the per-column cost at a few rows and, under load, came out linear (b = 0)."""
+    rows_per = src.n_outputs if src.outputs == "full" else 1
+    m, c = N * rows_per, 1
+    while True:
+        cols = np.arange(c * rows_per)
+        src.block(np.arange(m), cols)                               # compile this shape
+        t, _ = timed(lambda: src.block(np.arange(m), cols))
+        if t * N / c <= cap:
+            tile_time(src, N)                                       # compile the tile's shape
+            return tile_time(src, N), False
+        if 2 * c > N or 2 * t > cap / 8:
+            return t * N / c, True
+        c *= 2
 
 
 def xla_bytes(src, N) -> int:
@@ -314,7 +335,7 @@ def versus(label, src_of, N, args, extra=None):
             f"{xb / 2**20:.0f} MiB = {xb / base:4.2f}x (tile {m * m * 8 / 2**20:.0f} + factors {fb / 2**20:.0f} MiB), "
             f"RSS growth {mem.growth / 2**20:.0f} MiB")
     for impl in ("ntvp", "jacobian"):
-        t, est = ladder(src_of(impl), N, args.cap)
+        t, est = (strip if impl == "ntvp" else ladder)(src_of(impl), N, args.cap)
         out[impl] = t
         line += f"; {impl} {t:8.2f} s{' est.' if est else ''} ({t / t_s:6.1f}x structured)"
     print(line, flush=True)
