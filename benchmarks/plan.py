@@ -68,7 +68,8 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, pids: list
     import dlogdet
     from dlogdet.engine.plan import plan_exact
     from dlogdet.runtime import memory
-    from dlogdet.runtime.costs import CpuMeter, calibrate_cluster, calibrate_task_cpu, calibrate_tasks
+    from dlogdet.runtime.costs import (CpuMeter, calibrate_cluster, calibrate_store_cpu, calibrate_task_cpu,
+                                       calibrate_tasks)
     from dlogdet.runtime.simulate import SimRates, simulate
     from dlogdet.sources.kron import KronSource
 
@@ -89,11 +90,18 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, pids: list
             time.sleep(1.0)
         task_cpu = calibrate_task_cpu(client, b, pids)[0]
         before = {k: v[0] for k, v in calibrate_tasks(client, b, src, where, rounds=2).items()}
+        store_cpu = []                    # out of core: the store's rate per core, in a graph of store tasks
+
+        def store_rate() -> None:
+            if mode == "store":
+                store_cpu.append(calibrate_store_cpu(client, b, pids, scratch, task_cpu)[0])
+        store_rate()
         with CpuMeter(pids) as m_run:
             t0 = time.perf_counter()
             r = dlogdet.logdet(src, client=client, budget=budget, scratch=scratch)
             call = time.perf_counter() - t0
         after = {k: v[0] for k, v in calibrate_tasks(client, b, src, where, rounds=2).items()}
+        store_rate()
     d = r.diagnostics
     assert d["block_size"] == b and d["mode"] == mode, (d["block_size"], b, d["mode"], mode)
     rel = abs(r.logdet - src.closed_form_logdet()) / abs(src.closed_form_logdet())
@@ -116,6 +124,9 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, pids: list
 
     # time per unit of work is what adds up: the per-core rates before and after are averaged harmonically
     pb, pa = per_core(before), per_core(after)
+    if store_cpu:   # the store's CPU per byte in a graph (the cluster's, as the engine's store tasks use it), not
+        # one tile's save and load timed alone over the kernels' share of a core
+        pb["io_bytes"], pa["io_bytes"] = store_cpu
     both = {k: 2.0 / (1.0 / pb[k] + 1.0 / pa[k]) for k in pb}
     # during the run: the cores other processes left it (the machine's busy time less the cluster's), less the
     # cluster's idle load; before it (a forecast): what the workers' share of a core says
@@ -160,7 +171,9 @@ def main() -> None:
                       f" + {cal.get('transfer_latency', (0.0,))[0] * 1e3:.1f} ms/fetch, cluster CPU "
                       f"{row['task_cpu'] * 1e3:.1f} ms/task; cores free for the run {row['cores']:.2f} (before it "
                       f"{row['cores_ahead']:.2f}); the cluster's processes used {row['ours']:.2f} cores; kernels had "
-                      f"{row['share']:.2f} of a core each when timed", flush=True)
+                      f"{row['share']:.2f} of a core each when timed"
+                      + (f"; store {row['rates'].io_bytes / 1e9:.2f} GB/s per core in a graph" if mode == "store"
+                         else ""), flush=True)
                 print(f"  n={n:>6} {mode:<6} b={row['b']:>5} tasks={row['tasks']:>5}  measured {row['measured']:7.2f} s"
                       f"  simulated {s.time_s:7.2f} s  ratio {s.time_s / row['measured']:.2f}  (ahead "
                       f"{row['ahead'].time_s:.2f} s; GEMM {row['rates'].gemm_flops / 1e9:.1f} GFLOP/s, after/before "
