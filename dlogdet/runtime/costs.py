@@ -505,7 +505,8 @@ def calibrate_store_cpu(client, b: int, pids, scratch: str | None = None, task_c
     own_rate = moved / own if own > 0 else math.inf
     return rate, own_rate, (f"measured here: {tasks} store tasks of {b}x{b} tiles on {len(workers)} workers "
                             f"({moved / 1e9:.2f} GB read and written), {store_cpu:.2f} s of the cluster's CPU "
-                            f"besides {task_cpu * 1e3:.1f} ms per task ({own:.2f} s in the tasks' own threads, {wall:.2f} s of their wall time): "
+                            f"besides {task_cpu * 1e3:.1f} ms per task ({own:.2f} s in the tasks' own threads, "
+                            f"{wall:.2f} s of their wall time): "
                             f"{rate / 1e9:.2f} GB/s per core")
 
 
