@@ -127,7 +127,7 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, pids: list
 
     # time per unit of work is what adds up: the per-core rates before and after are averaged harmonically
     pb, pa = per_core(before), per_core(after)
-    alone = 2.0 / (1.0 / pb["io_bytes"] + 1.0 / pa["io_bytes"])
+    alone = 2.0 / (1.0 / pb["io_bytes"] + 1.0 / pa["io_bytes"]) if store_cpu else math.inf
     if store_cpu:   # the store's CPU per byte in a graph (the cluster's, as the engine's store tasks use it), not
         # one tile's save and load timed alone over the kernels' share of a core
         pb["io_bytes"], pa["io_bytes"] = store_cpu
