@@ -12,8 +12,11 @@ dlogdet.runtime.simulate with rates measured here, just before the run:
   (dlogdet.runtime.costs.calibrate_tasks): the flop rates of the engine's kernels on one BLAS thread at the run's
   tile size b (trailing update, factor, panel solve, diagonal update), and the share of a core their thread had
   meanwhile (its CPU time over its wall time); loads, generating one b×b tile of the source and checking it, as
-  the first task that reads it does; disk (out of core), saving and loading one b×b tile in the scratch directory,
-  as a store task does;
+  the first task that reads it does;
+* out of core, the tile store's rate on a core of its own as the engine's store tasks use it, in a graph
+  (dlogdet.runtime.costs.calibrate_store_cpu, before and after the run): chains of store tasks on every worker at
+  once, each reading two b×b tiles, writing one, logging it and deleting its input in the scratch directory, charged
+  with the CPU time of the cluster's processes less their CPU per task (calibrate_task_cpu): bytes per CPU second;
 * per-task costs and network, just before the run: dlogdet.runtime.costs.calibrate_cluster on the same cluster
   (200 tiny tasks, chains of 40, alternating between two workers or not, a 16 MiB transfer between two workers);
 * the cores: the local workers, the scheduler (a thread of this process) and everything else on the machine share
@@ -68,7 +71,8 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, pids: list
     import dlogdet
     from dlogdet.engine.plan import plan_exact
     from dlogdet.runtime import memory
-    from dlogdet.runtime.costs import CpuMeter, calibrate_cluster, calibrate_task_cpu, calibrate_tasks
+    from dlogdet.runtime.costs import (CpuMeter, calibrate_cluster, calibrate_store_cpu, calibrate_task_cpu,
+                                       calibrate_tasks)
     from dlogdet.runtime.simulate import SimRates, simulate
     from dlogdet.sources.kron import KronSource
 
@@ -89,11 +93,18 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, pids: list
             time.sleep(1.0)
         task_cpu = calibrate_task_cpu(client, b, pids)[0]
         before = {k: v[0] for k, v in calibrate_tasks(client, b, src, where, rounds=2).items()}
+        store_cpu = []                    # out of core: the store's rate per core, in a graph of store tasks
+
+        def store_rate() -> None:
+            if mode == "store":
+                store_cpu.append(calibrate_store_cpu(client, b, pids, scratch, task_cpu)[0])
+        store_rate()
         with CpuMeter(pids) as m_run:
             t0 = time.perf_counter()
             r = dlogdet.logdet(src, client=client, budget=budget, scratch=scratch)
             call = time.perf_counter() - t0
         after = {k: v[0] for k, v in calibrate_tasks(client, b, src, where, rounds=2).items()}
+        store_rate()
     d = r.diagnostics
     assert d["block_size"] == b and d["mode"] == mode, (d["block_size"], b, d["mode"], mode)
     rel = abs(r.logdet - src.closed_form_logdet()) / abs(src.closed_form_logdet())
@@ -116,15 +127,20 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, pids: list
 
     # time per unit of work is what adds up: the per-core rates before and after are averaged harmonically
     pb, pa = per_core(before), per_core(after)
+    alone = 2.0 / (1.0 / pb["io_bytes"] + 1.0 / pa["io_bytes"]) if store_cpu else math.inf
+    if store_cpu:   # the store's CPU per byte in a graph (the cluster's, as the engine's store tasks use it), not
+        # one tile's save and load timed alone over the kernels' share of a core
+        pb["io_bytes"], pa["io_bytes"] = store_cpu
     both = {k: 2.0 / (1.0 / pb[k] + 1.0 / pa[k]) for k in pb}
     # during the run: the cores other processes left it (the machine's busy time less the cluster's), less the
     # cluster's idle load; before it (a forecast): what the workers' share of a core says
     free = max(0.25, cores - m_run.background - idle.ours / idle.wall)
     free_ahead = free_cores(before["core_share"])
     sim, rates = sim_with(both, free)
+    sim_alone = sim_with({**both, "io_bytes": alone}, free)[0] if store_cpu else sim   # as before calibrate_store_cpu
     ahead, _ = sim_with(pb, free_ahead)
     return dict(n=n, workers=workers, mode=mode, b=b, tasks=d["n_tasks"], measured=d["wall_time"], call=call,
-                sim=sim, ahead=ahead, rates=rates, rel=rel, drift=pa["gemm_flops"] / pb["gemm_flops"],
+                sim=sim, sim_alone=sim_alone, ahead=ahead, rates=rates, rel=rel, drift=pa["gemm_flops"] / pb["gemm_flops"],
                 cal=cal, cores=free, cores_ahead=free_ahead, task_cpu=task_cpu, share=before["core_share"],
                 ours=m_run.ours / m_run.wall)
 
@@ -160,7 +176,10 @@ def main() -> None:
                       f" + {cal.get('transfer_latency', (0.0,))[0] * 1e3:.1f} ms/fetch, cluster CPU "
                       f"{row['task_cpu'] * 1e3:.1f} ms/task; cores free for the run {row['cores']:.2f} (before it "
                       f"{row['cores_ahead']:.2f}); the cluster's processes used {row['ours']:.2f} cores; kernels had "
-                      f"{row['share']:.2f} of a core each when timed", flush=True)
+                      f"{row['share']:.2f} of a core each when timed"
+                      + (f"; store {row['rates'].io_bytes / 1e9:.2f} GB/s per core in a graph (simulated "
+                         f"{row['sim_alone'].time_s:.2f} s, ratio {row['sim_alone'].time_s / row['measured']:.2f}, "
+                         f"with the store timed alone)" if mode == "store" else ""), flush=True)
                 print(f"  n={n:>6} {mode:<6} b={row['b']:>5} tasks={row['tasks']:>5}  measured {row['measured']:7.2f} s"
                       f"  simulated {s.time_s:7.2f} s  ratio {s.time_s / row['measured']:.2f}  (ahead "
                       f"{row['ahead'].time_s:.2f} s; GEMM {row['rates'].gemm_flops / 1e9:.1f} GFLOP/s, after/before "
@@ -184,6 +203,10 @@ def main() -> None:
     print()
     print(f"simulated / measured: median {float(np.median(ratios)):.2f}, range {min(ratios):.2f}-{max(ratios):.2f}; "
           f"{within} of {len(ratios)} within 25% (target: all), worst {worst:.0%} off")
+    alone = [row["sim_alone"].time_s / row["measured"] for row in rows]
+    print(f"with the store timed alone (one tile saved and loaded, over the kernels' share of a core): median "
+          f"{float(np.median(alone)):.2f}, range {min(alone):.2f}-{max(alone):.2f}; "
+          f"{sum(abs(r - 1) <= 0.25 for r in alone)} of {len(alone)} within 25%")
     ahead = [row["ahead"].time_s / row["measured"] for row in rows]
     print(f"ahead (rates before the run only) / measured: median {float(np.median(ahead)):.2f}, range "
           f"{min(ahead):.2f}-{max(ahead):.2f}; {sum(abs(r - 1) <= 0.25 for r in ahead)} of {len(ahead)} within 25%")

@@ -300,3 +300,21 @@ def test_calibrate_task_cpu_in_a_graph_of_tiles():
         assert len(pids) == 3                      # this process (client, scheduler, nannies) and two workers
         per_task, how = calibrate_task_cpu(client, 256, pids, per_worker=4)
     assert 0 < per_task < 1 and how.startswith("measured here: 16 tasks of 256x256 tiles on 2 workers")
+
+
+def test_calibrate_store_cpu_in_a_graph_of_store_tasks(tmp_path):
+    """The tile store's rate per core in a graph of store tasks on two local workers: bytes over CPU seconds, so at
+    most the rate of the tasks' own threads (the cluster's CPU is at least theirs); the store's files are gone
+    afterwards; and it says what it measured (2 workers x 8 tasks, each moving three 128x128 float64 tiles)."""
+    from distributed import Client, LocalCluster
+
+    from dlogdet.runtime.costs import calibrate_store_cpu, cluster_pids
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
+        pids = cluster_pids(client)
+        rate, own, how = calibrate_store_cpu(client, 128, pids, str(tmp_path), task_cpu=0.0, per_worker=8)
+    assert 0 < rate <= own < float("inf")
+    assert list(tmp_path.iterdir()) == []
+    moved = 2 * 8 * 3 * 8 * 128 * 128
+    assert how.startswith(f"measured here: 16 store tasks of 128x128 tiles on 2 workers ({moved / 1e9:.2f} GB")

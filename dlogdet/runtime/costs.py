@@ -431,6 +431,85 @@ def calibrate_task_cpu(client, b: int, pids, per_worker: int = 12) -> tuple[floa
                       f"{per_task * 1e3:.1f} ms of the cluster's CPU per task besides the task's own")
 
 
+def _store_seed(root: str, names: tuple[str, ...], b: int) -> int:
+    """Write the first tiles of a store calibration chain (outside the measured graph)."""
+    import numpy as np
+
+    from ..engine.store import TileStore
+
+    store = TileStore(root)
+    x = np.random.default_rng(len(names)).standard_normal((b, b))
+    for name in names:
+        store.save(name, x)
+    return len(names)
+
+
+def _store_task(root: str, name_in: str, panel: str, name_out: str, *after) -> tuple[float, float]:
+    """One store task without its kernel: read its tile and a panel tile from the store, write its output (the
+    tile read), log it, delete its input, as ``dlogdet.engine.store.run_task`` does; its thread's CPU seconds and its
+    wall seconds."""
+    from ..engine.store import TileStore
+
+    store = TileStore(root)
+    c0, t0 = time.thread_time(), time.perf_counter()
+    c, p = store.load(name_in), store.load(panel)
+    store.save(name_out, c)
+    del c, p
+    store.log_computed(name_out)
+    store.delete(name_in)
+    return time.thread_time() - c0, time.perf_counter() - t0
+
+
+def calibrate_store_cpu(client, b: int, pids, scratch: str | None = None, task_cpu: float = 0.0,
+                        per_worker: int | None = None) -> tuple[float, float, str]:
+    """The tile store's rate on a core of its own as a running factorization uses it, measured in a graph: on
+    every worker at once, a chain of ``per_worker`` store tasks (default: about 0.25 GB of store traffic per worker,
+    at least 8 tasks), each reading its b×b tile and a panel tile, writing its output, logging it and deleting its
+    input (``dlogdet.engine.store.run_task`` less its kernel) in a tile store under ``scratch``. The store's CPU is
+    the CPU time of the cluster's processes (``pids``: :func:`cluster_pids`) during the graph less ``task_cpu``
+    per task (the cluster's CPU per task besides the task's own thread, :func:`calibrate_task_cpu`, which the
+    simulation charges apart), and at least the tasks' own threads' CPU time.
+
+    Returns (bytes per CPU second: :class:`dlogdet.runtime.simulate.SimRates`' ``io_bytes`` on shared cores,
+    bytes per CPU second of the tasks' own threads, how)."""
+    import shutil
+
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    tile = 8 * b * b
+    per_task = 3 * tile                                   # two tiles read, one written
+    if per_worker is None:
+        per_worker = max(8, min(40, math.ceil(2.5e8 / per_task)))
+    root = tempfile.mkdtemp(prefix="dlogdet-storecal-", dir=scratch)
+    try:
+        seeds = [client.submit(_store_seed, root, (f"p{i}.npy", f"c{i}-0.npy"), b, workers=[w],
+                               allow_other_workers=False, pure=False) for i, w in enumerate(workers)]
+        client.gather(seeds)
+        del seeds
+        with CpuMeter(pids) as m:
+            ends = []
+            for i, w in enumerate(workers):
+                f = None
+                for k in range(per_worker):
+                    args = (root, f"c{i}-{k}.npy", f"p{i}.npy", f"c{i}-{k + 1}.npy") + ((f,) if f is not None else ())
+                    f = client.submit(_store_task, *args, workers=[w], allow_other_workers=False, pure=False)
+                    ends.append(f)
+            got = client.gather(ends)
+            own, wall = sum(g[0] for g in got), sum(g[1] for g in got)
+            del ends, f
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    tasks = per_worker * len(workers)
+    moved = tasks * per_task
+    store_cpu = max(own, m.ours - tasks * task_cpu)
+    rate = moved / store_cpu if store_cpu > 0 else math.inf
+    own_rate = moved / own if own > 0 else math.inf
+    return rate, own_rate, (f"measured here: {tasks} store tasks of {b}x{b} tiles on {len(workers)} workers "
+                            f"({moved / 1e9:.2f} GB read and written), {store_cpu:.2f} s of the cluster's CPU "
+                            f"besides {task_cpu * 1e3:.1f} ms per task ({own:.2f} s in the tasks' own threads, "
+                            f"{wall:.2f} s of their wall time): "
+                            f"{rate / 1e9:.2f} GB/s per core")
+
+
 def resolve_rates(given: dict[str, float], do_calibrate: bool, gpu: bool,
                   cluster: dict[str, tuple[float, str]] | None = None) -> Rates:
     """The rates of a plan: given ones, else measured (``do_calibrate``: GEMM and disk here; ``cluster``: what
