@@ -63,8 +63,8 @@ class NTKSource(TileSource):
         rules form where they are cheapest), its memory is the per-point factors rather than N·O·P, and it is far
         below NTK-vector products' N²·O forward passes. Where the flop counts tie, they do not rank the two: on conv
         nets per-point ``jacrev`` through convolutions runs 9–36× slower on CPUs than the patches product, while on
-        a small transformer block (P ≈ 61,000, O = 10) Jacobian contraction took 0.6–0.9× structured's time on
-        tiles of 64 and 256 points. There its Jacobians outgrow :data:`JACOBIAN_BYTES` from 221 points per tile, so
+        a small transformer block (P ≈ 61,000, O = 10) Jacobian contraction took 0.6–1.2× structured's time on
+        tiles of 64 and 256 points (two runs). There its Jacobians outgrow :data:`JACOBIAN_BYTES` from 221 points per tile, so
         picking by flops would gain at most 1.7× on smaller tiles, and lose 9–36× wherever the tie misleads the
         other way (measured: docs/benchmarks/ntk.md). Where
         the model does not trace, the cheaper by :meth:`estimates` of ``"jacobian"`` (while a tile's Jacobians
