@@ -9,21 +9,21 @@ dlogdet.logdet on the cluster, and the engine's graph for the same n, tile and w
 dlogdet.runtime.simulate with rates measured here, just before the run:
 
 * on every worker at once, median over workers and 2 rounds, each kernel repeated for at least 0.25 s
-  (dlogdet.runtime.costs.calibrate_tasks): the flop rates of the engine's kernels on one BLAS thread at the run's
+  (dlogdet.runtime.calibrate.calibrate_tasks): the flop rates of the engine's kernels on one BLAS thread at the run's
   tile size b (trailing update, factor, panel solve, diagonal update), and the share of a core their thread had
   meanwhile (its CPU time over its wall time); loads, generating one b×b tile of the source and checking it, as
   the first task that reads it does;
 * out of core, the tile store's rate on a core of its own as the engine's store tasks use it, in a graph
-  (dlogdet.runtime.costs.calibrate_store_cpu, before and after the run): chains of store tasks on every worker at
+  (dlogdet.runtime.calibrate.calibrate_store_cpu, before and after the run): chains of store tasks on every worker at
   once, each reading two b×b tiles, writing one, logging it and deleting its input in the scratch directory, charged
   with the CPU time of the cluster's processes less their CPU per task (calibrate_task_cpu): bytes per CPU second;
-* per-task costs and network, just before the run: dlogdet.runtime.costs.calibrate_cluster on the same cluster
+* per-task costs and network, just before the run: dlogdet.runtime.calibrate.calibrate_cluster on the same cluster
   (200 tiny tasks, chains of 40, alternating between two workers or not, a 16 MiB transfer between two workers);
 * the cores: the local workers, the scheduler (a thread of this process) and everything else on the machine share
   its cores. The simulation gives each task its rate on a core of its own (the measured rate over the share of a
   core it had) and shares the cores the run had among the running tasks and the working scheduler (processor
   sharing, dlogdet.runtime.simulate.replay's cores): the machine's cores less the load of the other processes
-  (dlogdet.runtime.costs.CpuMeter: the machine's busy time less the CPU time of this process and the workers).
+  (dlogdet.runtime.calibrate.CpuMeter: the machine's busy time less the CPU time of this process and the workers).
 
 The task rates are measured just before the run and again just after it: "simulated" uses both (harmonic means:
 time per unit of work is what adds up) and the other processes' load during the run; "ahead" uses only what was
@@ -71,8 +71,8 @@ def run_config(client, workers: int, n: int, mode: str, scratch: str, pids: list
     import dlogdet
     from dlogdet.engine.plan import plan_exact
     from dlogdet.runtime import memory
-    from dlogdet.runtime.costs import (CpuMeter, calibrate_cluster, calibrate_store_cpu, calibrate_task_cpu,
-                                       calibrate_tasks)
+    from dlogdet.runtime.calibrate import (CpuMeter, calibrate_cluster, calibrate_store_cpu, calibrate_task_cpu,
+                                           calibrate_tasks)
     from dlogdet.runtime.simulate import SimRates, simulate
     from dlogdet.sources.kron import KronSource
 
@@ -164,7 +164,7 @@ def main() -> None:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
             dlogdet.logdet("kron:m=20,p=20", client=client)          # warm-up: imports on the workers
-            from dlogdet.runtime.costs import cluster_pids
+            from dlogdet.runtime.calibrate import cluster_pids
             pids = cluster_pids(client)
             print(f"{workers} worker(s)", flush=True)
             for n, mode in configs:

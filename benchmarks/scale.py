@@ -89,7 +89,8 @@ def measure(n: int, workers: int, budget: str | int, scratch: str, *, say=say_no
     import dlogdet
     from dlogdet.core.config import parse_bytes
     from dlogdet.engine.plan import plan_exact
-    from dlogdet.runtime.costs import calibrate_cluster, calibrate_tasks, human_time, traffic
+    from dlogdet.runtime.calibrate import calibrate_cluster, calibrate_tasks
+    from dlogdet.runtime.costs import human_time, traffic
     from dlogdet.runtime.simulate import SimRates, simulate
     from dlogdet.sources.kron import KronSource
 

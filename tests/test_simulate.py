@@ -252,7 +252,7 @@ def test_cpu_plan_warns_when_the_scheduler_binds():
 
 def test_calibrate_network_between_two_local_workers():
     """Two local worker processes (loopback), a graph of tiny tasks, a chain, an 8 MiB transfer: positive rates."""
-    from dlogdet.runtime.costs import calibrate_cluster
+    from dlogdet.runtime.calibrate import calibrate_cluster
 
     got = calibrate_cluster(tasks=200, chain=40, nbytes=8 * 2**20)
     assert set(got) == {"task_seconds", "task_latency", "network_bytes", "transfer_latency"}
@@ -263,7 +263,7 @@ def test_calibrate_network_between_two_local_workers():
 
 def test_task_rates_and_the_share_of_a_core():
     """The kernels' rates on one BLAS thread, positive; the share of a core their thread had is in (0, 1]."""
-    from dlogdet.runtime.costs import task_rates_here
+    from dlogdet.runtime.calibrate import task_rates_here
 
     got = task_rates_here(96, KronSource.random(8, 16), rounds=1, min_seconds=0.02)
     assert {"gemm_flops", "potrf_flops", "trsm_flops", "syrk_flops", "load_bytes", "core_share"} <= set(got)
@@ -276,7 +276,7 @@ def test_cpu_meter_counts_our_processes_and_the_rest():
     import os
     import time
 
-    from dlogdet.runtime.costs import CpuMeter
+    from dlogdet.runtime.calibrate import CpuMeter
 
     with CpuMeter([os.getpid()]) as m:
         c0 = time.thread_time()
@@ -292,7 +292,7 @@ def test_calibrate_task_cpu_in_a_graph_of_tiles():
     second for 256x256 tiles, and said how it was measured."""
     from distributed import Client, LocalCluster
 
-    from dlogdet.runtime.costs import calibrate_task_cpu, cluster_pids
+    from dlogdet.runtime.calibrate import calibrate_task_cpu, cluster_pids
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
@@ -308,7 +308,7 @@ def test_calibrate_store_cpu_in_a_graph_of_store_tasks(tmp_path):
     afterwards; and it says what it measured (2 workers x 8 tasks, each moving three 128x128 float64 tiles)."""
     from distributed import Client, LocalCluster
 
-    from dlogdet.runtime.costs import calibrate_store_cpu, cluster_pids
+    from dlogdet.runtime.calibrate import calibrate_store_cpu, cluster_pids
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:

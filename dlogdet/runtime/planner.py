@@ -42,8 +42,9 @@ from ..core.errors import InputError, MemoryBudgetError
 from ..engine.plan import ExactPlan, largest_tile, overhead_tile, plan_exact
 from ..sources.base import check_dtype
 from . import memory
-from .costs import (Rates, calibrate_cluster, check_rates, flop_count, human_time, matrix_tile_bytes, resolve_rates,
-                    times, traffic, transfer_bytes)
+from .calibrate import calibrate_cluster
+from .costs import (Rates, check_rates, flop_count, human_time, matrix_tile_bytes, resolve_rates, times, traffic,
+                    transfer_bytes)
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def plan(n: int, *, workers: int | None = None, budget=None, dtype="float64", as
         Measure the rates here (about a second): a single-threaded 1024² float64 GEMM and a 64 MiB disk round trip.
     calibrate_network : bool
         Measure the network rate and the per-task costs on ``client`` or, without one, between two local worker
-        processes started here (:func:`dlogdet.runtime.costs.calibrate_cluster`, about 10 s).
+        processes started here (:func:`dlogdet.runtime.calibrate.calibrate_cluster`, about 10 s).
     simulate : bool
         Replay the engine's graph on a simulated cluster with these rates (:mod:`dlogdet.runtime.simulate`): the
         plan's ``simulated`` holds its time and parts. Seconds for a graph of 10⁵ tasks.
