@@ -374,7 +374,8 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     # further out than it goes: an RBF kernel on its way to its jitter floor)
     on_loo = (loo is not None and loo.shape[0] == S and w is None
               and not band.law_rejected(t_curv, slope_change))
-    y = _above_floor(loo.mean(axis=0), floor) if loo is not None else d
+    loo_mean = loo.mean(axis=0) if loo is not None else None
+    y = _above_floor(loo_mean, floor) if loo_mean is not None else d
     fitted = y if on_loo else d
     cands = _candidates(fitted, N, parse_order(order), parse_window(window, ns), ridge, w)
     best, fit = cands[0]
@@ -387,7 +388,7 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
     if math.isfinite(probe.alpha):
         # held out against the curve both were fitted to (the leave-one-out mean where the family read it: the
         # same expectation, and noise that no longer drowns the two curves' difference)
-        observed = loo.mean(axis=0) if on_loo else raw
+        observed = loo_mean if on_loo and loo_mean is not None else raw
         probe = probe.replace(weight=_probe_weight(fitted, observed, y, fit, probe, floor))
     parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family, on_loo)
     coef = fit.coef
