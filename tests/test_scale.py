@@ -34,6 +34,12 @@ def test_scaled_down_out_of_core_run_matches_the_closed_form(scale, tmp_path):
     assert 0 < o["disk_peak"] <= o["plan_scratch"] + 2**20
     assert set(o["peak_rss"]) and all(v > 0 for v in o["peak_rss"].values())
     assert set(o["baseline"]) == set(o["peak_rss"])           # the same workers, by name
+    if o["peak_rss_exact"]:     # Linux: the kernel's high-water mark during the run, which no sample can miss
+        assert set(o["peak_rss_exact"]) == set(o["peak_rss"])
+        for w, peak in o["peak_rss_exact"].items():
+            assert peak >= o["peak_rss"][w] - 2**20                      # the samples are a lower bound of it
+            # the promise: a worker's resident set grows by no more than its budget (measured 0.85-0.91 here)
+            assert peak - o["baseline"][w] <= o["budget"], (w, peak, o["baseline"][w])
     assert any(line.startswith("runtime estimate:") for line in lines)
     scale.report(o, say=lines.append)
     assert any("closed form" in line and "met" in line for line in lines)
