@@ -171,11 +171,18 @@ def main():
     for S in sorted({r[1] for r in rows}):
         errs = [r[4] for r in rows if r[1] == S]
         print(f"S={S}: mean |error| over the {len(errs)} cases {100 * np.mean(errs):.2f}%")
-    cov = np.array([r[2] for r in rows])
-    ratio = np.array([r[3] for r in rows])
-    print(f"\nall {len(rows)} (case, S): coverage mean {cov.mean():.3f}, below 0.9 in {int((cov < 0.9).sum())}, above "
-          f"0.98 in {int((cov > 0.98).sum())}; half-width/|err| median {np.median(ratio):.2f}, above 3 in "
-          f"{int((ratio > 3).sum())}")
+    groups = {g: [r for r in rows if r[0] in members] for g, members in bx.GROUPS.items()}
+    groups = {g: rs for g, rs in groups.items() if rs and len(rs) < len(rows)}
+    groups["validation + unseen"] = [r for r in rows if r[0] in bx.GROUPS["validation"] + bx.GROUPS["unseen"]]
+    print()
+    for label, rs in [*groups.items(), (f"all {len(rows)}", rows)]:
+        if not rs:
+            continue
+        cov = np.array([r[2] for r in rs])
+        ratio = np.array([r[3] for r in rs])
+        print(f"{label} ({len(rs)} (case, S)): coverage mean {cov.mean():.3f}, below 0.9 in {int((cov < 0.9).sum())}, "
+              f"above 0.98 in {int((cov > 0.98).sum())}; half-width/|err| median {np.median(ratio):.2f}, above 3 in "
+              f"{int((ratio > 3).sum())}")
 
 
 if __name__ == "__main__":

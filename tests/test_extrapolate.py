@@ -260,6 +260,26 @@ def test_more_subsamples_shrink_the_error_bar():
     assert four.diagnostics["components"]["stat"] < one.diagnostics["components"]["stat"]
 
 
+def test_sampling_part_pools_the_subsamples_own_spread():
+    from dlogdet.linalg.scalinglaw import band
+
+    # by hand: noise 2, estimates (1, 3, 5, 7): s² = 20/3, s²/S = 5/3; (ν₀·4 + 3·5/3) / (ν₀ + 3)
+    nu = band.SPREAD_PRIOR_DOF
+    got, spread = band.pooled_sampling(2.0, [1.0, 3.0, 5.0, 7.0])
+    assert spread == pytest.approx(np.sqrt(5 / 3), rel=1e-12)
+    assert got == pytest.approx(np.sqrt((nu * 4 + 5) / (nu + 3)), rel=1e-12)
+    assert band.pooled_sampling(2.0, [4.0])[0] == 2.0 and np.isnan(band.pooled_sampling(2.0, None)[1])
+    # many subsamples: the spread outweighs a noise profile twice the true sampling error (3/√4000)
+    e = np.random.default_rng(0).normal(10.0, 3.0, size=4000)
+    assert band.pooled_sampling(2 * 3.0 / np.sqrt(4000), e)[0] == pytest.approx(3.0 / np.sqrt(4000), rel=0.05)
+    # in a fit: the spread is that of the subsamples' own estimates (the estimate's floor and cap applied to each)
+    src = uniform_kernel(2000, 2, "matern32", 0.2, seed=6)
+    r = dlogdet.extrapolate(src, n_sub=150, seed=0, subsamples=4)
+    per, c = r.diagnostics["per_subsample"], r.diagnostics["components"]
+    assert len(per) == 4 and c["spread"] == pytest.approx(np.std(per, ddof=1) / 2.0, rel=1e-12)
+    assert min(c["spread"], c["sampling"]) > 0 and r.stderr == pytest.approx(np.hypot(c["sampling"], c["model"]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel, d, ls", [("matern12", 2, 0.2), ("matern32", 2, 0.2), ("matern12", 3, 0.3),
                                            ("matern32", 3, 0.3), ("rbf", 2, 0.1)])

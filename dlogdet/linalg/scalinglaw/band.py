@@ -15,7 +15,12 @@ stderr² = σ²_sampling + σ²_model,   σ²_model = λ·σ²_val + σ²_sel + 
   subsamples by construction, since the mean curve's differences do. Where the family is fitted to the
   leave-one-out curves (:func:`~dlogdet.linalg.scalinglaw.fit_curves`), the same Σ_k (gᵀH)_k²·v_k is scaled by
   :data:`LOO_SAMPLING`²: those curves' noise is correlated along k, so their own differences do not measure it,
-  and the ratio of their fit's spread to this sum was measured instead.
+  and the ratio of their fit's spread to this sum was measured instead. With S ≥ 2 subsamples their own estimates
+  (the chosen window and order fitted to each one's curve) spread by s, and s²/S estimates the same variance from
+  the data of this run, with S − 1 degrees of freedom: the two are pooled as a prior of :data:`SPREAD_PRIOR_DOF`
+  degrees of freedom and the sample's, σ²_sampling = (ν₀·σ²_noise + (S − 1)·s²/S) / (ν₀ + S − 1)
+  (:func:`pooled_sampling`): the noise profile's variance depends on the window and order chosen, and is several
+  times too large in some runs; the subsamples' spread follows the run's own error.
 - **Model (σ_model).** What more subsamples of the same size would not remove:
 
   - σ_sel: the root mean square distance of the next best windows and orders' estimates (floored and capped the
@@ -54,6 +59,12 @@ VALIDATION_WEIGHT = 0.1
 #: window and order chosen as usual, was 0.43–0.98 of it, median 0.61 (0.45 with the window and order held fixed):
 #: ``benchmarks/extrapolate_calibration.py --loo-ratio``).
 LOO_SAMPLING = 0.6
+#: Degrees of freedom of the noise profile's sampling part when it is pooled with the spread of S ≥ 2 subsamples'
+#: own estimates (why: on the calibration cases of ``benchmarks/extrapolate_calibration.py`` the spread's level
+#: relative to the errors' 90% quantile varies less across cases than the noise profile's, while with S − 1 degrees
+#: of freedom it is noisy itself; 3–4 kept the calibration group's coverage and width (0.90, 3.1×) and narrowed the
+#: other groups' bands most: docs/benchmarks/extrapolate.md).
+SPREAD_PRIOR_DOF = 4.0
 #: Half-width of the moving average of the noise profile, as a fraction of n_s (why: one squared difference is a
 #: χ²₁ variable; 2·5% of the curve averages ~0.1·n_s of them, while the noise level changes slowly along k).
 NOISE_SMOOTHING = 0.05
@@ -63,11 +74,13 @@ NOISE_SMOOTHING = 0.05
 CURVATURE_WEIGHT = 1.0
 
 
-def parts(sampling: float, validation: float, selection: float, curvature: float) -> StderrParts:
+def parts(sampling: float, validation: float, selection: float, curvature: float,
+          spread: float = math.nan) -> StderrParts:
     """The band's parts and the model part they make (module doc)."""
     model = math.sqrt(VALIDATION_WEIGHT * validation ** 2 + selection ** 2 + curvature ** 2)
     return StderrParts(sampling=float(sampling), model=float(model), validation=float(validation),
-                       selection=float(selection), curvature=float(curvature), stat=float(sampling))
+                       selection=float(selection), curvature=float(curvature), stat=float(sampling),
+                       spread=float(spread))
 
 
 def stderr_of(p: StderrParts) -> float:
@@ -89,6 +102,19 @@ def noise_profile(d: np.ndarray) -> np.ndarray:
     r = np.r_[r[:1], r]
     h = max(int(round(NOISE_SMOOTHING * ns)), 2)
     return np.convolve(np.pad(r, h, mode="edge"), np.ones(2 * h + 1) / (2 * h + 1), mode="valid")
+
+
+def pooled_sampling(noise: float, per_subsample) -> tuple[float, float]:
+    """The sampling part from the noise profile's ``noise`` and the S subsamples' own estimates ``per_subsample``:
+    (√((ν₀·noise² + (S − 1)·s²/S) / (ν₀ + S − 1)), s/√S), s their standard deviation and ν₀
+    :data:`SPREAD_PRIOR_DOF` (module doc); ``(noise, nan)`` with fewer than 2 (no spread to measure)."""
+    e = np.asarray(per_subsample if per_subsample is not None else [], dtype=np.float64)
+    S = e.size
+    if S < 2 or not np.all(np.isfinite(e)):
+        return float(noise), math.nan
+    spread2 = float(np.var(e, ddof=1)) / S
+    nu = SPREAD_PRIOR_DOF
+    return math.sqrt((nu * noise * noise + (S - 1) * spread2) / (nu + S - 1)), math.sqrt(spread2)
 
 
 def prediction_variance(hat: np.ndarray, g: np.ndarray, v_window: np.ndarray) -> float:

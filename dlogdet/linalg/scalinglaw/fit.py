@@ -217,15 +217,22 @@ def _candidates(d: np.ndarray, N: int, orders, windows, ridge: float, w) -> list
     return out
 
 
-def _per_subsample(fit: _Fit, curves: np.ndarray, ends: np.ndarray, N: int, ridge: float, w) -> list | None:
+def _per_subsample(fit: _Fit, curves: np.ndarray, ends: np.ndarray, N: int, ridge: float, w,
+                   floor: float | None, upper: float) -> list | None:
     """Each subsample's own estimate with the chosen window and order, from the increment curve the family was
-    fitted to (its leave-one-out curve, or its raw increments) anchored at its ℓ_{n_s} (2 or more subsamples;
-    diagnostics)."""
+    fitted to (its leave-one-out curve, or its raw increments) anchored at its ℓ_{n_s}, read as the estimate is
+    (through the floor, capped by the monotone bound): 2 or more subsamples; their spread enters the band's sampling
+    part (:func:`~dlogdet.linalg.scalinglaw.band.pooled_sampling`)."""
     S, ns = curves.shape
     if S < 2:
         return None
-    return [float(_predict(_fit(curves[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w), ns, float(ends[s]),
-                           [N])[0][0]) for s in range(S)]
+    out = []
+    for s in range(S):
+        f = _fit(curves[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w)
+        e = (float(_predict(f, ns, float(ends[s]), [N])[0][0]) if floor is None
+             else _extrapolated(f, ns, N, float(ends[s]), floor)[0])
+        out.append(min(e, upper))
+    return out
 
 
 def _cumulative(inc, a: int, points, floor: float | None) -> list[float]:
@@ -304,21 +311,23 @@ def _probe_weight(d: np.ndarray, raw: np.ndarray, y: np.ndarray, fit: _Fit, prob
 
 def _band(d: np.ndarray, raw: np.ndarray, fit: _Fit, g: np.ndarray, best: Candidate, cands: list, N: int,
           ell_end: float, floor: float | None, estimate: float, upper: float, probe: BoxCoxProbe,
-          family: str, on_loo: bool) -> StderrParts:
+          family: str, on_loo: bool, per: list | None = None) -> StderrParts:
     """The band's parts (:mod:`~dlogdet.linalg.scalinglaw.band`): the sampling part from the noise profile of the
     raw increments ``d`` (× :data:`~dlogdet.linalg.scalinglaw.band.LOO_SAMPLING` where the family was fitted to the
-    leave-one-out curve), and the model part from the next best candidates, the held-out validation and the probe."""
+    leave-one-out curve) pooled with the spread of the subsamples' own estimates ``per`` (S ≥ 2), and the model
+    part from the next best candidates, the held-out validation and the probe."""
     ns = d.size
     v = band.noise_profile(d)
     scale = band.LOO_SAMPLING ** 2 if on_loo else 1.0
     sampling = math.sqrt(scale * band.prediction_variance(fit.hat, g, v[fit.n0:fit.n1])
                          + band.anchor_variance(band.noise_profile(raw), ns, N))
+    sampling, spread = band.pooled_sampling(sampling, per)
     # the choice: root mean square distance of the next best candidates' estimates (floored and capped alike)
     others = [min(_extrapolated(f, ns, N, ell_end, floor)[0], upper) for _, f in cands[1:TOP_CANDIDATES]]
     selection = math.sqrt(float(np.mean([(e - estimate) ** 2 for e in others]))) if others else 0.0
     # curvature beyond the window: the other curve's distance, weighed by how well it predicts held-out data
     curvature = band.curvature_part(family, probe.estimate, estimate, probe.weight)
-    return band.parts(sampling, best.model, selection, curvature)
+    return band.parts(sampling, best.model, selection, curvature, spread)
 
 
 def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float = 0.0, loo=None,
@@ -390,7 +399,9 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         # same expectation, and noise that no longer drowns the two curves' difference)
         observed = loo_mean if on_loo and loo_mean is not None else raw
         probe = probe.replace(weight=_probe_weight(fitted, observed, y, fit, probe, floor))
-    parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family, on_loo)
+    per = _per_subsample(fit, _above_floor(loo, floor) if on_loo else _above_floor(deltas, floor), ell[:, -1], N,
+                         ridge, w, floor, upper)
+    parts = _band(d, raw, fit, g, best, cands, N, ell_end, floor, estimate, upper, probe, family, on_loo, per)
     coef = fit.coef
     coefficients = {"a0": ell_end - float(features([ns], fit.q, fit.r)[0] @ coef), "a1": float(coef[0]),
                     "b": [float(v) for v in coef[1:2 + fit.q]], "c": [float(v) for v in coef[2 + fit.q:]]}
@@ -404,6 +415,6 @@ def fit_curves(ell, n_total: int, *, window="auto", order="auto", ridge: float =
         extrapolation_ratio=N / ns, curvature_t=t_curv, slope_change=slope_change,
         law_rejected=band.law_rejected(t_curv, slope_change), upper_monotone=float(upper),
         falling_bracket=float(falling), validated=bool(best.validated), floor=floor,
-        per_subsample=_per_subsample(fit, _above_floor(loo, floor) if on_loo else deltas, ell[:, -1], N, ridge, w),
+        per_subsample=per,
         candidates=[c for c, _ in cands], ell_mean=np.cumsum(d),
         curves=_curves(fit, probe, ns, N, ell_end, floor, upper))

@@ -13,7 +13,9 @@ from ...core.diagnostics import Record, record
 @record
 class StderrParts(Record):
     """The parts of an extrapolation's stderr (module doc): stderr² = sampling² + model², model² =
-    λ·validation² + selection² + curvature²; ``stat`` is the sampling part's old name (the same number)."""
+    λ·validation² + selection² + curvature²; ``stat`` is the sampling part's old name (the same number); ``spread``
+    the standard deviation of the subsamples' own estimates over √S, pooled into the sampling part (nan with one
+    subsample)."""
 
     sampling: float
     model: float
@@ -21,6 +23,7 @@ class StderrParts(Record):
     selection: float
     curvature: float
     stat: float
+    spread: float = math.nan
 
 
 @record
