@@ -280,6 +280,19 @@ def test_sampling_part_pools_the_subsamples_own_spread():
     assert min(c["spread"], c["sampling"]) > 0 and r.stderr == pytest.approx(np.hypot(c["sampling"], c["model"]))
 
 
+def test_subsamples_estimates_through_the_floor_at_once_equal_one_by_one():
+    from dlogdet.linalg.scalinglaw.family import _extrapolated, _extrapolated_many, _fit
+
+    rng = np.random.default_rng(3)
+    k = np.arange(1, 301.0)
+    fits = [_fit(-0.6 * np.log(k) - 1.0 + 0.02 * rng.standard_normal(300), 15, 300, 1, 1) for _ in range(5)]
+    ends = rng.standard_normal(5)
+    for n_total, floor in ((301, -3.0), (9000, -3.0), (9000, -30.0)):
+        many = _extrapolated_many(np.stack([f.coef for f in fits], axis=1), 1, 1, 300, n_total, ends, floor)
+        one = [_extrapolated(f, 300, n_total, e, floor)[0] for f, e in zip(fits, ends)]
+        assert many == pytest.approx(one, rel=1e-12, abs=1e-9)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel, d, ls", [("matern12", 2, 0.2), ("matern32", 2, 0.2), ("matern12", 3, 0.3),
                                            ("matern32", 3, 0.3), ("rbf", 2, 0.1)])

@@ -134,6 +134,16 @@ def _extrapolated(fit: _Fit, ns: int, n_total: int, ell_end: float, floor: float
     return out, g
 
 
+def _extrapolated_many(coefs: np.ndarray, q: int, r: int, ns: int, n_total: int, ends, floor: float) -> np.ndarray:
+    """:func:`_extrapolated`'s ℓ̂(n_total) through the floor for several fits of one order at once (the columns of
+    ``coefs``, anchored at ``ends``): the design of the extrapolated points is built once for all of them."""
+    out = np.array(ends, dtype=np.float64)
+    step = max((1 << 22) // max(coefs.shape[1], 1), 1 << 12)
+    for a in range(ns + 1, n_total + 1, step):
+        out += np.logaddexp(_design(a - 1, min(a + step, n_total + 1) - 1, q, r) @ coefs, floor).sum(axis=0)
+    return out
+
+
 def _above_floor(d: np.ndarray, floor: float | None) -> np.ndarray:
     """The increments' excess over the floor, log(e^δ − e^floor) (at least log(1e-6) + floor: an increment on the
     floor carries no law): the part of an increment that follows the scaling law, where δ itself bends onto the

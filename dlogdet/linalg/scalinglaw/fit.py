@@ -10,7 +10,8 @@ import numpy as np
 
 from ...core.errors import ExtrapolationError, InputError, warn_renamed
 from . import band
-from .family import CACHED_ROWS, MAX_ORDER, _above_floor, _design, _extrapolated, _Fit, _fit, _growth, _predict, features
+from .family import (CACHED_ROWS, MAX_ORDER, _above_floor, _design, _extrapolated, _extrapolated_many, _Fit, _fit,
+                     _growth, _predict, features)
 from .probe import MIN_START, _boxcox_increments, _boxcox_select, _sum_increments
 from .probe import probe as _probe
 from .records import BoxCoxProbe, Candidate, CurveFit, StderrParts
@@ -226,13 +227,12 @@ def _per_subsample(fit: _Fit, curves: np.ndarray, ends: np.ndarray, N: int, ridg
     S, ns = curves.shape
     if S < 2:
         return None
-    out = []
-    for s in range(S):
-        f = _fit(curves[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w)
-        e = (float(_predict(f, ns, float(ends[s]), [N])[0][0]) if floor is None
-             else _extrapolated(f, ns, N, float(ends[s]), floor)[0])
-        out.append(min(e, upper))
-    return out
+    fits = [_fit(curves[s], fit.n0, fit.n1, fit.q, fit.r, ridge, w) for s in range(S)]
+    if floor is None:
+        est = [float(_predict(f, ns, float(ends[s]), [N])[0][0]) for s, f in enumerate(fits)]
+    else:
+        est = _extrapolated_many(np.stack([f.coef for f in fits], axis=1), fit.q, fit.r, ns, N, ends, floor).tolist()
+    return [min(e, upper) for e in est]
 
 
 def _cumulative(inc, a: int, points, floor: float | None) -> list[float]:
