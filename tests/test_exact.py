@@ -369,6 +369,12 @@ def test_kernel_source_values(rng):
         np.testing.assert_allclose(src.dense(), 2.0 * k + 0.1 * np.eye(7), rtol=1e-12, atol=1e-12)
     s32 = dlogdet.KernelSource(x, dtype=np.float32)
     assert s32.dense().dtype == np.float32
+    # a block of other rows than columns (a subsample's): the jitter exactly where a point meets itself
+    rows, cols = np.array([0, 3, 5, 3]), np.array([5, 1, 0, 3, 6])
+    for name in refs:
+        src = dlogdet.KernelSource(x, kernel=name, lengthscale=0.8, variance=2.0, jitter=0.1)
+        np.testing.assert_allclose(src.block(rows, cols), src.dense()[np.ix_(rows, cols)], rtol=1e-12, atol=1e-12)
+        assert src.block(rows, rows)[1, 3] == src.block(rows, rows)[0, 0] == 2.0 + 0.1      # row 3 twice
 
 
 def test_input_is_not_modified(small_spd):

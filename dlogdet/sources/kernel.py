@@ -7,7 +7,52 @@ import numpy as np
 from ..core.errors import InputError
 from .base import TileSource, check_dtype, content_token
 
-KERNELS = ("rbf", "matern12", "matern32", "matern52")
+
+
+def _rbf(d2: np.ndarray, ls: float) -> np.ndarray:
+    d2 *= -0.5 / (ls * ls)
+    return np.exp(d2, out=d2)
+
+
+def _matern12(d2: np.ndarray, ls: float) -> np.ndarray:
+    r = np.sqrt(d2, out=d2)
+    r *= -1.0 / ls
+    return np.exp(r, out=r)
+
+
+def _matern32(d2: np.ndarray, ls: float) -> np.ndarray:
+    s = np.sqrt(d2, out=d2)
+    s *= np.sqrt(3.0) / ls
+    e = np.exp(np.negative(s))
+    s += 1.0
+    s *= e
+    return s
+
+
+def _matern52(d2: np.ndarray, ls: float) -> np.ndarray:
+    s = np.sqrt(d2, out=d2)
+    s *= np.sqrt(5.0) / ls
+    e = np.exp(np.negative(s))
+    p = s / 3.0                                          # 1 + s + s²/3 = 1 + s·(1 + s/3)
+    p += 1.0
+    p *= s
+    p += 1.0
+    p *= e
+    return p
+
+
+#: Each kernel as a function of the squared distance and the lengthscale, computed in the array it is given.
+_OF_SQUARED_DISTANCE = {"rbf": _rbf, "matern12": _matern12, "matern32": _matern32, "matern52": _matern52}
+KERNELS = tuple(_OF_SQUARED_DISTANCE)
+
+
+def _same_points(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) where rows[i] == cols[j]: the entries where a point meets itself (the diagonal when both are the same
+    distinct points, as a tile or a subsample asks)."""
+    if rows.shape == cols.shape and np.array_equal(rows, cols) and np.unique(rows).size == rows.size:
+        i = np.arange(rows.size)
+        return i, i
+    return np.nonzero(rows[:, None] == cols[None, :])
 
 
 class KernelSource(TileSource):
@@ -63,25 +108,18 @@ class KernelSource(TileSource):
 
     def block(self, rows, cols):
         rows, cols = np.asarray(rows), np.asarray(cols)
-        xr, xc = self.x[rows], self.x[cols]
-        d2 = self._sq[rows][:, None] + self._sq[cols][None, :] - 2.0 * (xr @ xc.T)
-        same = rows[:, None] == cols[None, :]
-        d2[same] = 0.0                                  # exact zeros on the diagonal
+        # squared distances and the kernel computed in place in one array (a subsample's tile is most of its cost)
+        d2 = self.x[rows] @ self.x[cols].T
+        d2 *= -2.0
+        d2 += self._sq[rows][:, None]
+        d2 += self._sq[cols][None, :]
+        i, j = _same_points(rows, cols)
+        d2[i, j] = 0.0                                  # exact zeros where a point meets itself
         np.maximum(d2, 0.0, out=d2)
-        r = np.sqrt(d2) / self.lengthscale
-        if self.kernel == "rbf":
-            k = np.exp(-0.5 * r * r)
-        elif self.kernel == "matern12":
-            k = np.exp(-r)
-        elif self.kernel == "matern32":
-            s = np.sqrt(3.0) * r
-            k = (1.0 + s) * np.exp(-s)
-        else:
-            s = np.sqrt(5.0) * r
-            k = (1.0 + s + s * s / 3.0) * np.exp(-s)
+        k = _OF_SQUARED_DISTANCE[self.kernel](d2, self.lengthscale)
         k *= self.variance
         if self.jitter:
-            k[same] += self.jitter
+            k[i, j] += self.jitter
         return k.astype(self.dtype, copy=False)
 
     def tile(self, r0, r1, c0, c1):
