@@ -52,7 +52,8 @@ def _same_points(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.nda
     if rows.shape == cols.shape and np.array_equal(rows, cols) and np.unique(rows).size == rows.size:
         i = np.arange(rows.size)
         return i, i
-    return np.nonzero(rows[:, None] == cols[None, :])
+    i, j = np.nonzero(rows[:, None] == cols[None, :])
+    return i, j
 
 
 class KernelSource(TileSource):
