@@ -8,7 +8,6 @@ from ..core.errors import InputError
 from .base import TileSource, check_dtype, content_token
 
 
-
 def _rbf(d2: np.ndarray, ls: float) -> np.ndarray:
     d2 *= -0.5 / (ls * ls)
     return np.exp(d2, out=d2)
@@ -109,7 +108,7 @@ class KernelSource(TileSource):
 
     def block(self, rows, cols):
         rows, cols = np.asarray(rows), np.asarray(cols)
-        # squared distances and the kernel computed in place in one array (a subsample's tile is most of its cost)
+        # squared distances and the kernel computed in place in one array (no n×n temporaries, no n×n mask)
         d2 = self.x[rows] @ self.x[cols].T
         d2 *= -2.0
         d2 += self._sq[rows][:, None]
